@@ -1,0 +1,1 @@
+"""Annotation: labels on images, with their author and provenance; the training data."""

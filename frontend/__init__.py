@@ -1,0 +1,1 @@
+"""Browser front end: pages served by Django over the same public API and websocket."""

@@ -1,0 +1,1 @@
+"""Inspection: projects, lines, stations, parts, their images, model runs and verdicts."""

@@ -1,0 +1,30 @@
+from django.contrib import admin
+
+from inspection.models import DefectClass, Image, Inspection, Line, Membership, Part, Project, Station, StationToken, Verdict
+
+admin.site.register([Project, DefectClass, Line, Station, Part, Image])
+
+
+@admin.register(Inspection)
+class InspectionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "project", "part", "station", "status", "received_at"]
+    list_filter = ["status"]
+
+
+@admin.register(Verdict)
+class VerdictAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "part", "outcome", "defect_class", "source", "is_final", "created_at"]
+    readonly_fields = [field.name for field in Verdict._meta.fields]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "user", "project", "role"]
+
+
+@admin.register(StationToken)
+class StationTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "station", "prefix", "label", "created_at", "expires_at", "revoked_at"]
+    # The secret's hash is never editable or shown.
+    exclude = ["secret_sha256"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]

@@ -1,0 +1,334 @@
+"""HTTP API for stations and people: parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.contrib.auth import authenticate, login, logout
+from django.core.files.storage import default_storage
+from django.db.models import QuerySet
+from django.http import FileResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from inspection import selectors, services
+from inspection.auth import StationPrincipal, station_of
+from inspection.errors import Forbidden, InvalidInput, NotFound
+from inspection.models import DefectClass, Inspection, Membership, Part, Project, Verdict
+from inspection.permissions import CAN_MANAGE, IsPerson, IsPersonOrStation, IsStation
+from inspection.serializers import (
+    DefectClassOutputSerializer,
+    InspectionCreateInputSerializer,
+    InspectionOutputSerializer,
+    LoginInputSerializer,
+    MembershipOutputSerializer,
+    MembershipUpdateInputSerializer,
+    PartOutputSerializer,
+    ProjectOutputSerializer,
+    ProjectUpdateInputSerializer,
+    VerdictOutputSerializer,
+)
+
+# --- auth ------------------------------------------------------------------------------
+
+
+@method_decorator(ensure_csrf_cookie, name="get")
+class CsrfApi(APIView):
+    """Sets the CSRF cookie that every unsafe request by a person must echo in X-CSRFToken."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(responses={204: None})
+    def get(self, request: Request) -> Response:
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@method_decorator(csrf_protect, name="post")
+class LoginApi(APIView):
+    """Session login. CSRF-protected (login CSRF) and throttled."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(request=LoginInputSerializer, responses={200: None})
+    def post(self, request: Request) -> Response:
+        serializer = LoginInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request._request, **serializer.validated_data)
+        if user is None or not user.is_active:
+            return Response(
+                {"code": "invalid_credentials", "detail": "Wrong username or password."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        login(request._request, user)
+        return Response(_me(user))
+
+
+class LogoutApi(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        logout(request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeApi(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={200: None})
+    def get(self, request: Request) -> Response:
+        return Response(_me(request.user))
+
+
+def _me(user: Any) -> dict[str, Any]:
+    memberships = Membership.objects.filter(user=user).select_related("project")
+    return {
+        "id": user.pk,
+        "username": user.username,
+        "projects": [{"id": m.project_id, "name": m.project.name, "role": m.role} for m in memberships],
+    }
+
+
+# --- projects --------------------------------------------------------------------------
+
+
+class ProjectListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = ProjectOutputSerializer
+    ordering_fields = ["id", "name"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return selectors.projects_for(user=self.request.user)
+
+
+class ProjectDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = ProjectOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return selectors.projects_for(user=self.request.user)
+
+    @extend_schema(request=ProjectUpdateInputSerializer, responses=ProjectOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        project = selectors.access_project(user=request.user, project_id=pk, roles=CAN_MANAGE)
+        serializer = ProjectUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_update(project=project, **serializer.validated_data)
+        return Response(ProjectOutputSerializer(selectors.projects_for(user=request.user).get(pk=project.pk)).data)
+
+
+class DefectClassFilter(django_filters.FilterSet):
+    class Meta:
+        model = DefectClass
+        fields = ["project"]
+
+
+class DefectClassListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = DefectClassOutputSerializer
+    filterset_class = DefectClassFilter
+    ordering_fields = ["id", "name"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[DefectClass]:
+        return selectors.defect_classes_for(user=self.request.user)
+
+
+# --- inspections -----------------------------------------------------------------------
+
+
+class InspectionFilter(django_filters.FilterSet):
+    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+
+    class Meta:
+        model = Inspection
+        fields = ["project", "station", "status", "part"]
+
+
+class InspectionListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    """GET: inspections the caller may see. POST (stations): submit a part image."""
+
+    permission_classes = [IsPersonOrStation]
+    serializer_class = InspectionOutputSerializer
+    filterset_class = InspectionFilter
+    ordering_fields = ["id", "received_at", "captured_at"]
+    ordering = ["-id"]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[Inspection]:
+        return selectors.inspections_for(user=self.request.user)
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "POST":
+            return [IsStation()]
+        return super().get_permissions()
+
+    @extend_schema(
+        request={"multipart/form-data": InspectionCreateInputSerializer},
+        responses={202: InspectionOutputSerializer, 200: InspectionOutputSerializer},
+        description=(
+            "Submit one image of a part. Answers 202 with the inspection; a repeat with the same "
+            "Idempotency-Key header (or idempotency_key field), or the same image of the same part, "
+            "answers 200 with the first inspection and queues nothing."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        station = station_of(request)
+        assert station is not None  # IsStation
+        serializer = InspectionCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        if "station" in fields and fields["station"] != station.pk:
+            raise Forbidden("This token may only post for its own station.", code="wrong_station")
+        header_key = request.headers.get("Idempotency-Key")
+        if header_key and fields.get("idempotency_key") and header_key != fields["idempotency_key"]:
+            raise InvalidInput("Idempotency-Key header and idempotency_key field differ.")
+        if header_key and (len(header_key) > 128 or not header_key.replace("-", "").replace("_", "").replace(".", "").replace(":", "").isalnum()):
+            raise InvalidInput("Idempotency-Key must be at most 128 letters, digits, '-', '_', '.' or ':'.")
+        result = services.inspection_submit(
+            station=station,
+            image_file=fields["image"],
+            part_serial=fields["part_serial"],
+            sku=fields["sku"],
+            lot=fields["lot"],
+            captured_at=fields.get("captured_at"),
+            idempotency_key=header_key or fields.get("idempotency_key"),
+        )
+        inspection = selectors.inspections_for(user=request.user).get(pk=result.inspection.pk)
+        return Response(
+            InspectionOutputSerializer(inspection).data,
+            status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK,
+        )
+
+
+class InspectionDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPersonOrStation]
+    serializer_class = InspectionOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Inspection]:
+        return selectors.inspections_for(user=self.request.user)
+
+
+class InspectionImageApi(APIView):
+    """The stored (normalised) image bytes. Always an image content type, never sniffable."""
+
+    permission_classes = [IsPersonOrStation]
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request: Request, pk: int) -> FileResponse:
+        inspection = selectors.inspections_for(user=request.user).filter(pk=pk).first()
+        if inspection is None:
+            raise NotFound("Inspection not found.")
+        image = inspection.image
+        response = FileResponse(default_storage.open(image.file, "rb"), content_type=image.content_type)
+        response["Content-Disposition"] = f'inline; filename="inspection-{inspection.pk}.{image.file.rsplit(".", 1)[-1]}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+# --- parts, verdicts, memberships --------------------------------------------------------
+
+
+class PartFilter(django_filters.FilterSet):
+    class Meta:
+        model = Part
+        fields = ["project", "serial", "sku", "lot"]
+
+
+class PartListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = PartOutputSerializer
+    filterset_class = PartFilter
+    ordering_fields = ["id", "created_at"]
+    ordering = ["-id"]
+
+    def get_queryset(self) -> QuerySet[Part]:
+        return selectors.parts_for(user=self.request.user)
+
+
+class PartDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = PartOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Part]:
+        return selectors.parts_for(user=self.request.user)
+
+
+class VerdictFilter(django_filters.FilterSet):
+    class Meta:
+        model = Verdict
+        fields = ["project", "part", "outcome", "source"]
+
+
+class VerdictListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = VerdictOutputSerializer
+    filterset_class = VerdictFilter
+    ordering_fields = ["id", "created_at"]
+    ordering = ["-id"]
+
+    def get_queryset(self) -> QuerySet[Verdict]:
+        return selectors.verdicts_for(user=self.request.user)
+
+
+class VerdictDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = VerdictOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Verdict]:
+        return selectors.verdicts_for(user=self.request.user)
+
+
+class MembershipFilter(django_filters.FilterSet):
+    class Meta:
+        model = Membership
+        fields = ["project"]
+
+
+class MembershipListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = MembershipOutputSerializer
+    filterset_class = MembershipFilter
+    ordering_fields = ["id"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Membership]:
+        return selectors.memberships_for(user=self.request.user)
+
+
+class MembershipDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = MembershipOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Membership]:
+        return selectors.memberships_for(user=self.request.user)
+
+    @extend_schema(request=MembershipUpdateInputSerializer, responses=MembershipOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        membership = self.get_object()
+        serializer = MembershipUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = services.membership_change_role(
+            membership=membership, actor=request.user, role=serializer.validated_data["role"]
+        )
+        return Response(MembershipOutputSerializer(membership).data)
+
+
+__all__ = ["StationPrincipal"]

@@ -1,0 +1,76 @@
+"""Run every process of a Loupe box in the foreground: the embedded Redis (when REDIS_URL is
+unset), a Celery inference worker, a Celery training worker, the ASGI server and, with
+``--demo``, the line simulator. Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from workers.embedded_redis import start_embedded_redis
+
+
+class Command(BaseCommand):
+    help = "Start Redis (embedded default), Celery workers, the ASGI server and optionally the demo line."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--demo", action="store_true", help="also run the line simulator")
+        parser.add_argument("--inference-concurrency", type=int, default=2)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        python = sys.executable
+        try:
+            if settings.EMBEDDED_REDIS:
+                children.append(("redis", start_embedded_redis(settings.EMBEDDED_REDIS_SOCKET)))
+                self.stdout.write(f"embedded redis on {settings.EMBEDDED_REDIS_SOCKET}")
+            # Own sessions: the terminal's Ctrl-C reaches only this supervisor, which then
+            # stops the children in order (server first, workers next, Redis last).
+            spawn = {"start_new_session": True, "env": os.environ.copy()}
+            celery = [python, "-m", "celery", "-A", "loupe", "worker", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+            children.append(("worker-inference", subprocess.Popen(
+                [*celery, "-Q", "inference,default", "-c", str(options["inference_concurrency"]), "-n", "inference@%h"], **spawn)))
+            children.append(("worker-training", subprocess.Popen([*celery, "-Q", "training", "-c", "1", "-n", "training@%h"], **spawn)))
+            children.append(("web", subprocess.Popen(
+                [python, "-m", "uvicorn", "loupe.asgi:application", "--host", options["host"], "--port", str(options["port"]),
+                 "--ws-max-size", "65536", "--no-server-header"], **spawn)))
+            if options["demo"]:
+                children.append(("line-simulator", subprocess.Popen(
+                    [python, "manage.py", "simulate_line", "--url", f"http://{options['host']}:{options['port']}"], **spawn)))
+            self.stdout.write(self.style.SUCCESS(f"Loupe is running on http://{options['host']}:{options['port']}/ (Ctrl-C stops it)"))
+            while not stopping:
+                for name, process in children:
+                    if process.poll() is not None:
+                        self.stderr.write(f"{name} exited with status {process.returncode}; stopping everything")
+                        stopping = True
+                        break
+                time.sleep(0.5)
+        finally:
+            for name, process in reversed(children):
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + 15
+            for name, process in reversed(children):
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            self.stdout.write("all processes stopped")

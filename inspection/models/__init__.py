@@ -1,0 +1,24 @@
+from inspection.models.parts import Image, Inspection, Part, Verdict
+from inspection.models.projects import (
+    DefectClass,
+    Line,
+    Membership,
+    Project,
+    Role,
+    Station,
+    StationToken,
+)
+
+__all__ = [
+    "DefectClass",
+    "Image",
+    "Inspection",
+    "Line",
+    "Membership",
+    "Part",
+    "Project",
+    "Role",
+    "Station",
+    "StationToken",
+    "Verdict",
+]

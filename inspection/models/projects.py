@@ -1,0 +1,106 @@
+"""The tenant (Project), its people (Membership), its taxonomy and its cameras."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Project(models.Model):
+    """One product inspected on one or more lines: its defect taxonomy and decision settings.
+
+    Every other row belongs to exactly one project; a project is the unit of tenancy.
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True, max_length=4000)
+    good_class_name = models.CharField(max_length=60, default="good")
+    # Until a model is deployed every part goes to a person (the cold start).
+    auto_fail_threshold = models.FloatField(default=0.9)
+    auto_pass_threshold = models.FloatField(default=0.1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DefectClass(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="defect_classes")
+    name = models.CharField(max_length=60)
+    color = models.CharField(max_length=7, default="#e4572e")  # #rrggbb, validated in the API
+    hotkey = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="defect_class_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Line(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="lines")
+    name = models.CharField(max_length=120)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="line_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Station(models.Model):
+    """A camera position on a line. ``project`` is denormalised from the line for scoping."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="stations")
+    line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="stations")
+    name = models.CharField(max_length=120)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["line", "name"], name="station_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.line.name}/{self.name}"
+
+
+class StationToken(models.Model):
+    """A station's credential. Only a SHA-256 of the secret is stored; ``prefix`` finds the row."""
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="tokens")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_sha256 = models.CharField(max_length=64)
+    label = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator"
+    REVIEWER = "reviewer"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="membership_unique_user_project")]

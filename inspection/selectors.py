@@ -1,0 +1,95 @@
+"""Reads, already scoped to what the caller may see.
+
+Callers are people (project roles through Membership) or stations (their own station only).
+An object outside the caller's scope is reported as ``NotFound``: its existence is not revealed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from inspection.auth import StationPrincipal
+from inspection.errors import Forbidden, NotFound
+from inspection.models import DefectClass, Inspection, Membership, Part, Project, Role, Verdict
+from inspection.permissions import CAN_VIEW
+
+
+def project_ids_for(*, user: Any, roles: Iterable[str] = CAN_VIEW) -> QuerySet[Membership, int]:
+    """Ids of the projects where ``user`` holds one of ``roles``, as a subquery."""
+    if isinstance(user, StationPrincipal) or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Membership.objects.none().values_list("project_id", flat=True)
+    return Membership.objects.filter(user=user, role__in=list(roles)).values_list("project_id", flat=True)
+
+
+def role_in_project(*, user: Any, project_id: int) -> str | None:
+    if isinstance(user, StationPrincipal) or not getattr(user, "is_authenticated", False):
+        return None
+    return Membership.objects.filter(user=user, project_id=project_id).values_list("role", flat=True).first()
+
+
+def access_project(*, user: Any, project_id: int, roles: Iterable[str] = CAN_VIEW) -> Project:
+    """The project if ``user`` is a member; NotFound if not a member, Forbidden if the role is too low."""
+    role = role_in_project(user=user, project_id=project_id)
+    if role is None:
+        raise NotFound("Project not found.")
+    if role not in set(roles):
+        raise Forbidden(f"Your role in this project ({role}) does not allow this.")
+    return Project.objects.get(pk=project_id)
+
+
+def projects_for(*, user: Any) -> QuerySet[Project]:
+    return Project.objects.filter(id__in=project_ids_for(user=user)).prefetch_related("defect_classes")
+
+
+def defect_classes_for(*, user: Any) -> QuerySet[DefectClass]:
+    return DefectClass.objects.filter(project_id__in=project_ids_for(user=user))
+
+
+def _final_verdicts() -> Prefetch[Any]:
+    return Prefetch(
+        "part__verdicts",
+        queryset=Verdict.objects.filter(is_final=True).select_related("defect_class"),
+        to_attr="final_verdicts",
+    )
+
+
+def inspections_for(*, user: Any) -> QuerySet[Inspection]:
+    """People see their projects' inspections; a station sees only its own posts."""
+    base = Inspection.objects.select_related("part", "station", "station__line", "image").prefetch_related(
+        _final_verdicts()
+    )
+    if isinstance(user, StationPrincipal):
+        return base.filter(station_id=user.station.pk)
+    return base.filter(project_id__in=project_ids_for(user=user))
+
+
+def parts_for(*, user: Any) -> QuerySet[Part]:
+    return Part.objects.filter(project_id__in=project_ids_for(user=user)).prefetch_related(
+        Prefetch("verdicts", queryset=Verdict.objects.filter(is_final=True), to_attr="final_verdicts")
+    )
+
+
+def verdicts_for(*, user: Any) -> QuerySet[Verdict]:
+    return Verdict.objects.filter(project_id__in=project_ids_for(user=user)).select_related(
+        "part", "defect_class", "decided_by"
+    )
+
+
+def memberships_for(*, user: Any) -> QuerySet[Membership]:
+    """Members are listed to the admins of a project, and each user sees their own rows."""
+    from django.db.models import Q
+
+    admin_projects = project_ids_for(user=user, roles=[Role.ADMIN])
+    if isinstance(user, StationPrincipal):
+        return Membership.objects.none()
+    return Membership.objects.filter(Q(project_id__in=admin_projects) | Q(user=user)).select_related("user")
+
+
+def final_verdict_of(*, part: Part) -> Verdict | None:
+    prefetched = getattr(part, "final_verdicts", None)
+    if prefetched is not None:
+        return prefetched[0] if prefetched else None
+    return Verdict.objects.filter(part=part, is_final=True).select_related("defect_class").first()

@@ -1,0 +1,152 @@
+"""Serializers validate input and shape output; they never write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from inspection.models import DefectClass, Inspection, Membership, Part, Project, Verdict
+from inspection.selectors import final_verdict_of
+
+
+class StrictInputSerializer(serializers.Serializer):  # type: ignore[type-arg]  # DRF generic default
+    """Refuses fields it does not declare, or declares read-only, instead of dropping them.
+
+    A PATCH that tries to move an object to another project is a 400 with nothing changed
+    (bad-inputs case 2), not a silent 200.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "keys"):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data.keys()) - writable)
+            if unknown:
+                raise serializers.ValidationError({name: "This field cannot be set." for name in unknown})
+        return super().to_internal_value(data)
+
+
+_SERIAL = r"^[\w.\-/:#]+$"
+
+
+class InspectionCreateInputSerializer(StrictInputSerializer):
+    image = serializers.FileField(allow_empty_file=True, use_url=False)
+    part_serial = serializers.RegexField(_SERIAL, max_length=128)
+    sku = serializers.RegexField(_SERIAL, max_length=128, required=False, default="")
+    lot = serializers.RegexField(_SERIAL, max_length=128, required=False, default="")
+    captured_at = serializers.DateTimeField(required=False)
+    station = serializers.IntegerField(required=False, help_text="Optional; must be the token's own station.")
+    idempotency_key = serializers.RegexField(r"^[\w\-.:]+$", max_length=128, required=False)
+
+
+class DefectClassOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = DefectClass
+        fields = ["id", "project", "name", "color", "hotkey"]
+
+
+class VerdictOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    defect_class = serializers.CharField(source="defect_class.name", default=None)
+    decided_by = serializers.CharField(source="decided_by.username", default=None)
+
+    class Meta:
+        model = Verdict
+        fields = ["id", "part", "outcome", "defect_class", "source", "decided_by", "model_version", "created_at"]
+
+
+class PartOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    final_verdict = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Part
+        fields = ["id", "project", "serial", "sku", "lot", "created_at", "final_verdict"]
+
+    def get_final_verdict(self, part: Part) -> dict[str, Any] | None:
+        verdict = final_verdict_of(part=part)
+        return VerdictOutputSerializer(verdict).data if verdict else None
+
+
+class InspectionOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    part = serializers.SerializerMethodField()
+    station = serializers.SerializerMethodField()
+    image = serializers.SerializerMethodField()
+    verdict = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Inspection
+        fields = [
+            "id",
+            "project",
+            "status",
+            "part",
+            "station",
+            "image",
+            "captured_at",
+            "received_at",
+            "finished_at",
+            "model_version",
+            "scores",
+            "latency_ms",
+            "verdict",
+        ]
+
+    def get_part(self, inspection: Inspection) -> dict[str, Any]:
+        return {"id": inspection.part_id, "serial": inspection.part.serial, "sku": inspection.part.sku, "lot": inspection.part.lot}
+
+    def get_station(self, inspection: Inspection) -> dict[str, Any]:
+        station = inspection.station
+        return {"id": station.pk, "name": station.name, "line": station.line.name}
+
+    def get_image(self, inspection: Inspection) -> dict[str, Any]:
+        image = inspection.image
+        return {
+            "width": image.width,
+            "height": image.height,
+            "url": reverse("inspection-image", kwargs={"pk": inspection.pk}),
+        }
+
+    def get_verdict(self, inspection: Inspection) -> dict[str, Any] | None:
+        verdict = final_verdict_of(part=inspection.part)
+        return VerdictOutputSerializer(verdict).data if verdict else None
+
+
+class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    defect_classes = DefectClassOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "description",
+            "good_class_name",
+            "auto_pass_threshold",
+            "auto_fail_threshold",
+            "defect_classes",
+            "created_at",
+        ]
+
+
+class ProjectUpdateInputSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=120, required=False)
+    description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    auto_pass_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    auto_fail_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+
+
+class MembershipOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "project", "user", "username", "role", "created_at"]
+
+
+class MembershipUpdateInputSerializer(StrictInputSerializer):
+    role = serializers.ChoiceField(choices=[choice[0] for choice in Membership._meta.get_field("role").choices or []])
+
+
+class LoginInputSerializer(StrictInputSerializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=256, trim_whitespace=False)

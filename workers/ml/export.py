@@ -1,0 +1,90 @@
+"""ONNX export and INT8 quantisation of the trained networks.
+
+Exports use the TorchScript-based exporter (``dynamo=False``): it needs no extra
+package (the dynamo exporter wants onnxscript) and handles the Lite0 static padding.
+The batch axis is dynamic; height and width are fixed to the manifest's input size.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ONNX_OPSET = 17
+INPUT_NAME = "images"
+
+
+def export_onnx(
+    network: nn.Module,
+    path: Path,
+    *,
+    input_size: tuple[int, int],
+    output_names: Sequence[str],
+) -> None:
+    """Write ``network`` (in eval mode) to ``path`` as a single self-contained ONNX file.
+
+    Input ``images``: float32 (N, 3, H, W), values 0..255. Cost: a few seconds.
+    """
+    network.eval()
+    example = torch.zeros(1, 3, *input_size)
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo; it still works and
+        # is the one that needs no extra dependency.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            network,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=ONNX_OPSET,
+            do_constant_folding=True,
+        )
+
+
+def quantize_int8(source: Path, target: Path, calibration_batches: Sequence[np.ndarray]) -> None:
+    """Static INT8 quantisation (QDQ, per-channel weights, min-max activations).
+
+    ``calibration_batches`` are float32 NCHW input batches (values 0..255) drawn from
+    training images; 8-32 images are enough. Cost: ~seconds per calibration image.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no stubs
+        def __init__(self, batches: Sequence[np.ndarray]) -> None:
+            self._batches: Iterator[np.ndarray] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        # Shape inference + graph optimisation first, as onnxruntime recommends for QDQ.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(target),
+            _Reader(calibration_batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )

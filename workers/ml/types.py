@@ -1,0 +1,72 @@
+"""Plain data exchanged between the Django side and the ML engine.
+
+Nothing here imports Django or torch: the web process can import these types
+without paying for the ML stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+ModelKind = Literal["classifier", "anomaly", "segmenter"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("classifier", "anomaly", "segmenter")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training image.
+
+    ``label`` is a class name; ``None`` or the good-class name means a good part.
+    ``polygons`` are in pixel coordinates of the image (x, y) and are rasterised
+    when ``mask_path`` is absent. A mask is any 8-bit image, non-zero = defect.
+    """
+
+    image_path: Path
+    label: str | None
+    mask_path: Path | None = None
+    polygons: list[list[tuple[float, float]]] | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model says about one image.
+
+    ``heatmap`` is float32 HxW in [0, 1] and ``mask`` uint8 HxW with values {0, 255},
+    both at the resolution of the image given to ``predict``. Fields a kind does not
+    produce are ``None`` (a classifier has no heatmap, an anomaly model no probabilities).
+    """
+
+    label: str | None
+    probabilities: dict[str, float] | None
+    anomaly_score: float | None
+    heatmap: np.ndarray | None
+    mask: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported once per epoch (anomaly: once per feature-extraction chunk)."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    metric: float | None
+    metric_name: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of a finished training run.
+
+    ``artifacts`` maps every file name written to ``out_dir`` (manifest.json included)
+    to its sha256 hex digest; the caller stores it and passes it back to ``load``.
+    """
+
+    kind: str
+    metrics: dict[str, float | dict[str, float]]
+    hyperparameters: dict[str, object]
+    artifacts: dict[str, str]
