@@ -21,7 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from inspection import selectors, services
-from inspection.auth import StationPrincipal, station_of
+from inspection.auth import station_of
 from inspection.errors import Forbidden, InvalidInput, NotFound
 from inspection.models import DefectClass, Inspection, Membership, Part, Project, Verdict
 from inspection.permissions import CAN_MANAGE, IsPerson, IsPersonOrStation, IsStation
@@ -331,4 +331,13 @@ class MembershipDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         return Response(MembershipOutputSerializer(membership).data)
 
 
-__all__ = ["StationPrincipal"]
+
+class HealthApi(APIView):
+    """Liveness for load balancers and docker-compose: the database and Redis answer."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(responses={200: None, 503: None})
+    def get(self, request: Request) -> Response:
+        return Response(*selectors.health())

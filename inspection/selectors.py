@@ -93,3 +93,23 @@ def final_verdict_of(*, part: Part) -> Verdict | None:
     if prefetched is not None:
         return prefetched[0] if prefetched else None
     return Verdict.objects.filter(part=part, is_final=True).select_related("defect_class").first()
+
+
+def health() -> tuple[dict[str, str], int]:
+    """``({component: "ok" | error}, http_status)`` for the database and Redis."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    report: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        report["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001  (a health check reports any failure)
+        report["database"] = type(exc).__name__
+    try:
+        cache.set("loupe:health", "1", timeout=5)
+        report["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        report["redis"] = type(exc).__name__
+    return report, 200 if all(value == "ok" for value in report.values()) else 503

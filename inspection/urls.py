@@ -3,6 +3,7 @@ from django.urls import path
 from inspection import apis
 
 urlpatterns = [
+    path("health", apis.HealthApi.as_view(), name="health"),
     path("auth/csrf", apis.CsrfApi.as_view(), name="auth-csrf"),
     path("auth/login", apis.LoginApi.as_view(), name="auth-login"),
     path("auth/logout", apis.LogoutApi.as_view(), name="auth-logout"),

@@ -242,7 +242,8 @@ def redis_url_with_db(url: str, offset: int) -> str:
     if parsed.scheme == "unix":
         base = int(query.pop("db", ["0"])[0])
         query["db"] = [str(base + offset)]
-        return urlunparse(parsed._replace(query=urlencode(query, doseq=True)))
+        # urlunparse would drop the "//" of a netloc-less URL; redis-py needs unix:///path.
+        return f"unix://{parsed.path}?{urlencode(query, doseq=True)}"
     base = int(parsed.path.lstrip("/") or 0)
     return urlunparse(parsed._replace(path=f"/{base + offset}"))
 
@@ -333,6 +334,7 @@ MEDIA_URL = "/media/"  # never served directly: images go through the scoped API
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": _media_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

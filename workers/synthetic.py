@@ -34,7 +34,7 @@ def textured_surface(rng: np.random.Generator, size: int) -> Image.Image:
     streaks = np.repeat(rng.normal(0.0, 6.0, (1, size)).astype(np.float32), size, axis=0)
     base = 128 + (coarse - coarse.mean()) * 0.8 + streaks + rng.normal(0, 3, (size, size))
     gradient = np.linspace(-10, 10, size, dtype=np.float32)[None, :]
-    return Image.fromarray((base + gradient).clip(0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray((base + gradient).clip(0, 255).astype(np.uint8))
 
 
 def synthetic_part(seed: int, *, size: int = 256, defect: str | None = "random", defect_rate: float = 0.3) -> SyntheticPart:

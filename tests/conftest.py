@@ -1,0 +1,171 @@
+"""What the suite needs, started for real: Redis (the machine's, or an embedded one), the
+database (PostgreSQL when DATABASE_URL says so, else SQLite), a Celery worker process and an
+ASGI server process for the end-to-end tests.
+
+Runs before Django is set up (pytest loads this file first), so the environment it sets
+here is what loupe.settings reads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis as redis_client
+
+
+from tests.bootstrap import REPO, TEST_VAR as _TEST_VAR
+
+def _flush_test_redis() -> None:
+    """Empty the three Redis databases this run uses (broker, cache, channels)."""
+    from django.conf import settings
+
+    for url in (settings.REDIS_BROKER_URL, settings.REDIS_CACHE_URL, settings.REDIS_CHANNELS_URL):
+        redis_client.Redis.from_url(url).flushdb()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import django
+
+    django.setup()
+    _flush_test_redis()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    # Throttle counters and other cache state must not leak between tests.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _empty_media_root() -> Iterator[None]:
+    # Rolled-back test transactions do not remove files; start every test with none.
+    from django.conf import settings
+
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+    yield
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _spawn(name: str, argv: list[str], env: dict[str, str]) -> ServiceProcess:
+    log_path = _TEST_VAR / f"{name}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return ServiceProcess(name=name, process=process, log_path=log_path)
+
+
+def _wait_for(predicate: object, service: ServiceProcess, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited early:\n{service.log()[-4000:]}")
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{service.name} did not become ready in {timeout_s}s:\n{service.log()[-4000:]}")
+
+
+@dataclass
+class LiveStack:
+    """A Celery worker process and an ASGI server process on the test database."""
+
+    base_url: str
+    ws_url: str
+    origin: str
+    worker: ServiceProcess
+    web: ServiceProcess
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[LiveStack]:
+    port = _free_port()
+    origin = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CSRF_TRUSTED_ORIGINS": origin,
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker = _spawn(
+        "worker",
+        [sys.executable, "-m", "celery", "-A", "loupe", "worker", "-Q", "inference,default,training",
+         "--pool", "prefork", "-c", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+         "--without-heartbeat", "-n", f"test-{port}@%h"],
+        env,
+    )
+    web = _spawn(
+        "web",
+        [sys.executable, "-m", "uvicorn", "loupe.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--ws-max-size", "65536"],
+        env,
+    )
+    try:
+        _wait_for(lambda: " ready." in worker.log(), worker)
+        _wait_for(lambda: _http_ok(f"{origin}/api/v1/health"), web)
+        yield LiveStack(base_url=origin, ws_url=f"ws://127.0.0.1:{port}", origin=origin, worker=worker, web=web, env=env)
+    finally:
+        web.stop()
+        worker.stop()
+
+
+def _http_ok(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def live(live_stack: LiveStack, transactional_db: None) -> LiveStack:
+    """The live stack with committed test data (rows are visible to the other processes)."""
+    return live_stack
