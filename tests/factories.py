@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 from dataclasses import dataclass
@@ -37,8 +38,16 @@ def make_station(project: Project, name: str | None = None) -> StationWithToken:
     return StationWithToken(station=station, token=raw)
 
 
+@functools.cache
+def _password_hash() -> str:
+    # PBKDF2 is slow by design; hash the shared test password once per run.
+    from django.contrib.auth.hashers import make_password
+
+    return make_password(PASSWORD)
+
+
 def make_user(project: Project | None = None, role: str = "reviewer", **extra: Any) -> Any:
-    user = get_user_model().objects.create_user(username=f"user{next(_counter)}", password=PASSWORD, **extra)
+    user = get_user_model().objects.create(username=f"user{next(_counter)}", password=_password_hash(), **extra)
     if project is not None:
         membership_set(project=project, user=user, role=role)
     return user
