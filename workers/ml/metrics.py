@@ -24,14 +24,16 @@ def threshold_for_false_reject(good_scores: np.ndarray, target: float) -> float:
     of ``good_scores``.
 
     With n good scores the achievable rates are multiples of 1/n; the threshold sits
-    just above the k-th largest good score, k = floor(target * n).
+    just above the k-th largest good score, k = floor(target * n). The step above is a
+    float32 step, so the threshold compares the same against float32 model outputs and
+    their float64 copies.
     """
-    scores = np.sort(np.asarray(good_scores, dtype=np.float64))[::-1]
+    scores = np.sort(np.asarray(good_scores, dtype=np.float32))[::-1]
     if len(scores) == 0:
         return 0.5
     allowed = int(np.floor(target * len(scores)))
     anchor = scores[min(allowed, len(scores) - 1)]
-    return float(np.nextafter(anchor, np.inf))
+    return float(np.nextafter(anchor, np.float32(np.inf)))
 
 
 def recall_at_false_reject(good_scores: np.ndarray, defect_scores: np.ndarray, target: float) -> float:
@@ -79,7 +81,7 @@ def classification_report(
     """Accuracy, per-class F1, defect recall / false reject at ``defect_threshold``,
     defect AUROC and ECE. Class 0 is the good class; P(defect) = 1 - P(good)."""
     predicted = probabilities.argmax(axis=1)
-    defect_probability = 1.0 - probabilities[:, 0]
+    defect_probability = (1.0 - probabilities[:, 0]).astype(np.float64)
     rejected = defect_probability >= defect_threshold
     # Rejected parts take their most likely defect class; accepted parts are good.
     decided = np.where(rejected, 1 + probabilities[:, 1:].argmax(axis=1), 0)

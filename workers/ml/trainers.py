@@ -193,7 +193,7 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss)
+            running += float(loss.detach())
         network.eval()
         val_logits = _predict_in_batches(network.logits, val_images)
         val_loss = float(F.cross_entropy(val_logits, val_targets))
@@ -322,7 +322,7 @@ def train_segmenter(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss)
+            running += float(loss.detach())
         network.eval()
         probabilities = _predict_in_batches(network, val_images, batch_size=8).numpy()[:, 0]
         iou, _ = mask_iou_dice(probabilities >= 0.5, val_masks > 0)
