@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from inspection.models import DefectClass, Image, Part, Project
+from inspection.models import DefectClass, Image, Part, Project, Verdict
 
 
 class Annotation(models.Model):
@@ -14,9 +14,7 @@ class Annotation(models.Model):
         ANNOTATOR = "annotator"  # labelled in the annotation studio
         IMPORT = "import"  # brought in with a dataset
 
-    class Outcome(models.TextChoices):
-        PASS = "pass"
-        FAIL = "fail"
+    Outcome = Verdict.Outcome  # one pass/fail vocabulary across verdicts and labels
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
     part = models.ForeignKey(Part, on_delete=models.CASCADE, null=True, blank=True, related_name="annotations")

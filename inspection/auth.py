@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -81,3 +82,18 @@ class StationTokenAuthentication(authentication.BaseAuthentication):
 def station_of(request: Request | Any) -> Station | None:
     user = getattr(request, "user", None)
     return user.station if isinstance(user, StationPrincipal) else None
+
+
+class StationTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Documents the station credential in the OpenAPI schema."""
+
+    target_class = "inspection.auth.StationTokenAuthentication"
+    name = "stationToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Station <token>`: a station's token, issued by a project admin.",
+        }

@@ -82,9 +82,9 @@ def memberships_for(*, user: Any) -> QuerySet[Membership]:
     """Members are listed to the admins of a project, and each user sees their own rows."""
     from django.db.models import Q
 
-    admin_projects = project_ids_for(user=user, roles=[Role.ADMIN])
-    if isinstance(user, StationPrincipal):
+    if isinstance(user, StationPrincipal) or not getattr(user, "is_authenticated", False):
         return Membership.objects.none()
+    admin_projects = project_ids_for(user=user, roles=[Role.ADMIN])
     return Membership.objects.filter(Q(project_id__in=admin_projects) | Q(user=user)).select_related("user")
 
 

@@ -207,6 +207,8 @@ try:
     _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL ({exc}).") from None
+if PRODUCTION and _database["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL when LOUPE_ENV=production.")
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["CONN_MAX_AGE"] = 0
     _database["OPTIONS"] = {
@@ -217,8 +219,6 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     _database["TEST"] = {"NAME": str(VAR_DIR / "test-loupe.sqlite3")}
-elif PRODUCTION and _database["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL when LOUPE_ENV=production.")
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -7,6 +7,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from inspection.serializers import StrictInputSerializer
+from inspection.models import Verdict
 from review.models import ReviewItem
 
 
@@ -63,6 +64,6 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
 
 
 class ReviewDecisionInputSerializer(StrictInputSerializer):
-    outcome = serializers.ChoiceField(choices=["pass", "fail"])
+    outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
     defect_class = serializers.IntegerField(required=False, allow_null=True)
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
