@@ -10,7 +10,7 @@ from annotation.serializers import AnnotationOutputSerializer
 from inspection.permissions import IsPerson
 
 
-class AnnotationFilter(django_filters.FilterSet):
+class AnnotationFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     class Meta:
         model = Annotation
         fields = ["project", "part", "source", "review_item"]

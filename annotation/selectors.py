@@ -9,6 +9,4 @@ from inspection.selectors import project_ids_for
 
 
 def annotations_for(*, user: Any) -> QuerySet[Annotation]:
-    return Annotation.objects.filter(project_id__in=project_ids_for(user=user)).select_related(
-        "defect_class", "author"
-    )
+    return Annotation.objects.filter(project_id__in=project_ids_for(user=user)).select_related("defect_class", "author")

@@ -23,9 +23,7 @@ def annotation_record_review_decision(
     Must run inside the caller's transaction (the review decision), so that a decision and
     its training labels are committed together or not at all.
     """
-    image_ids = (
-        Inspection.objects.filter(part=part).order_by("image_id").values_list("image_id", flat=True).distinct()
-    )
+    image_ids = Inspection.objects.filter(part=part).order_by("image_id").values_list("image_id", flat=True).distinct()
     return Annotation.objects.bulk_create(
         [
             Annotation(

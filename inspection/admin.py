@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from inspection.models import DefectClass, Image, Inspection, Line, Membership, Part, Project, Station, StationToken, Verdict
+from inspection.models import (
+    DefectClass,
+    Image,
+    Inspection,
+    Line,
+    Membership,
+    Part,
+    Project,
+    Station,
+    StationToken,
+    Verdict,
+)
 
 admin.site.register([Project, DefectClass, Line, Station, Part, Image])
 

@@ -13,7 +13,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -131,7 +131,7 @@ class ProjectDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         return Response(ProjectOutputSerializer(selectors.projects_for(user=request.user).get(pk=project.pk)).data)
 
 
-class DefectClassFilter(django_filters.FilterSet):
+class DefectClassFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     class Meta:
         model = DefectClass
         fields = ["project"]
@@ -151,7 +151,7 @@ class DefectClassListApi(generics.ListAPIView):  # type: ignore[type-arg]
 # --- inspections -----------------------------------------------------------------------
 
 
-class InspectionFilter(django_filters.FilterSet):
+class InspectionFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
     received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
@@ -173,7 +173,7 @@ class InspectionListApi(generics.ListAPIView):  # type: ignore[type-arg]
     def get_queryset(self) -> QuerySet[Inspection]:
         return selectors.inspections_for(user=self.request.user)
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Any:
         if self.request.method == "POST":
             return [IsStation()]
         return super().get_permissions()
@@ -198,7 +198,10 @@ class InspectionListApi(generics.ListAPIView):  # type: ignore[type-arg]
         header_key = request.headers.get("Idempotency-Key")
         if header_key and fields.get("idempotency_key") and header_key != fields["idempotency_key"]:
             raise InvalidInput("Idempotency-Key header and idempotency_key field differ.")
-        if header_key and (len(header_key) > 128 or not header_key.replace("-", "").replace("_", "").replace(".", "").replace(":", "").isalnum()):
+        if header_key and (
+            len(header_key) > 128
+            or not header_key.replace("-", "").replace("_", "").replace(".", "").replace(":", "").isalnum()
+        ):
             raise InvalidInput("Idempotency-Key must be at most 128 letters, digits, '-', '_', '.' or ':'.")
         result = services.inspection_submit(
             station=station,
@@ -236,7 +239,9 @@ class InspectionImageApi(APIView):
             raise NotFound("Inspection not found.")
         image = inspection.image
         response = FileResponse(default_storage.open(image.file, "rb"), content_type=image.content_type)
-        response["Content-Disposition"] = f'inline; filename="inspection-{inspection.pk}.{image.file.rsplit(".", 1)[-1]}"'
+        response["Content-Disposition"] = (
+            f'inline; filename="inspection-{inspection.pk}.{image.file.rsplit(".", 1)[-1]}"'
+        )
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = "private, max-age=3600"
@@ -246,7 +251,7 @@ class InspectionImageApi(APIView):
 # --- parts, verdicts, memberships --------------------------------------------------------
 
 
-class PartFilter(django_filters.FilterSet):
+class PartFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     class Meta:
         model = Part
         fields = ["project", "serial", "sku", "lot"]
@@ -271,7 +276,7 @@ class PartDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         return selectors.parts_for(user=self.request.user)
 
 
-class VerdictFilter(django_filters.FilterSet):
+class VerdictFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     class Meta:
         model = Verdict
         fields = ["project", "part", "outcome", "source"]
@@ -296,7 +301,7 @@ class VerdictDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         return selectors.verdicts_for(user=self.request.user)
 
 
-class MembershipFilter(django_filters.FilterSet):
+class MembershipFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     class Meta:
         model = Membership
         fields = ["project"]
@@ -329,7 +334,6 @@ class MembershipDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
             membership=membership, actor=request.user, role=serializer.validated_data["role"]
         )
         return Response(MembershipOutputSerializer(membership).data)
-
 
 
 class HealthApi(APIView):

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 
 from inspection.models import Station, StationToken
 
-TOKEN_PREFIX = "lps_"
+TOKEN_PREFIX = "lps_"  # noqa: S105  (a public prefix, not a secret)
 KEYWORD = "Station"
 
 

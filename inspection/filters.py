@@ -35,7 +35,5 @@ class StrictQueryParamsFilterBackend(BaseFilterBackend):
                     )
         unknown = set(request.query_params) - allowed
         if unknown:
-            raise exceptions.ValidationError(
-                {"query": f"Unknown query parameter(s): {', '.join(sorted(unknown))}."}
-            )
+            raise exceptions.ValidationError({"query": f"Unknown query parameter(s): {', '.join(sorted(unknown))}."})
         return queryset

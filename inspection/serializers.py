@@ -92,7 +92,12 @@ class InspectionOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
         ]
 
     def get_part(self, inspection: Inspection) -> dict[str, Any]:
-        return {"id": inspection.part_id, "serial": inspection.part.serial, "sku": inspection.part.sku, "lot": inspection.part.lot}
+        return {
+            "id": inspection.part_id,
+            "serial": inspection.part.serial,
+            "sku": inspection.part.sku,
+            "lot": inspection.part.lot,
+        }
 
     def get_station(self, inspection: Inspection) -> dict[str, Any]:
         station = inspection.station

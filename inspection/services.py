@@ -85,7 +85,9 @@ def membership_change_role(*, membership: Membership, actor: Any, role: str) -> 
     """An admin of the project changes someone else's role. Nobody changes their own."""
     if membership.user_id == actor.pk:
         raise Forbidden("You cannot change your own role.")
-    actor_role = Membership.objects.filter(project_id=membership.project_id, user=actor).values_list("role", flat=True).first()
+    actor_role = (
+        Membership.objects.filter(project_id=membership.project_id, user=actor).values_list("role", flat=True).first()
+    )
     if actor_role != Role.ADMIN:
         raise Forbidden("Only a project admin can change roles.")
     if role not in Role.values:
@@ -125,7 +127,9 @@ def inspection_submit(
         image_file, max_bytes=settings.LOUPE_MAX_UPLOAD_BYTES, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS
     )
     if idempotency_key:
-        existing = Inspection.objects.filter(station=station, idempotency_key=idempotency_key).select_related("image").first()
+        existing = (
+            Inspection.objects.filter(station=station, idempotency_key=idempotency_key).select_related("image").first()
+        )
         if existing is not None:
             return _same_or_conflict(existing, normalised)
 
@@ -180,9 +184,7 @@ def _find_duplicate(*, station: Station, part: Part, image: Image, idempotency_k
 
 def _same_or_conflict(existing: Inspection, normalised: NormalisedImage) -> SubmitResult:
     if existing.image.sha256 != normalised.sha256:
-        raise Conflict(
-            "This Idempotency-Key was already used for a different image.", code="idempotency_key_reused"
-        )
+        raise Conflict("This Idempotency-Key was already used for a different image.", code="idempotency_key_reused")
     return SubmitResult(inspection=existing, created=False)
 
 

@@ -75,9 +75,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_413(send: Any, limit: int) -> None:
-    body = json.dumps(
-        {"code": "payload_too_large", "detail": f"Request body is larger than {limit} bytes."}
-    ).encode()
+    body = json.dumps({"code": "payload_too_large", "detail": f"Request body is larger than {limit} bytes."}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -94,9 +92,7 @@ async def _send_413(send: Any, limit: int) -> None:
 
 application = ProtocolTypeRouter(
     {
-        "http": RequestBodyLimit(
-            django_asgi_app, settings.LOUPE_MAX_UPLOAD_BYTES + _MULTIPART_OVERHEAD_BYTES
-        ),
+        "http": RequestBodyLimit(django_asgi_app, settings.LOUPE_MAX_UPLOAD_BYTES + _MULTIPART_OVERHEAD_BYTES),
         # OriginValidator with an explicit list (never "*"), in every configuration: a
         # handshake from another origin is refused even with a valid session cookie.
         "websocket": OriginValidator(

@@ -106,12 +106,7 @@ def _secret_key() -> str:
             key_file.write_text(secrets.token_urlsafe(50))
             key_file.chmod(0o600)
         return key_file.read_text().strip()
-    weak = (
-        len(key) < 50
-        or len(set(key)) < 5
-        or key.startswith("django-insecure")
-        or key.lower() in _KNOWN_WEAK_KEYS
-    )
+    weak = len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure") or key.lower() in _KNOWN_WEAK_KEYS
     if weak and PRODUCTION:
         raise ImproperlyConfigured(
             "SECRET_KEY is unsafe (shorter than 50 characters, too few distinct characters, or a "
@@ -143,7 +138,12 @@ for _origin in CSRF_TRUSTED_ORIGINS:
 # configuration (bad-inputs case 23), never a wildcard.
 WEBSOCKET_ALLOWED_ORIGINS = sorted(
     set(CSRF_TRUSTED_ORIGINS)
-    | {f"{scheme}://{host}" for host in ALLOWED_HOSTS if host not in {"*", "testserver"} and not host.startswith(".") for scheme in ("http", "https")}
+    | {
+        f"{scheme}://{host}"
+        for host in ALLOWED_HOSTS
+        if host not in {"*", "testserver"} and not host.startswith(".")
+        for scheme in ("http", "https")
+    }
 )
 
 INSTALLED_APPS = [

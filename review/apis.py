@@ -15,7 +15,7 @@ from review.models import ReviewItem
 from review.serializers import ReviewDecisionInputSerializer, ReviewItemOutputSerializer
 
 
-class ReviewItemFilter(django_filters.FilterSet):
+class ReviewItemFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     class Meta:
         model = ReviewItem
         fields = ["project", "status", "reason"]

@@ -25,8 +25,8 @@ def _broadcast(project_id: int, event: str, payload: dict[str, Any]) -> None:
 
 
 def notify_review_item_added(*, item_id: int) -> None:
-    from review.serializers import ReviewItemOutputSerializer
     from review.selectors import review_items_for_push
+    from review.serializers import ReviewItemOutputSerializer
 
     item = review_items_for_push().filter(pk=item_id).first()
     if item is None:

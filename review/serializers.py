@@ -6,8 +6,8 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from inspection.serializers import StrictInputSerializer
 from inspection.models import Verdict
+from inspection.serializers import StrictInputSerializer
 from review.models import ReviewItem
 
 

@@ -22,7 +22,9 @@ def review_item_open(
 
     A new item is pushed to the project's reviewers after commit.
     """
-    existing = ReviewItem.objects.filter(part=part, status__in=[ReviewItem.Status.OPEN, ReviewItem.Status.CLAIMED]).first()
+    existing = ReviewItem.objects.filter(
+        part=part, status__in=[ReviewItem.Status.OPEN, ReviewItem.Status.CLAIMED]
+    ).first()
     if existing is not None:
         return existing, False
     try:

@@ -39,5 +39,3 @@ def _cleanup() -> None:
 
 
 atexit.register(_cleanup)
-
-

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import redis as redis_client
 
+from tests.bootstrap import REPO
+from tests.bootstrap import TEST_VAR as _TEST_VAR
 
-from tests.bootstrap import REPO, TEST_VAR as _TEST_VAR
 
 def _flush_test_redis() -> None:
     """Empty the three Redis databases this run uses (broker, cache, channels)."""
@@ -41,22 +42,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> Iterator[None]:
+def _clear_cache() -> None:
     # Throttle counters and other cache state must not leak between tests.
     from django.core.cache import cache
 
     cache.clear()
-    yield
 
 
 @pytest.fixture(autouse=True)
-def _empty_media_root() -> Iterator[None]:
+def _empty_media_root() -> None:
     # Rolled-back test transactions do not remove files; start every test with none.
     from django.conf import settings
 
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
     Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
-    yield
 
 
 def _free_port() -> int:
@@ -136,21 +135,51 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
     }
     worker = _spawn(
         "worker",
-        [sys.executable, "-m", "celery", "-A", "loupe", "worker", "-Q", "inference,default,training",
-         "--pool", "prefork", "-c", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "-n", f"test-{port}@%h"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "loupe",
+            "worker",
+            "-Q",
+            "inference,default,training",
+            "--pool",
+            "prefork",
+            "-c",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"test-{port}@%h",
+        ],
         env,
     )
     web = _spawn(
         "web",
-        [sys.executable, "-m", "uvicorn", "loupe.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--ws-max-size", "65536"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "loupe.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws-max-size",
+            "65536",
+        ],
         env,
     )
     try:
         _wait_for(lambda: " ready." in worker.log(), worker)
         _wait_for(lambda: _http_ok(f"{origin}/api/v1/health"), web)
-        yield LiveStack(base_url=origin, ws_url=f"ws://127.0.0.1:{port}", origin=origin, worker=worker, web=web, env=env)
+        yield LiveStack(
+            base_url=origin, ws_url=f"ws://127.0.0.1:{port}", origin=origin, worker=worker, web=web, env=env
+        )
     finally:
         web.stop()
         worker.stop()

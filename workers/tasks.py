@@ -20,7 +20,9 @@ class Queue:
     DEFAULT = "default"  # housekeeping: reconcilers, exports, webhooks
 
 
-def loupe_task(*, name: str, queue: str, soft_time_limit: int, time_limit: int, max_retries: int = 3) -> Callable[[F], Any]:
+def loupe_task(
+    *, name: str, queue: str, soft_time_limit: int, time_limit: int, max_retries: int = 3
+) -> Callable[[F], Any]:
     """Register a Celery task with Loupe's delivery guarantees.
 
     Tasks take ids, are idempotent (status guards in the services) and may therefore be run

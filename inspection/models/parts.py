@@ -66,7 +66,8 @@ class Inspection(models.Model):
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="inspections")
     captured_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
-    idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    # NULL, not "", means "no key": the unique constraint must not treat all keyless posts as one.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     model_version = models.CharField(max_length=64, blank=True)  # "" = no deployed model
@@ -97,7 +98,7 @@ class Verdict(models.Model):
     """Pass or fail for a part, from a model or a person. Exactly one is final per part."""
 
     class Outcome(models.TextChoices):
-        PASS = "pass"
+        PASS = "pass"  # noqa: S105  (a verdict, not a password)
         FAIL = "fail"
 
     class Source(models.TextChoices):

@@ -116,13 +116,21 @@ def test_deciding_another_projects_review_item_is_404_and_changes_nothing(tenant
     assert not Verdict.objects.filter(part=b.item.part).exists()
 
 
-LIST_URLS = ["/api/v1/projects", "/api/v1/inspections", "/api/v1/parts", "/api/v1/verdicts",
-             "/api/v1/review-items", "/api/v1/annotations", "/api/v1/defect-classes", "/api/v1/memberships"]
+LIST_URLS = [
+    "/api/v1/projects",
+    "/api/v1/inspections",
+    "/api/v1/parts",
+    "/api/v1/verdicts",
+    "/api/v1/review-items",
+    "/api/v1/annotations",
+    "/api/v1/defect-classes",
+    "/api/v1/memberships",
+]
 
 
 @pytest.mark.parametrize("url", LIST_URLS)
 def test_lists_show_only_the_callers_projects(tenants: tuple[Tenant, Tenant], url: str) -> None:
-    a, b = tenants
+    a, _ = tenants
     client = APIClient()
     client.force_authenticate(a.admin)
 
@@ -159,7 +167,9 @@ def _snapshot() -> tuple[Any, ...]:
     "payload",
     [{"project": "B"}, {"organization": 1}, {"id": 999}, {"line_id": 7}, {"role": "manager", "project": "B"}],
 )
-def test_patching_ownership_fields_is_rejected_and_changes_nothing(tenants: tuple[Tenant, Tenant], payload: dict[str, Any]) -> None:
+def test_patching_ownership_fields_is_rejected_and_changes_nothing(
+    tenants: tuple[Tenant, Tenant], payload: dict[str, Any]
+) -> None:
     a, b = tenants
     payload = {key: (b.project.pk if value == "B" else value) for key, value in payload.items()}
     client = APIClient()
@@ -217,7 +227,9 @@ def test_nobody_can_change_their_own_role(tenants: tuple[Tenant, Tenant], role: 
     client = APIClient()
     client.force_authenticate(user)
 
-    response = client.patch(f"/api/v1/memberships/{own.pk}", {"role": "admin" if role == "manager" else "reviewer"}, format="json")
+    response = client.patch(
+        f"/api/v1/memberships/{own.pk}", {"role": "admin" if role == "manager" else "reviewer"}, format="json"
+    )
 
     assert response.status_code == 403
     own.refresh_from_db()
@@ -299,7 +311,9 @@ def test_a_cross_site_post_without_csrf_token_is_refused(tenants: tuple[Tenant, 
     client = Client(enforce_csrf_checks=True)
     client.force_login(a.reviewer)
 
-    response = client.post(f"/api/v1/review-items/{a.item.pk}/decide", {"outcome": "pass"}, content_type="application/json")
+    response = client.post(
+        f"/api/v1/review-items/{a.item.pk}/decide", {"outcome": "pass"}, content_type="application/json"
+    )
     wrong = client.post(
         f"/api/v1/review-items/{a.item.pk}/decide",
         {"outcome": "pass"},
@@ -316,7 +330,9 @@ def test_login_csrf_is_enforced_and_a_correct_token_signs_in(tenants: tuple[Tena
     a, _ = tenants
     client = Client(enforce_csrf_checks=True)
 
-    refused = client.post("/api/v1/auth/login", {"username": a.reviewer.username, "password": PASSWORD}, content_type="application/json")
+    refused = client.post(
+        "/api/v1/auth/login", {"username": a.reviewer.username, "password": PASSWORD}, content_type="application/json"
+    )
     client.get("/api/v1/auth/csrf")
     token = client.cookies["csrftoken"].value
     accepted = client.post(
@@ -331,12 +347,16 @@ def test_login_csrf_is_enforced_and_a_correct_token_signs_in(tenants: tuple[Tena
     assert accepted.json()["projects"] == [{"id": a.project.pk, "name": a.project.name, "role": "reviewer"}]
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "https:evil.example", "/\\evil.example"])
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/", "https:evil.example", "/\\evil.example"]
+)
 def test_login_never_redirects_off_site(tenants: tuple[Tenant, Tenant], target: str) -> None:
     a, _ = tenants
     client = Client()
 
-    response = client.post(f"/accounts/login/?next={target}", {"username": a.reviewer.username, "password": PASSWORD, "next": target})
+    response = client.post(
+        f"/accounts/login/?next={target}", {"username": a.reviewer.username, "password": PASSWORD, "next": target}
+    )
 
     assert response.status_code == 302
     assert response["Location"] == "/"

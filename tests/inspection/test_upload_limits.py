@@ -89,7 +89,11 @@ def test_a_stalled_partial_upload_leaves_no_row_no_file_and_no_temp_file(live: L
     station = make_station(make_project())
     temp_dirs = [Path(settings.FILE_UPLOAD_TEMP_DIR)]
     before = {d: set(os.listdir(d)) for d in temp_dirs}
-    body = b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n" + b"\xff\xd8\xff" + b"0" * 200_000
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+        + b"\xff\xd8\xff"
+        + b"0" * 200_000
+    )
 
     _, conn = raw_request(live, multipart_head(live, station.token, len(body) + 5_000_000), body, read_reply=False)
     time.sleep(1.0)

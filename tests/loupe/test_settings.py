@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ PRODUCTION = {
 }
 
 
-def run_django(env_changes: dict[str, str | None], code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run_django(env_changes: Mapping[str, str | None], code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key not in PRODUCTION and key != "REDIS_URL"}
     env["LOUPE_VAR_DIR"] = str(tmp_path)
     for key, value in env_changes.items():
@@ -58,7 +59,9 @@ LOAD = "import os; os.environ['DJANGO_SETTINGS_MODULE']='loupe.settings'; import
         ({"MEDIA_STORAGE_URL": "ftp://files/x"}, "MEDIA_STORAGE_URL"),
     ],
 )
-def test_production_refuses_to_start_and_names_the_variable(change: dict[str, str | None], named: str, tmp_path: Path) -> None:
+def test_production_refuses_to_start_and_names_the_variable(
+    change: dict[str, str | None], named: str, tmp_path: Path
+) -> None:
     result = run_django({**PRODUCTION, **change}, LOAD, tmp_path)
 
     assert result.returncode != 0
@@ -67,8 +70,12 @@ def test_production_refuses_to_start_and_names_the_variable(change: dict[str, st
 
 
 def test_a_complete_production_configuration_passes_the_deploy_checks(tmp_path: Path) -> None:
-    result = run_django(PRODUCTION, LOAD.replace("; print('ok')", "") + "; from django.core.management import call_command; "
-                        "call_command('check', deploy=True, fail_level='WARNING'); print('ok')", tmp_path)
+    result = run_django(
+        PRODUCTION,
+        LOAD.replace("; print('ok')", "") + "; from django.core.management import call_command; "
+        "call_command('check', deploy=True, fail_level='WARNING'); print('ok')",
+        tmp_path,
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
@@ -86,8 +93,11 @@ def test_without_configuration_each_install_gets_its_own_private_secret_key(tmp_
 
 
 def test_without_configuration_it_uses_sqlite_embedded_redis_and_local_media(tmp_path: Path) -> None:
-    code = LOAD.replace("print('ok')", "from django.conf import settings as s; "
-                        "print(s.DATABASES['default']['ENGINE'], s.EMBEDDED_REDIS, s.REDIS_URL, s.MEDIA_ROOT)")
+    code = LOAD.replace(
+        "print('ok')",
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.EMBEDDED_REDIS, s.REDIS_URL, s.MEDIA_ROOT)",
+    )
     engine, embedded, redis_url, media = run_django({}, code, tmp_path).stdout.split()
 
     assert engine == "django.db.backends.sqlite3"

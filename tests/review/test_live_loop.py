@@ -27,16 +27,16 @@ def sign_in(live: LiveStack, user: Any) -> requests.Session:
     response = session.post(
         f"{live.base_url}/api/v1/auth/login",
         json={"username": user.username, "password": PASSWORD},
-        headers={"X-CSRFToken": session.cookies["csrftoken"]},
+        headers={"X-CSRFToken": session.cookies["csrftoken"] or ""},
         timeout=10,
     )
     assert response.status_code == 200, response.text
-    session.headers["X-CSRFToken"] = session.cookies["csrftoken"]
+    session.headers["X-CSRFToken"] = session.cookies["csrftoken"] or ""
     return session
 
 
 def review_socket(live: LiveStack, session: requests.Session | None, *, origin: str | None = None) -> ClientConnection:
-    headers = {"Origin": origin or live.origin}
+    headers: dict[str, str] = {"Origin": origin or live.origin}
     if session is not None:
         headers["Cookie"] = f"sessionid={session.cookies['sessionid']}"
     return connect(f"{live.ws_url}/ws/review/", additional_headers=headers, open_timeout=10)
@@ -85,7 +85,9 @@ def test_a_posted_part_reaches_the_reviewer_live_and_the_decision_comes_back_to_
     )
     assert decided.status_code == 201, decided.text
 
-    read_back = requests.get(f"{live.base_url}/api/v1/inspections/{posted['id']}", headers=station.auth, timeout=10).json()
+    read_back = requests.get(
+        f"{live.base_url}/api/v1/inspections/{posted['id']}", headers=station.auth, timeout=10
+    ).json()
     assert read_back["status"] == "done"
     assert read_back["verdict"]["outcome"] == "fail"
     assert read_back["verdict"]["defect_class"] == "scratch"

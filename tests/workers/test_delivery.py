@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import redis
@@ -29,9 +30,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def pending_inspection(serial: str) -> Inspection:
     """An inspection row with nothing queued for it yet."""
     station = make_station(make_project()).station
-    image = Image.objects.create(sha256=serial.ljust(64, "0"), file="images/none.png", format="PNG", width=8, height=8, bytes=1)
+    image = Image.objects.create(
+        sha256=serial.ljust(64, "0"), file="images/none.png", format="PNG", width=8, height=8, bytes=1
+    )
     part = Part.objects.create(project_id=station.project_id, serial=serial)
-    return Inspection.objects.create(project_id=station.project_id, part=part, station=station, image=image, captured_at=timezone.now())
+    return Inspection.objects.create(
+        project_id=station.project_id, part=part, station=station, image=image, captured_at=timezone.now()
+    )
 
 
 def wait_until(predicate: object, timeout_s: float = 30, what: str = "condition") -> None:
@@ -48,21 +53,31 @@ def row_locked(inspection_id: int) -> Iterator[None]:
     """Hold a lock that makes the worker's transaction on this inspection wait."""
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
-        blocker = sqlite3.connect(db["NAME"], isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+        lite = sqlite3.connect(db["NAME"], isolation_level=None)
+        lite.execute("BEGIN IMMEDIATE")
         try:
             yield
         finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
+            lite.execute("ROLLBACK")
+            lite.close()
     else:
         import psycopg
 
-        with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-                             password=db["PASSWORD"] or None, dbname=db["NAME"]) as blocker:
+        with psycopg.connect(
+            host=db["HOST"] or "127.0.0.1",
+            port=db["PORT"] or 5432,
+            user=db["USER"],
+            password=db["PASSWORD"] or None,
+            dbname=db["NAME"],
+        ) as blocker:
             blocker.execute("SELECT 1 FROM inspection_inspection WHERE id = %s FOR UPDATE", [inspection_id])
             yield
             blocker.rollback()
+
+
+def reserved(broker: Any) -> bool:
+    """The message left the queue and sits in kombu's unacked hash: a worker holds it."""
+    return bool(broker.hlen("unacked") >= 1 and broker.llen("inference") == 0)
 
 
 def pool_children(worker_pid: int) -> list[int]:
@@ -77,13 +92,16 @@ def test_a_task_whose_worker_process_is_killed_is_redelivered_and_writes_one_res
     with row_locked(inspection.pk):
         inspection_run_task.delay(inspection.pk)
         # The message is reserved (unacked) by the worker, whose pool process now waits on the lock.
-        wait_until(lambda: broker.hlen("unacked") >= 1 and broker.llen("inference") == 0, what="task reserved")
+        wait_until(lambda: reserved(broker), what="task reserved")
         time.sleep(1.0)
         children = pool_children(live.worker.process.pid)
         assert children, "the prefork worker has a pool process"
         for pid in children:
             os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: "signal 9" in live.worker.log() or "WorkerLostError" in live.worker.log(), what="worker loss noticed")
+        wait_until(
+            lambda: "signal 9" in live.worker.log() or "WorkerLostError" in live.worker.log(),
+            what="worker loss noticed",
+        )
 
     wait_until(lambda: Inspection.objects.get(pk=inspection.pk).status == "done", timeout_s=60, what="redelivered run")
     inspection.refresh_from_db()

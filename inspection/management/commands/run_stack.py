@@ -41,20 +41,26 @@ class Command(BaseCommand):
             if settings.EMBEDDED_REDIS:
                 children.append(("redis", start_embedded_redis(settings.EMBEDDED_REDIS_SOCKET)))
                 self.stdout.write(f"embedded redis on {settings.EMBEDDED_REDIS_SOCKET}")
+
             # Own sessions: the terminal's Ctrl-C reaches only this supervisor, which then
             # stops the children in order (server first, workers next, Redis last).
-            spawn = {"start_new_session": True, "env": os.environ.copy()}
-            celery = [python, "-m", "celery", "-A", "loupe", "worker", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
-            children.append(("worker-inference", subprocess.Popen(
-                [*celery, "-Q", "inference,default", "-c", str(options["inference_concurrency"]), "-n", "inference@%h"], **spawn)))
-            children.append(("worker-training", subprocess.Popen([*celery, "-Q", "training", "-c", "1", "-n", "training@%h"], **spawn)))
-            children.append(("web", subprocess.Popen(
-                [python, "-m", "uvicorn", "loupe.asgi:application", "--host", options["host"], "--port", str(options["port"]),
-                 "--ws-max-size", "65536", "--no-server-header"], **spawn)))
+            def spawn(name: str, argv: list[str]) -> None:
+                children.append((name, subprocess.Popen(argv, start_new_session=True, env=os.environ.copy())))
+
+            host, port = options["host"], str(options["port"])
+            celery = [python, "-m", "celery", "-A", "loupe", "worker", "--loglevel", "INFO"]
+            celery += ["--without-gossip", "--without-mingle"]
+            concurrency = str(options["inference_concurrency"])
+            spawn("worker-inference", [*celery, "-Q", "inference,default", "-c", concurrency, "-n", "inference@%h"])
+            # Training has its own worker process: a long job never holds an inference slot.
+            spawn("worker-training", [*celery, "-Q", "training", "-c", "1", "-n", "training@%h"])
+            uvicorn = [python, "-m", "uvicorn", "loupe.asgi:application", "--host", host, "--port", port]
+            spawn("web", [*uvicorn, "--ws-max-size", "65536", "--no-server-header"])
             if options["demo"]:
-                children.append(("line-simulator", subprocess.Popen(
-                    [python, "manage.py", "simulate_line", "--url", f"http://{options['host']}:{options['port']}"], **spawn)))
-            self.stdout.write(self.style.SUCCESS(f"Loupe is running on http://{options['host']}:{options['port']}/ (Ctrl-C stops it)"))
+                spawn("line-simulator", [python, "manage.py", "simulate_line", "--url", f"http://{host}:{port}"])
+            self.stdout.write(
+                self.style.SUCCESS(f"Loupe is running on http://{options['host']}:{options['port']}/ (Ctrl-C stops it)")
+            )
             while not stopping:
                 for name, process in children:
                     if process.poll() is not None:
@@ -63,11 +69,11 @@ class Command(BaseCommand):
                         break
                 time.sleep(0.5)
         finally:
-            for name, process in reversed(children):
+            for _name, process in reversed(children):
                 if process.poll() is None:
                     process.terminate()
             deadline = time.monotonic() + 15
-            for name, process in reversed(children):
+            for _name, process in reversed(children):
                 try:
                     process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
