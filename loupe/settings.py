@@ -333,7 +333,7 @@ else:
 MEDIA_URL = "/media/"  # never served directly: images go through the scoped API
 
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env_str("LOUPE_STATIC_ROOT", str(VAR_DIR / "static")) or "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": _media_storage,
