@@ -9,11 +9,12 @@ from django.contrib.auth import authenticate, login, logout
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import FileResponse
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,7 +24,7 @@ from rest_framework.views import APIView
 from inspection import selectors, services
 from inspection.auth import station_of
 from inspection.errors import Forbidden, InvalidInput, NotFound
-from inspection.models import DefectClass, Inspection, Membership, Part, Project, Verdict
+from inspection.models import DefectClass, Inspection, Membership, Part, Project, Upload, Verdict
 from inspection.permissions import CAN_MANAGE, IsPerson, IsPersonOrStation, IsStation
 from inspection.serializers import (
     DefectClassOutputSerializer,
@@ -203,15 +204,18 @@ class InspectionListApi(generics.ListAPIView):  # type: ignore[type-arg]
             or not header_key.replace("-", "").replace("_", "").replace(".", "").replace(":", "").isalnum()
         ):
             raise InvalidInput("Idempotency-Key must be at most 128 letters, digits, '-', '_', '.' or ':'.")
-        result = services.inspection_submit(
-            station=station,
-            image_file=fields["image"],
-            part_serial=fields["part_serial"],
-            sku=fields["sku"],
-            lot=fields["lot"],
-            captured_at=fields.get("captured_at"),
-            idempotency_key=header_key or fields.get("idempotency_key"),
-        )
+        metadata = {
+            "part_serial": fields["part_serial"],
+            "sku": fields["sku"],
+            "lot": fields["lot"],
+            "captured_at": fields.get("captured_at"),
+            "idempotency_key": header_key or fields.get("idempotency_key"),
+        }
+        if "upload" in fields:
+            upload = selectors.access_upload(station=station, upload_id=fields["upload"])
+            result = services.inspection_submit_upload(upload=upload, **metadata)
+        else:
+            result = services.inspection_submit(station=station, image_file=fields["image"], **metadata)
         inspection = selectors.inspections_for(user=request.user).get(pk=result.inspection.pk)
         return Response(
             InspectionOutputSerializer(inspection).data,
@@ -246,6 +250,63 @@ class InspectionImageApi(APIView):
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+
+# --- resumable uploads (tus-style: POST announces, PATCH appends at Upload-Offset, GET resumes)
+
+
+class ChunkParser(BaseParser):
+    media_type = "application/offset+octet-stream"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        return stream.read() if stream is not None else b""
+
+
+def _upload_headers(upload: Upload) -> dict[str, str]:
+    return {"Upload-Offset": str(upload.offset), "Upload-Length": str(upload.length), "Cache-Control": "no-store"}
+
+
+def _header_int(request: Request, name: str) -> int:
+    raw = request.headers.get(name, "")
+    if not raw.isdigit():
+        raise InvalidInput(f"{name} header must be a non-negative integer.")
+    return int(raw)
+
+
+class UploadListApi(APIView):
+    permission_classes = [IsStation]
+
+    @extend_schema(request=None, responses={201: None})
+    def post(self, request: Request) -> Response:
+        station = station_of(request)
+        assert station is not None  # IsStation
+        upload = services.upload_create(station=station, length=_header_int(request, "Upload-Length"))
+        location = reverse("upload-detail", kwargs={"pk": upload.pk})
+        body = {"id": str(upload.pk), "offset": upload.offset, "length": upload.length}
+        return Response(body, status=status.HTTP_201_CREATED, headers={**_upload_headers(upload), "Location": location})
+
+
+class UploadDetailApi(APIView):
+    permission_classes = [IsStation]
+    parser_classes = [ChunkParser]
+
+    @extend_schema(responses={200: None})
+    def get(self, request: Request, pk: str) -> Response:
+        station = station_of(request)
+        assert station is not None
+        upload = selectors.access_upload(station=station, upload_id=pk)
+        body = {"id": str(upload.pk), "offset": upload.offset, "length": upload.length}
+        return Response(body, headers=_upload_headers(upload))
+
+    @extend_schema(request={"application/offset+octet-stream": bytes}, responses={204: None})
+    def patch(self, request: Request, pk: str) -> Response:
+        station = station_of(request)
+        assert station is not None
+        upload = selectors.access_upload(station=station, upload_id=pk)
+        offset = _header_int(request, "Upload-Offset")
+        chunk = request.data if isinstance(request.data, bytes) else b""
+        upload = services.upload_append(upload=upload, offset=offset, chunk=chunk)
+        return Response(status=status.HTTP_204_NO_CONTENT, headers=_upload_headers(upload))
 
 
 # --- parts, verdicts, memberships --------------------------------------------------------

@@ -13,7 +13,7 @@ from django.db.models import Prefetch, QuerySet
 
 from inspection.auth import StationPrincipal
 from inspection.errors import Forbidden, NotFound
-from inspection.models import DefectClass, Inspection, Membership, Part, Project, Role, Verdict
+from inspection.models import DefectClass, Inspection, Membership, Part, Project, Role, Upload, Verdict
 from inspection.permissions import CAN_VIEW
 
 
@@ -113,3 +113,11 @@ def health() -> tuple[dict[str, str], int]:
     except Exception as exc:  # noqa: BLE001
         report["redis"] = type(exc).__name__
     return report, 200 if all(value == "ok" for value in report.values()) else 503
+
+
+def access_upload(*, station: Any, upload_id: Any) -> Upload:
+    """A station's own resumable upload; anyone else's answers NotFound."""
+    upload = Upload.objects.select_related("station").filter(pk=upload_id, station=station).first()
+    if upload is None:
+        raise NotFound("Upload not found.")
+    return upload

@@ -31,13 +31,19 @@ _SERIAL = r"^[\w.\-/:#]+$"
 
 
 class InspectionCreateInputSerializer(StrictInputSerializer):
-    image = serializers.FileField(allow_empty_file=True, use_url=False)
+    image = serializers.FileField(allow_empty_file=True, use_url=False, required=False)
+    upload = serializers.UUIDField(required=False, help_text="A completed resumable upload, instead of image.")
     part_serial = serializers.RegexField(_SERIAL, max_length=128)
     sku = serializers.RegexField(_SERIAL, max_length=128, required=False, default="")
     lot = serializers.RegexField(_SERIAL, max_length=128, required=False, default="")
     captured_at = serializers.DateTimeField(required=False)
     station = serializers.IntegerField(required=False, help_text="Optional; must be the token's own station.")
     idempotency_key = serializers.RegexField(r"^[\w\-.:]+$", max_length=128, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("image" in attrs) == ("upload" in attrs):
+            raise serializers.ValidationError({"image": "Send exactly one of image or upload."})
+        return attrs
 
 
 class DefectClassOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ from inspection.models.projects import (
     Station,
     StationToken,
 )
+from inspection.models.uploads import Upload
 
 __all__ = [
     "DefectClass",
@@ -20,5 +21,6 @@ __all__ = [
     "Role",
     "Station",
     "StationToken",
+    "Upload",
     "Verdict",
 ]
