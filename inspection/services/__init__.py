@@ -1,0 +1,45 @@
+"""Writes (services), split by aggregate. Import from here: ``from inspection.services import ...``."""
+
+from inspection.services.inspections import (
+    SubmitResult,
+    inspection_run,
+    inspection_submit,
+    verdict_record_final,
+)
+from inspection.services.projects import (
+    membership_change_role,
+    membership_set,
+    project_create,
+    project_update,
+    station_create,
+    station_token_issue,
+    station_token_revoke,
+)
+from inspection.services.uploads import (
+    inspection_submit_upload,
+    upload_append,
+    upload_create,
+    upload_discard,
+    upload_path,
+    uploads_purge_expired,
+)
+
+__all__ = [
+    "SubmitResult",
+    "inspection_run",
+    "inspection_submit",
+    "inspection_submit_upload",
+    "membership_change_role",
+    "membership_set",
+    "project_create",
+    "project_update",
+    "station_create",
+    "station_token_issue",
+    "station_token_revoke",
+    "upload_append",
+    "upload_create",
+    "upload_discard",
+    "upload_path",
+    "uploads_purge_expired",
+    "verdict_record_final",
+]

@@ -1,0 +1,107 @@
+"""Writes for projects, their stations and station tokens, and memberships."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from inspection.auth import TOKEN_PREFIX, hash_token
+from inspection.errors import Conflict, Forbidden, InvalidInput
+from inspection.models import (
+    DefectClass,
+    Line,
+    Membership,
+    Project,
+    Role,
+    Station,
+    StationToken,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# --- projects, lines, stations, people ---------------------------------------------------
+
+
+def project_create(*, name: str, defect_classes: list[str], good_class_name: str = "good") -> Project:
+    with transaction.atomic():
+        project = Project.objects.create(name=name, good_class_name=good_class_name)
+        palette = ["#e4572e", "#17bebb", "#ffc914", "#76b041", "#8e44ad", "#2e86de", "#f78fb3", "#596275"]
+        for index, class_name in enumerate(defect_classes):
+            DefectClass.objects.create(
+                project=project, name=class_name, color=palette[index % len(palette)], hotkey=index + 1
+            )
+    return project
+
+
+def station_create(*, project: Project, line_name: str, station_name: str) -> Station:
+    with transaction.atomic():
+        line, _ = Line.objects.get_or_create(project=project, name=line_name)
+        station, _ = Station.objects.get_or_create(project=project, line=line, name=station_name)
+    return station
+
+
+def station_token_issue(*, station: Station, label: str = "", ttl: timedelta | None = None) -> tuple[StationToken, str]:
+    """A new token for ``station``. The raw token is returned once and never stored."""
+    prefix = secrets.token_hex(6)
+    raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32).replace('_', '-')}"
+    token = StationToken.objects.create(
+        station=station,
+        prefix=prefix,
+        secret_sha256=hash_token(raw),
+        label=label,
+        expires_at=timezone.now() + ttl if ttl else None,
+    )
+    return token, raw
+
+
+def station_token_revoke(*, token: StationToken) -> None:
+    StationToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def membership_set(*, project: Project, user: Any, role: str) -> Membership:
+    if role not in Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.")
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    return membership
+
+
+def membership_change_role(*, membership: Membership, actor: Any, role: str) -> Membership:
+    """An admin of the project changes someone else's role. Nobody changes their own."""
+    if membership.user_id == actor.pk:
+        raise Forbidden("You cannot change your own role.")
+    actor_role = (
+        Membership.objects.filter(project_id=membership.project_id, user=actor).values_list("role", flat=True).first()
+    )
+    if actor_role != Role.ADMIN:
+        raise Forbidden("Only a project admin can change roles.")
+    if role not in Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.")
+    Membership.objects.filter(pk=membership.pk).update(role=role)
+    membership.refresh_from_db()
+    return membership
+
+
+def project_update(*, project: Project, **changes: Any) -> Project:
+    """Managers change the name, description and decision thresholds of their project."""
+    allowed = {"name", "description", "auto_pass_threshold", "auto_fail_threshold"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.")
+    pass_at = changes.get("auto_pass_threshold", project.auto_pass_threshold)
+    fail_at = changes.get("auto_fail_threshold", project.auto_fail_threshold)
+    if pass_at > fail_at:
+        raise InvalidInput("auto_pass_threshold must not exceed auto_fail_threshold.")
+    for name, value in changes.items():
+        setattr(project, name, value)
+    try:
+        with transaction.atomic():
+            project.save(update_fields=list(changes) or None)
+    except IntegrityError:
+        raise Conflict("Another project already has this name.") from None
+    return project
