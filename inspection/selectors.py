@@ -13,8 +13,19 @@ from django.db.models import Prefetch, QuerySet
 
 from inspection.auth import StationPrincipal
 from inspection.errors import Forbidden, NotFound
-from inspection.models import DefectClass, Inspection, Membership, Part, Project, Role, Upload, Verdict
-from inspection.permissions import CAN_VIEW
+from inspection.models import (
+    DefectClass,
+    Inspection,
+    Membership,
+    Part,
+    Project,
+    Role,
+    Station,
+    StationToken,
+    Upload,
+    Verdict,
+)
+from inspection.permissions import CAN_ADMINISTER, CAN_VIEW
 
 
 def project_ids_for(*, user: Any, roles: Iterable[str] = CAN_VIEW) -> QuerySet[Membership, int]:
@@ -121,3 +132,14 @@ def access_upload(*, station: Any, upload_id: Any) -> Upload:
     if upload is None:
         raise NotFound("Upload not found.")
     return upload
+
+
+def stations_for(*, user: Any) -> QuerySet[Station]:
+    return Station.objects.filter(project_id__in=project_ids_for(user=user)).select_related("line")
+
+
+def station_tokens_for(*, user: Any) -> QuerySet[StationToken]:
+    """Token rows (never secrets) of the projects where ``user`` is an admin."""
+    return StationToken.objects.filter(
+        station__project_id__in=project_ids_for(user=user, roles=CAN_ADMINISTER)
+    ).select_related("station")

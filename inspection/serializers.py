@@ -7,7 +7,7 @@ from typing import Any
 from django.urls import reverse
 from rest_framework import serializers
 
-from inspection.models import DefectClass, Inspection, Membership, Part, Project, Verdict
+from inspection.models import DefectClass, Inspection, Membership, Part, Project, Station, StationToken, Verdict
 from inspection.selectors import final_verdict_of
 
 
@@ -156,6 +156,31 @@ class MembershipOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
 
 class MembershipUpdateInputSerializer(StrictInputSerializer):
     role = serializers.ChoiceField(choices=[choice[0] for choice in Membership._meta.get_field("role").choices or []])
+
+
+class StationOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    line = serializers.CharField(source="line.name")
+
+    class Meta:
+        model = Station
+        fields = ["id", "project", "line", "name", "is_active"]
+
+
+class StationCreateInputSerializer(StrictInputSerializer):
+    project = serializers.IntegerField()
+    line = serializers.CharField(max_length=120)
+    name = serializers.CharField(max_length=120)
+
+
+class StationTokenOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = StationToken
+        fields = ["id", "station", "prefix", "label", "created_at", "expires_at", "revoked_at", "last_used_at"]
+
+
+class StationTokenCreateInputSerializer(StrictInputSerializer):
+    description = serializers.CharField(max_length=120, required=False, default="", help_text="e.g. camera serial")
+    ttl_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
 
 
 class LoginInputSerializer(StrictInputSerializer):

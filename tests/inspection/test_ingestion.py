@@ -194,7 +194,9 @@ def test_an_image_over_the_byte_cap_is_refused_with_413(
 
 
 def test_client_file_names_never_reach_the_storage_key(client: APIClient, station: StationWithToken) -> None:
-    for index, name in enumerate(["../../etc/passwd", "/etc/shadow.jpg", "a\u202egpj.exe", "x" * 10_000 + ".jpg"]):
+    for index, name in enumerate(
+        ["../../etc/passwd", "/etc/shadow.jpg", "a\u202egpj.exe", "x" * 10_000 + ".jpg", "evil\x00.jpg"]
+    ):
         response = post_image(client, station, part_jpeg(10 + index), name=name, part_serial=f"P{index}")
         assert response.status_code == 202, response.content
 

@@ -1,0 +1,83 @@
+"""Project admins add stations and issue and revoke their tokens; nobody else can."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from inspection.models import Station, StationToken
+from tests.factories import make_project, make_station, make_user, part_jpeg, upload
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_admin_adds_a_station_issues_a_token_and_the_station_can_post() -> None:
+    project = make_project()
+    client = APIClient()
+    client.force_authenticate(make_user(project, role="admin"))
+
+    station: Any = client.post(
+        "/api/v1/stations", {"project": project.pk, "line": "L2", "name": "Top cam"}, format="json"
+    )
+    issued: Any = client.post(f"/api/v1/stations/{station.json()['id']}/tokens", {"ttl_days": 30}, format="json")
+    posted = APIClient().post(
+        "/api/v1/inspections",
+        {"part_serial": "T-1", "image": upload(part_jpeg())},
+        format="multipart",
+        headers={"Authorization": f"Station {issued.json()['token']}"},
+    )
+
+    assert station.status_code == 201 and station.json()["line"] == "L2"
+    assert issued.status_code == 201 and issued["Cache-Control"] == "no-store"
+    assert posted.status_code == 202
+    listed = client.get("/api/v1/station-tokens").json()["results"]
+    assert [row["prefix"] for row in listed] == [issued.json()["prefix"]]
+    assert "token" not in listed[0] and "secret_sha256" not in listed[0]
+
+
+def test_a_revoked_token_stops_working() -> None:
+    project = make_project()
+    camera = make_station(project)
+    client = APIClient()
+    client.force_authenticate(make_user(project, role="admin"))
+    token = StationToken.objects.get(station=camera.station)
+
+    assert client.post(f"/api/v1/station-tokens/{token.pk}/revoke").status_code == 204
+    response = APIClient().get("/api/v1/inspections", headers=camera.auth)
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("role", ["annotator", "reviewer", "manager"])
+def test_only_project_admins_manage_stations_and_tokens(role: str) -> None:
+    project = make_project()
+    camera = make_station(project)
+    client = APIClient()
+    client.force_authenticate(make_user(project, role=role))
+    token = StationToken.objects.get(station=camera.station)
+
+    created = client.post("/api/v1/stations", {"project": project.pk, "line": "L", "name": "X"}, format="json")
+    issued = client.post(f"/api/v1/stations/{camera.station.pk}/tokens", {}, format="json")
+    revoked = client.post(f"/api/v1/station-tokens/{token.pk}/revoke")
+
+    assert (created.status_code, issued.status_code, revoked.status_code) == (403, 403, 404)
+    assert Station.objects.count() == 1
+    assert StationToken.objects.filter(revoked_at__isnull=True).count() == 1
+
+
+def test_an_admin_of_another_project_cannot_touch_these_stations() -> None:
+    project, other = make_project(), make_project()
+    camera = make_station(project)
+    client = APIClient()
+    client.force_authenticate(make_user(other, role="admin"))
+    token = StationToken.objects.get(station=camera.station)
+
+    assert (
+        client.post("/api/v1/stations", {"project": project.pk, "line": "L", "name": "X"}, format="json").status_code
+        == 404
+    )
+    assert client.post(f"/api/v1/stations/{camera.station.pk}/tokens", {}, format="json").status_code == 404
+    assert client.post(f"/api/v1/station-tokens/{token.pk}/revoke").status_code == 404
+    assert client.get("/api/v1/stations").json()["results"] == []
