@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from inspection.services import inspection_run, uploads_purge_expired
+from inspection.services.model_versions import training_run
 from workers.tasks import Queue, loupe_task
 
 
@@ -14,3 +15,10 @@ def inspection_run_task(inspection_id: int) -> None:
 def uploads_purge_expired_task() -> None:
     """Delete resumable uploads abandoned for longer than their time to live."""
     uploads_purge_expired()
+
+
+# Training: hours, not seconds; the soft limit lets the job record its failure cleanly.
+@loupe_task(name="inspection.train", queue=Queue.TRAINING, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+def training_run_task(model_version_id: int) -> None:
+    """Train one queued model version. Idempotent; a redelivered job is marked failed."""
+    training_run(model_version_id=model_version_id)

@@ -18,6 +18,7 @@ class ReviewItem(models.Model):
     class Reason(models.TextChoices):
         COLD_START = "cold_start", "No deployed model"
         UNCERTAIN = "uncertain", "Model unsure"
+        MODEL_ERROR = "model_error", "Model could not run"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
     part = models.ForeignKey(Part, on_delete=models.CASCADE, related_name="review_items")

@@ -8,6 +8,7 @@ from inspection.models.projects import (
     Station,
     StationToken,
 )
+from inspection.models.registry import ModelVersion
 from inspection.models.uploads import Upload
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Inspection",
     "Line",
     "Membership",
+    "ModelVersion",
     "Part",
     "Project",
     "Role",

@@ -75,6 +75,9 @@ class Inspection(models.Model):
     latency_ms = models.JSONField(default=dict, blank=True)  # per stage, milliseconds
     error = models.CharField(max_length=500, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Storage keys of what the models drew, when they ran: anomaly heatmap, defect mask.
+    heatmap_file = models.CharField(max_length=200, blank=True)
+    mask_file = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -20,6 +21,7 @@ from inspection.models import (
     DefectClass,
     Image,
     Inspection,
+    ModelVersion,
     Part,
     Station,
     Verdict,
@@ -138,31 +140,150 @@ def _enqueue_inference(inspection_id: int) -> None:
     inspection_run_task.delay(inspection_id)
 
 
+@dataclass
+class ModelRun:
+    """What the deployed models said about one image (plain data, no ORM)."""
+
+    model_version: str = ""
+    scores: dict[str, Any] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    heatmap_file: str = ""
+    mask_file: str = ""
+    defect_score: float | None = None  # 0 = surely good, 1 = surely defective
+    defect_class: str | None = None
+    error: str = ""
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> ModelRun:
+    """The article's cascade: classifier and anomaly detector screen every part; the
+    segmenter draws pixel detail only for parts the screen flagged. Cost: one decode plus
+    one forward pass per deployed model (the segmenter only when flagged)."""
+    from inspection import serving
+    from inspection.storage import read_pixels, save_png
+
+    run = ModelRun(model_version=",".join(sorted(version.label for version in deployed.values())))
+    started = time.perf_counter()
+    try:
+        pixels = read_pixels(inspection.image.file)
+        run.latency_ms["decode"] = _elapsed_ms(started)
+        flagged = False
+        classifier = deployed.get(ModelVersion.Kind.CLASSIFIER)
+        if classifier is not None:
+            started = time.perf_counter()
+            prediction = serving.inferencer_for(classifier).predict([pixels])[0]
+            run.latency_ms["classifier"] = _elapsed_ms(started)
+            probabilities = prediction.probabilities or {}
+            good = inspection.project.good_class_name
+            defect_probability = 1.0 - float(probabilities.get(good, 0.0))
+            run.scores["probabilities"] = {name: round(float(p), 6) for name, p in probabilities.items()}
+            run.scores["defect_probability"] = round(defect_probability, 6)
+            run.defect_score = defect_probability
+            if prediction.label and prediction.label != good:
+                run.defect_class = prediction.label
+            flagged |= defect_probability >= float(classifier.thresholds.get("defect_probability", 0.5))
+        anomaly = deployed.get(ModelVersion.Kind.ANOMALY)
+        if anomaly is not None:
+            started = time.perf_counter()
+            prediction = serving.inferencer_for(anomaly).predict([pixels])[0]
+            run.latency_ms["anomaly"] = _elapsed_ms(started)
+            threshold = float(anomaly.thresholds.get("image_score", 1.0)) or 1.0
+            ratio = float(prediction.anomaly_score or 0.0) / threshold
+            run.scores["anomaly_score"] = round(float(prediction.anomaly_score or 0.0), 6)
+            run.scores["anomaly_ratio"] = round(ratio, 6)  # >= 1: beyond the good parts' threshold
+            flagged |= ratio >= 1.0
+            if run.defect_score is None:
+                run.defect_score = min(1.0, max(0.0, ratio / 2.0))  # 0.5 at the threshold
+            if prediction.heatmap is not None:
+                heat = (np.clip(prediction.heatmap, 0.0, 1.0) * 255).astype(np.uint8)
+                run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", heat)
+        segmenter = deployed.get(ModelVersion.Kind.SEGMENTER)
+        if segmenter is not None and (flagged or len(deployed) == 1):
+            started = time.perf_counter()
+            prediction = serving.inferencer_for(segmenter).predict([pixels])[0]
+            run.latency_ms["segmenter"] = _elapsed_ms(started)
+            if prediction.mask is not None:
+                run.scores["defect_pixels"] = int((prediction.mask > 0).sum())
+                run.mask_file = save_png(f"masks/{inspection.pk}.png", prediction.mask)
+                if run.defect_score is None:
+                    run.defect_score = 1.0 if run.scores["defect_pixels"] > 0 else 0.0
+    except Exception as exc:
+        logger.exception("models failed on inspection %s", inspection.pk)
+        run.error = f"{type(exc).__name__}: {exc}"[:500]
+        run.defect_score = None
+    return run
+
+
 def inspection_run(*, inspection_id: int) -> Inspection | None:
     """Run the deployed models on one inspection and route the part.
 
-    Idempotent and safe to redeliver: a finished inspection is left alone, and the review
-    item and verdict it leads to are unique per part. Returns None if the row is gone.
+    Routing here is the project's simple threshold rule: a defect score at or below
+    ``auto_pass_threshold`` passes, at or above ``auto_fail_threshold`` fails, anything
+    between (or any model error, or no deployed model: the cold start) goes to a person.
+
+    Idempotent and safe to redeliver: the models run outside any transaction, then one
+    short transaction writes the outcome under a status guard; the review item and the
+    final verdict are unique per part. Returns None if the row is gone.
     """
+    from inspection import serving
     from review.models import ReviewItem
     from review.services import review_item_open
 
+    inspection = Inspection.objects.select_related("part", "project", "image").filter(pk=inspection_id).first()
+    if inspection is None or inspection.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
+        return inspection
+    deployed = serving.deployed_versions(project_id=inspection.project_id)
+    run = run_models(inspection=inspection, deployed=deployed) if deployed else ModelRun()
     started = time.perf_counter()
     with transaction.atomic():
-        inspection = (
+        locked = (
             Inspection.objects.select_for_update().select_related("part", "project").filter(pk=inspection_id).first()
         )
-        if inspection is None or inspection.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
-            return inspection
-        inspection.attempts += 1
-        # Cold start: no deployed model yet, so every part goes to a person.
-        if not Verdict.objects.filter(part=inspection.part, is_final=True).exists():
-            review_item_open(part=inspection.part, inspection=inspection, reason=ReviewItem.Reason.COLD_START)
-        inspection.status = Inspection.Status.DONE
-        inspection.finished_at = timezone.now()
-        inspection.latency_ms = {"route": round((time.perf_counter() - started) * 1000, 3)}
-        inspection.save(update_fields=["attempts", "status", "finished_at", "latency_ms"])
-    return inspection
+        if locked is None or locked.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
+            return locked
+        locked.attempts += 1
+        locked.model_version = run.model_version
+        locked.scores = run.scores
+        locked.heatmap_file, locked.mask_file, locked.error = run.heatmap_file, run.mask_file, run.error
+        project = locked.project
+        if not Verdict.objects.filter(part=locked.part, is_final=True).exists():
+            if not deployed:
+                review_item_open(part=locked.part, inspection=locked, reason=ReviewItem.Reason.COLD_START)
+            elif run.defect_score is None:
+                review_item_open(part=locked.part, inspection=locked, reason=ReviewItem.Reason.MODEL_ERROR)
+            elif run.defect_score <= project.auto_pass_threshold:
+                verdict_record_final(
+                    part=locked.part,
+                    outcome=Verdict.Outcome.PASS,
+                    source=Verdict.Source.MODEL,
+                    inspection=locked,
+                    model_version=run.model_version,
+                )
+            elif run.defect_score >= project.auto_fail_threshold:
+                defect_class = DefectClass.objects.filter(project=project, name=run.defect_class).first()
+                verdict_record_final(
+                    part=locked.part,
+                    outcome=Verdict.Outcome.FAIL,
+                    source=Verdict.Source.MODEL,
+                    defect_class=defect_class,
+                    inspection=locked,
+                    model_version=run.model_version,
+                )
+            else:
+                review_item_open(
+                    part=locked.part,
+                    inspection=locked,
+                    reason=ReviewItem.Reason.UNCERTAIN,
+                    model_version=run.model_version,
+                )
+        locked.status = Inspection.Status.DONE
+        locked.finished_at = timezone.now()
+        locked.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
+        locked.save()
+    return locked
 
 
 def verdict_record_final(

@@ -1,0 +1,73 @@
+"""The model registry: every trained model, what it was trained on, and which one serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from inspection.models.projects import Project
+
+
+class ModelVersion(models.Model):
+    """One training run of one model kind for one project, and its artifacts.
+
+    ``artifacts`` maps each file name to its SHA-256; files are loaded only from this
+    version's own directory and only when every hash matches. At most one version per
+    (project, kind) is deployed.
+    """
+
+    class Kind(models.TextChoices):
+        CLASSIFIER = "classifier"
+        ANOMALY = "anomaly"
+        SEGMENTER = "segmenter"
+
+    class Status(models.TextChoices):
+        TRAINING = "training"
+        READY = "ready"
+        DEPLOYED = "deployed"
+        RETIRED = "retired"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    # The exact training data: annotation ids (each names its image), and the seed of the split.
+    training_data = models.JSONField(default=dict, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    thresholds = models.JSONField(default=dict, blank=True)
+    artifacts = models.JSONField(default=dict, blank=True)  # file name -> sha256
+    progress = models.JSONField(default=dict, blank=True)  # epoch, epochs, loss, metric, history
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "kind"], condition=Q(status="deployed"), name="model_version_one_deployed_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.pk}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.pk}"
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Server-generated location; never taken from user input."""
+        return Path(settings.VAR_DIR) / "models" / f"project-{self.project_id}" / f"version-{self.pk}"

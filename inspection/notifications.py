@@ -1,0 +1,21 @@
+"""Events for the managers' screens (training progress), sent after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+
+def training_group(project_id: int) -> str:
+    return f"project-{project_id}-training"
+
+
+def notify_training_progress(*, project_id: int, payload: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(
+        training_group(project_id), {"type": "review.event", "event": "training.progress", "payload": payload}
+    )

@@ -1,0 +1,256 @@
+"""Writes for the model registry: start, run, cancel, deploy and retire model versions.
+
+The ML package (``workers.ml``) is imported lazily: web processes never load torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Annotation
+from inspection.errors import Conflict, InvalidInput
+from inspection.models import ModelVersion, Project
+from inspection.notifications import notify_training_progress
+from inspection.storage import local_files
+
+logger = logging.getLogger(__name__)
+
+# Fewest labelled images a kind can learn from; below this a start is refused with a reason.
+MIN_IMAGES = {"classifier": 8, "anomaly": 8, "segmenter": 4}
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    annotation_id: int
+    image_key: str
+    label: str | None  # None: good
+    mask_key: str | None
+    polygons: list[list[tuple[float, float]]] | None
+
+
+def labelled_images(*, project: Project, annotation_ids: list[int] | None = None) -> list[LabelledImage]:
+    """The newest label of each image of the project (or exactly ``annotation_ids``)."""
+    rows = (
+        Annotation.objects.filter(project=project).select_related("image", "defect_class").order_by("image_id", "-id")
+    )
+    if annotation_ids is not None:
+        rows = rows.filter(pk__in=annotation_ids)
+    seen: set[int] = set()
+    found = []
+    for row in rows:
+        if row.image_id in seen:
+            continue
+        seen.add(row.image_id)
+        mask_key = None
+        polygons: list[list[tuple[float, float]]] = []
+        for shape in row.shapes or []:
+            if shape.get("type") == "mask" and isinstance(shape.get("file"), str):
+                mask_key = shape["file"]
+            elif shape.get("type") == "polygon":
+                polygons.append([(float(x), float(y)) for x, y in shape.get("points", [])])
+        label = row.defect_class.name if row.outcome == "fail" and row.defect_class else None
+        found.append(LabelledImage(row.pk, row.image.file, label, mask_key, polygons or None))
+    return found
+
+
+def _for_kind(kind: str, images: list[LabelledImage]) -> list[LabelledImage]:
+    if kind == ModelVersion.Kind.ANOMALY:
+        return [image for image in images if image.label is None]
+    if kind == ModelVersion.Kind.SEGMENTER:
+        defects = [image for image in images if image.label is not None and (image.mask_key or image.polygons)]
+        return defects + [image for image in images if image.label is None] if defects else []
+    return images
+
+
+def training_start(
+    *,
+    project: Project,
+    kind: str,
+    author: Any = None,
+    hyperparameters: dict[str, Any] | None = None,
+    enqueue: bool = True,
+) -> ModelVersion:
+    """Snapshot the training data and queue a training job on the ``training`` queue."""
+    if kind not in ModelVersion.Kind.values:
+        raise InvalidInput(f"Unknown model kind {kind!r}: use classifier, anomaly or segmenter.")
+    chosen = _for_kind(kind, labelled_images(project=project))
+    if len(chosen) < MIN_IMAGES[kind]:
+        raise InvalidInput(
+            f"A {kind} needs at least {MIN_IMAGES[kind]} suitable labelled images; this project has {len(chosen)}.",
+            code="not_enough_labels",
+        )
+    if kind == ModelVersion.Kind.CLASSIFIER and len({image.label for image in chosen}) < 2:
+        raise InvalidInput("A classifier needs good and defective examples.", code="not_enough_labels")
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            project=project,
+            kind=kind,
+            author=author if getattr(author, "pk", None) else None,
+            hyperparameters=hyperparameters or {},
+            training_data={"annotations": [image.annotation_id for image in chosen], "seed": 0},
+        )
+        if enqueue:
+            version_id = version.pk
+            transaction.on_commit(lambda: _enqueue_training(version_id))
+    return version
+
+
+def _enqueue_training(version_id: int) -> None:
+    from inspection.tasks import training_run_task
+
+    training_run_task.delay(version_id)
+
+
+def training_run(
+    *, model_version_id: int, on_progress: Callable[[dict[str, Any]], None] | None = None
+) -> ModelVersion | None:
+    """Train one queued version. Idempotent: only a version still ``training`` and never
+    started runs. A redelivered job (its worker died mid-run) is marked failed instead of
+    silently restarting; the deployed model is never touched by any outcome here."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().filter(pk=model_version_id).first()
+        if version is None or version.status != ModelVersion.Status.TRAINING:
+            return version
+        if version.attempts >= 1:
+            version.status = ModelVersion.Status.FAILED
+            version.error = "The worker running this job stopped before it finished (killed or out of memory)."
+            version.finished_at = timezone.now()
+            version.save(update_fields=["status", "error", "finished_at"])
+            return version
+        if version.cancel_requested:
+            version.status = ModelVersion.Status.CANCELLED
+            version.finished_at = timezone.now()
+            version.save(update_fields=["status", "finished_at"])
+            return version
+        version.attempts += 1
+        version.started_at = version.heartbeat_at = timezone.now()
+        version.save(update_fields=["attempts", "started_at", "heartbeat_at"])
+
+    from workers.ml.errors import TrainingCancelled
+    from workers.ml.training import train
+    from workers.ml.types import Sample
+
+    project = version.project
+    chosen = labelled_images(project=project, annotation_ids=version.training_data["annotations"])
+    keys = [image.image_key for image in chosen] + [image.mask_key for image in chosen if image.mask_key]
+    history: list[dict[str, Any]] = []
+    last_check = [0.0]
+
+    def report(progress: Any) -> None:
+        point = {"epoch": progress.epoch, "epochs": progress.epochs, "loss": progress.loss, "metric": progress.metric}
+        history.append(point)
+        state = {**point, "metric_name": progress.metric_name, "history": history[-200:]}
+        ModelVersion.objects.filter(pk=version.pk).update(progress=state, heartbeat_at=timezone.now())
+        payload = {"version": version.pk, "kind": version.kind, "status": "training", **state}
+        transaction.on_commit(lambda: notify_training_progress(project_id=project.pk, payload=payload))
+        if on_progress is not None:
+            on_progress(state)
+
+    def should_stop() -> bool:
+        # One cheap query at most every two seconds.
+        now = time.monotonic()
+        if now - last_check[0] < 2.0:
+            return False
+        last_check[0] = now
+        return ModelVersion.objects.filter(pk=version.pk, cancel_requested=True).exists()
+
+    try:
+        with local_files(keys) as paths:
+            samples = [
+                Sample(
+                    image_path=paths[image.image_key],
+                    label=image.label,
+                    mask_path=paths[image.mask_key] if image.mask_key else None,
+                    polygons=image.polygons,
+                )
+                for image in chosen
+            ]
+            result = train(
+                kind=version.kind,  # type: ignore[arg-type]  # checked against Kind on start
+                samples=samples,
+                good_class=project.good_class_name,
+                out_dir=version.artifact_dir,
+                hyperparameters=version.hyperparameters,
+                progress=report,
+                should_stop=should_stop,
+                seed=int(version.training_data.get("seed", 0)),
+            )
+    except TrainingCancelled:
+        return _finish(version, status=ModelVersion.Status.CANCELLED)
+    except Exception as exc:
+        logger.exception("training of %s failed", version.label)
+        return _finish(version, status=ModelVersion.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
+    from workers.ml.artifacts import VerifiedArtifact
+
+    manifest = VerifiedArtifact(version.artifact_dir, result.artifacts).manifest
+    return _finish(
+        version,
+        status=ModelVersion.Status.READY,
+        metrics=dict(result.metrics),
+        hyperparameters=dict(result.hyperparameters),
+        artifacts=dict(result.artifacts),
+        thresholds=dict(manifest.get("thresholds", {})),
+    )
+
+
+def _finish(version: ModelVersion, *, status: str, error: str = "", **fields: Any) -> ModelVersion:
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(
+            status=status, error=error, finished_at=timezone.now(), **fields
+        )
+        version.refresh_from_db()
+        payload = {"version": version.pk, "kind": version.kind, "status": status, **(version.progress or {})}
+        project_id = version.project_id
+        transaction.on_commit(lambda: notify_training_progress(project_id=project_id, payload=payload))
+    return version
+
+
+def training_cancel(*, version: ModelVersion) -> ModelVersion:
+    """Ask a running job to stop at its next check; a job not yet started never starts."""
+    if version.status != ModelVersion.Status.TRAINING:
+        raise Conflict(f"Version {version.label} is {version.status}, not training.", code="not_training")
+    ModelVersion.objects.filter(pk=version.pk).update(cancel_requested=True)
+    version.refresh_from_db()
+    return version
+
+
+def model_version_deploy(*, version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the one its project serves for its kind; the previous one retires.
+
+    The artifact files are checked against the registry's hashes first: a version whose
+    files changed on disk is never activated. Inference workers pick it up on their next part.
+    """
+    if version.status not in {ModelVersion.Status.READY, ModelVersion.Status.RETIRED}:
+        raise Conflict(f"Only a ready or retired version can be deployed; {version.label} is {version.status}.")
+    from workers.ml.artifacts import VerifiedArtifact
+    from workers.ml.errors import MLError
+
+    try:
+        VerifiedArtifact(version.artifact_dir, version.artifacts)
+    except (MLError, OSError) as exc:
+        raise Conflict(f"Artifact of {version.label} failed verification: {exc}", code="artifact_integrity") from None
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(project=version.project, kind=version.kind)
+        ModelVersion.objects.filter(
+            project=version.project, kind=version.kind, status=ModelVersion.Status.DEPLOYED
+        ).update(status=ModelVersion.Status.RETIRED)
+        ModelVersion.objects.filter(pk=version.pk).update(
+            status=ModelVersion.Status.DEPLOYED, deployed_at=timezone.now()
+        )
+    version.refresh_from_db()
+    return version
+
+
+def model_version_retire(*, version: ModelVersion) -> ModelVersion:
+    if version.status != ModelVersion.Status.DEPLOYED:
+        raise Conflict(f"{version.label} is not deployed.")
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    version.refresh_from_db()
+    return version

@@ -1,0 +1,46 @@
+"""Model serving inside an inference worker process.
+
+ONNX Runtime sessions are created once per process and version. Which versions are
+deployed is read from the database for every part (one indexed query), so a deployment
+takes effect on the next part without a restart; the session of the version it replaced
+is dropped then.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from inspection.models import ModelVersion
+
+if TYPE_CHECKING:
+    from workers.ml.inference import Inferencer
+
+_lock = threading.Lock()
+# (project id, kind) -> (version id, its loaded inferencer)
+_loaded: dict[tuple[int, str], tuple[int, Inferencer]] = {}
+
+
+def deployed_versions(*, project_id: int) -> dict[str, ModelVersion]:
+    rows = ModelVersion.objects.filter(project_id=project_id, status=ModelVersion.Status.DEPLOYED)
+    return {row.kind: row for row in rows}
+
+
+def inferencer_for(version: ModelVersion) -> Inferencer:
+    """The loaded inferencer of ``version``; every artifact hash is verified on first load
+    (a mismatch raises and nothing is served from that version)."""
+    slot = (version.project_id, version.kind)
+    with _lock:
+        current = _loaded.get(slot)
+        if current is not None and current[0] == version.pk:
+            return current[1]
+        from workers.ml.inference import load_inferencer
+
+        inferencer = load_inferencer(version.artifact_dir, version.artifacts, backend="onnx")
+        _loaded[slot] = (version.pk, inferencer)
+        return inferencer
+
+
+def loaded_version_ids() -> list[int]:
+    with _lock:
+        return sorted(version_id for version_id, _ in _loaded.values())
