@@ -15,7 +15,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,7 +25,18 @@ from rest_framework.views import APIView
 from inspection import selectors, services
 from inspection.auth import station_of
 from inspection.errors import Forbidden, InvalidInput, NotFound
-from inspection.models import DefectClass, Inspection, Membership, Part, Project, Station, StationToken, Upload, Verdict
+from inspection.models import (
+    DefectClass,
+    Inspection,
+    Membership,
+    ModelVersion,
+    Part,
+    Project,
+    Station,
+    StationToken,
+    Upload,
+    Verdict,
+)
 from inspection.permissions import CAN_ADMINISTER, CAN_MANAGE, IsPerson, IsPersonOrStation, IsStation
 from inspection.serializers import (
     DefectClassOutputSerializer,
@@ -34,6 +45,7 @@ from inspection.serializers import (
     LoginInputSerializer,
     MembershipOutputSerializer,
     MembershipUpdateInputSerializer,
+    ModelVersionOutputSerializer,
     PartOutputSerializer,
     ProjectOutputSerializer,
     ProjectUpdateInputSerializer,
@@ -41,7 +53,14 @@ from inspection.serializers import (
     StationOutputSerializer,
     StationTokenCreateInputSerializer,
     StationTokenOutputSerializer,
+    TrainingStartInputSerializer,
     VerdictOutputSerializer,
+)
+from inspection.services.model_versions import (
+    model_version_deploy,
+    model_version_retire,
+    training_cancel,
+    training_start,
 )
 
 # --- auth ------------------------------------------------------------------------------
@@ -497,3 +516,77 @@ class StationTokenRevokeApi(APIView):
             raise NotFound("Station token not found.")
         services.station_token_revoke(token=token)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- model registry and training ---------------------------------------------------------
+
+
+class ModelVersionFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+    class Meta:
+        model = ModelVersion
+        fields = ["project", "kind", "status"]
+
+
+class ModelVersionListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    """GET: model versions of the caller's projects. POST (managers): start a training job."""
+
+    permission_classes = [IsPerson]
+    serializer_class = ModelVersionOutputSerializer
+    filterset_class = ModelVersionFilter
+    ordering_fields = ["id", "created_at"]
+    ordering = ["-id"]
+    parser_classes = [JSONParser]
+
+    def get_queryset(self) -> QuerySet[ModelVersion]:
+        return selectors.model_versions_for(user=self.request.user)
+
+    @extend_schema(request=TrainingStartInputSerializer, responses={202: ModelVersionOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = TrainingStartInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        project = selectors.access_project(user=request.user, project_id=fields["project"], roles=CAN_MANAGE)
+        version = training_start(
+            project=project, kind=fields["kind"], author=request.user, hyperparameters=fields["hyperparameters"]
+        )
+        return Response(ModelVersionOutputSerializer(version).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelVersionDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = ModelVersionOutputSerializer
+
+    def get_queryset(self) -> QuerySet[ModelVersion]:
+        return selectors.model_versions_for(user=self.request.user)
+
+
+class ModelVersionActionApi(APIView):
+    """POST .../cancel, .../deploy, .../retire (managers). Every change is a state transition."""
+
+    permission_classes = [IsPerson]
+    action = ""
+
+    @extend_schema(request=None, responses={200: ModelVersionOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        version = selectors.access_model_version(user=request.user, version_id=pk, roles=CAN_MANAGE)
+        transition = {"cancel": training_cancel, "deploy": model_version_deploy, "retire": model_version_retire}
+        version = transition[self.action](version=version)
+        return Response(ModelVersionOutputSerializer(version).data)
+
+
+class InspectionOverlayApi(APIView):
+    """The anomaly heatmap or defect mask the models drew for an inspection, as a PNG."""
+
+    permission_classes = [IsPersonOrStation]
+    overlay = "heatmap"
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request: Request, pk: int) -> FileResponse:
+        inspection = selectors.inspections_for(user=request.user).filter(pk=pk).first()
+        key = getattr(inspection, f"{self.overlay}_file", "") if inspection else ""
+        if inspection is None or not key:
+            raise NotFound(f"No {self.overlay} for this inspection.")
+        response = FileResponse(default_storage.open(key, "rb"), content_type="image/png")
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response

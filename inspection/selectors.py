@@ -17,6 +17,7 @@ from inspection.models import (
     DefectClass,
     Inspection,
     Membership,
+    ModelVersion,
     Part,
     Project,
     Role,
@@ -25,7 +26,7 @@ from inspection.models import (
     Upload,
     Verdict,
 )
-from inspection.permissions import CAN_ADMINISTER, CAN_VIEW
+from inspection.permissions import CAN_ADMINISTER, CAN_MANAGE, CAN_VIEW
 
 
 def project_ids_for(*, user: Any, roles: Iterable[str] = CAN_VIEW) -> QuerySet[Membership, int]:
@@ -143,3 +144,19 @@ def station_tokens_for(*, user: Any) -> QuerySet[StationToken]:
     return StationToken.objects.filter(
         station__project_id__in=project_ids_for(user=user, roles=CAN_ADMINISTER)
     ).select_related("station")
+
+
+def managed_project_ids(*, user: Any) -> list[int]:
+    return list(project_ids_for(user=user, roles=CAN_MANAGE))
+
+
+def model_versions_for(*, user: Any) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(project_id__in=project_ids_for(user=user)).select_related("author")
+
+
+def access_model_version(*, user: Any, version_id: int, roles: Iterable[str] = CAN_VIEW) -> ModelVersion:
+    version = model_versions_for(user=user).filter(pk=version_id).first()
+    if version is None:
+        raise NotFound("Model version not found.")
+    access_project(user=user, project_id=version.project_id, roles=roles)
+    return version

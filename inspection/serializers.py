@@ -7,7 +7,17 @@ from typing import Any
 from django.urls import reverse
 from rest_framework import serializers
 
-from inspection.models import DefectClass, Inspection, Membership, Part, Project, Station, StationToken, Verdict
+from inspection.models import (
+    DefectClass,
+    Inspection,
+    Membership,
+    ModelVersion,
+    Part,
+    Project,
+    Station,
+    StationToken,
+    Verdict,
+)
 from inspection.selectors import final_verdict_of
 
 
@@ -186,3 +196,49 @@ class StationTokenCreateInputSerializer(StrictInputSerializer):
 class LoginInputSerializer(StrictInputSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class ModelVersionOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    author = serializers.CharField(source="author.username", default=None)
+    training_images = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "project",
+            "kind",
+            "status",
+            "author",
+            "training_images",
+            "hyperparameters",
+            "metrics",
+            "thresholds",
+            "artifacts",
+            "progress",
+            "cancel_requested",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "deployed_at",
+        ]
+
+    def get_training_images(self, version: ModelVersion) -> int:
+        return len(version.training_data.get("annotations", []))
+
+
+class TrainingStartInputSerializer(StrictInputSerializer):
+    project = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=ModelVersion.Kind.choices)
+    hyperparameters = serializers.DictField(required=False, default=dict)
+
+    def validate_hyperparameters(self, value: dict[str, Any]) -> dict[str, Any]:
+        allowed = {
+            "epochs", "batch_size", "learning_rate", "weight_decay", "input_size", "patience",
+            "val_fraction", "target_false_reject", "max_minutes", "augment", "int8", "bank_size", "taps",
+        }  # fmt: skip
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise serializers.ValidationError(f"Unknown hyperparameter(s): {', '.join(unknown)}.")
+        return value

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from inspection.services import inspection_run, uploads_purge_expired
+from inspection.services.inspections import inspections_requeue_stale
 from inspection.services.model_versions import training_run
 from workers.tasks import Queue, loupe_task
 
@@ -22,3 +23,9 @@ def uploads_purge_expired_task() -> None:
 def training_run_task(model_version_id: int) -> None:
     """Train one queued model version. Idempotent; a redelivered job is marked failed."""
     training_run(model_version_id=model_version_id)
+
+
+@loupe_task(name="inspection.requeue_stale", queue=Queue.DEFAULT, soft_time_limit=60, time_limit=90)
+def inspections_requeue_stale_task() -> None:
+    """Reconciler: no inspection stays pending because a broker message was lost."""
+    inspections_requeue_stale()

@@ -36,7 +36,7 @@ def review_item_open(
         # Another image of the same part opened it at the same moment.
         return ReviewItem.objects.get(part=part, status__in=[ReviewItem.Status.OPEN, ReviewItem.Status.CLAIMED]), False
     item_id = item.pk
-    transaction.on_commit(lambda: notify_review_item_added(item_id=item_id))
+    transaction.on_commit(lambda: notify_review_item_added(item_id=item_id), robust=True)
     return item, True
 
 
@@ -91,5 +91,5 @@ def review_decide(
         locked.decided_by = reviewer
         locked.decided_at = timezone.now()
         locked.save(update_fields=["status", "decided_by", "decided_at"])
-        transaction.on_commit(lambda: notify_review_item_decided(item=locked))
+        transaction.on_commit(lambda: notify_review_item_decided(item=locked), robust=True)
     return verdict

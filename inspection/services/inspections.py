@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 import numpy as np
@@ -66,7 +66,7 @@ def inspection_submit(
         if existing is not None:
             return _same_or_conflict(existing, normalised)
 
-    key, wrote_file = _store_image_bytes(normalised)
+    key, wrote_file = store_image_bytes(normalised)
     try:
         with transaction.atomic():
             image, _ = Image.objects.get_or_create(
@@ -99,7 +99,8 @@ def inspection_submit(
                     raise
                 return _same_or_conflict(existing, normalised)
             inspection_id = inspection.pk
-            transaction.on_commit(lambda: _enqueue_inference(inspection_id))
+            # robust: if the broker is down the row stays pending and the reconciler queues it.
+            transaction.on_commit(lambda: _enqueue_inference(inspection_id), robust=True)
     except BaseException:
         if wrote_file and not Image.objects.filter(file=key).exists():
             default_storage.delete(key)
@@ -121,7 +122,7 @@ def _same_or_conflict(existing: Inspection, normalised: NormalisedImage) -> Subm
     return SubmitResult(inspection=existing, created=False)
 
 
-def _store_image_bytes(normalised: NormalisedImage) -> tuple[str, bool]:
+def store_image_bytes(normalised: NormalisedImage) -> tuple[str, bool]:
     """Write under a key derived from the content hash only (never from a client file name)."""
     key = f"images/{normalised.sha256[:2]}/{normalised.sha256}.{normalised.extension}"
     if default_storage.exists(key):
@@ -318,3 +319,17 @@ def verdict_record_final(
             )
     except IntegrityError:
         raise Conflict("This part already has a final verdict.", code="already_decided") from None
+
+
+def inspections_requeue_stale(*, older_than: timedelta = timedelta(minutes=2), limit: int = 1000) -> int:
+    """Queue again inspections still pending after ``older_than``: their message was lost
+    (broker restart or flush, enqueue failure). The task is idempotent, so a duplicate is harmless."""
+    cutoff = timezone.now() - older_than
+    stale = list(
+        Inspection.objects.filter(status=Inspection.Status.PENDING, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for inspection_id in stale:
+        _enqueue_inference(inspection_id)
+    return len(stale)

@@ -98,7 +98,7 @@ def training_start(
         )
         if enqueue:
             version_id = version.pk
-            transaction.on_commit(lambda: _enqueue_training(version_id))
+            transaction.on_commit(lambda: _enqueue_training(version_id), robust=True)
     return version
 
 
@@ -149,7 +149,7 @@ def training_run(
         state = {**point, "metric_name": progress.metric_name, "history": history[-200:]}
         ModelVersion.objects.filter(pk=version.pk).update(progress=state, heartbeat_at=timezone.now())
         payload = {"version": version.pk, "kind": version.kind, "status": "training", **state}
-        transaction.on_commit(lambda: notify_training_progress(project_id=project.pk, payload=payload))
+        transaction.on_commit(lambda: notify_training_progress(project_id=project.pk, payload=payload), robust=True)
         if on_progress is not None:
             on_progress(state)
 
@@ -208,7 +208,7 @@ def _finish(version: ModelVersion, *, status: str, error: str = "", **fields: An
         version.refresh_from_db()
         payload = {"version": version.pk, "kind": version.kind, "status": status, **(version.progress or {})}
         project_id = version.project_id
-        transaction.on_commit(lambda: notify_training_progress(project_id=project_id, payload=payload))
+        transaction.on_commit(lambda: notify_training_progress(project_id=project_id, payload=payload), robust=True)
     return version
 
 

@@ -70,7 +70,7 @@ def test_a_posted_part_reaches_the_reviewer_live_and_the_decision_comes_back_to_
     session = sign_in(live, reviewer)
 
     with review_socket(live, session) as socket:
-        assert next_event(socket, "hello") == {"projects": [project.pk]}
+        assert next_event(socket, "hello") == {"projects": [project.pk], "training": []}
         posted = post_part(live, station, "SN-LIVE-1")
         pushed = next_event(socket, "review.item.added")
 
@@ -124,7 +124,7 @@ def test_an_annotator_is_not_subscribed_to_review_pushes(live: LiveStack) -> Non
     session = sign_in(live, make_user(project, role="annotator"))
 
     with review_socket(live, session) as socket:
-        assert next_event(socket, "hello") == {"projects": []}
+        assert next_event(socket, "hello") == {"projects": [], "training": []}
 
 
 def test_an_anonymous_websocket_is_refused_before_joining_any_group(live: LiveStack) -> None:

@@ -1,0 +1,71 @@
+"""Run one model version on image files; one JSON line per file."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from PIL import Image as PILImage
+
+from inspection.errors import DomainError
+from inspection.imaging import normalise_image
+from inspection.models import ModelVersion
+
+
+class Command(BaseCommand):
+    help = 'Print {"file", "label", "probabilities", "anomaly_score", "mask", "latency_ms"} for each file.'
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--model", type=int, required=True, help="model version id")
+        parser.add_argument("--out", type=Path, default=None, help="folder for mask PNGs (default var/predictions)")
+        parser.add_argument("files", nargs="+", type=Path)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from workers.ml.errors import MLError
+        from workers.ml.inference import load_inferencer
+
+        version = ModelVersion.objects.filter(pk=options["model"]).first()
+        if version is None or not version.artifacts:
+            raise CommandError(f"No trained model version {options['model']}.")
+        try:
+            inferencer = load_inferencer(version.artifact_dir, version.artifacts, backend="onnx")
+        except MLError as error:
+            raise CommandError(f"Model version {version.pk} refused: {error}") from None
+        out_dir: Path = options["out"] or Path(settings.VAR_DIR) / "predictions"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in options["files"]:
+            line: dict[str, Any] = {
+                "file": str(path),
+                "label": None,
+                "probabilities": None,
+                "anomaly_score": None,
+                "mask": None,
+                "latency_ms": None,
+            }
+            try:
+                with path.open("rb") as stream:
+                    normalised = normalise_image(
+                        stream, max_bytes=settings.LOUPE_MAX_UPLOAD_BYTES, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS
+                    )
+            except (OSError, DomainError) as error:
+                line["error"] = getattr(error, "detail", str(error))
+                self.stdout.write(json.dumps(line))
+                continue
+            pixels = np.asarray(PILImage.open(io.BytesIO(normalised.content)).convert("RGB"))
+            started = time.perf_counter()
+            prediction = inferencer.predict([pixels])[0]
+            line["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            line["label"] = prediction.label
+            line["probabilities"] = prediction.probabilities
+            line["anomaly_score"] = prediction.anomaly_score
+            if prediction.mask is not None:
+                mask_path = out_dir / f"{path.stem}.v{version.pk}.mask.png"
+                PILImage.fromarray(prediction.mask).save(mask_path)
+                line["mask"] = str(mask_path)
+            self.stdout.write(json.dumps(line))
