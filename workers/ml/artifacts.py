@@ -58,6 +58,12 @@ def read_artifact_file(directory: Path, name: str) -> bytes:
     """
     _check_file_name(name)
     path = directory / name
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise UnsafeArtifactError(f"artifact file {name!r} is a symlink")
+    except FileNotFoundError as error:
+        raise ArtifactIntegrityError(f"artifact file {name!r} is missing") from error
+    # O_NOFOLLOW again at open time: the check above and the open are not atomic.
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         descriptor = os.open(path, flags)
@@ -155,7 +161,7 @@ class VerifiedArtifact:
         payload = self.read(name)
         try:
             model = onnx.load_model_from_string(payload)
-        except Exception as error:  # noqa: BLE001 - protobuf raises assorted types
+        except Exception as error:
             raise ArtifactIntegrityError(f"{name!r} is not an ONNX model") from error
         external = [tensor for tensor in _all_tensors(model) if uses_external_data(tensor)]
         if not external:

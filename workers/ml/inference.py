@@ -117,7 +117,8 @@ class _InferencerBase:
             label = max((n for n in names if n != good), key=lambda n: by_name[n])
         else:
             label = good
-        return Prediction(label=label, probabilities=by_name, anomaly_score=defect_probability, heatmap=None, mask=None)
+        # A classifier gives probabilities only; P(defect) is 1 - probabilities[good].
+        return Prediction(label=label, probabilities=by_name, anomaly_score=None, heatmap=None, mask=None)
 
     def _score_anomaly(self, shape: tuple[int, int], score: float, patch_scores: np.ndarray) -> Prediction:
         thresholds = self.manifest["thresholds"]
@@ -139,10 +140,11 @@ class _InferencerBase:
         mask = np.where(heatmap >= float(thresholds["pixel_probability"]), 255, 0).astype(np.uint8)
         defect_area = int(np.count_nonzero(mask))
         good = self.manifest["good_class"]
-        label = self.manifest.get("defect_class", "defect") if defect_area >= int(thresholds["min_defect_pixels"]) else good
-        return Prediction(
-            label=label, probabilities=None, anomaly_score=float(heatmap.max(initial=0.0)), heatmap=heatmap, mask=mask
+        label = (
+            self.manifest.get("defect_class", "defect") if defect_area >= int(thresholds["min_defect_pixels"]) else good
         )
+        # The segmenter's output is the mask (and its per-pixel probability map as heatmap).
+        return Prediction(label=label, probabilities=None, anomaly_score=None, heatmap=heatmap, mask=mask)
 
 
 def available_providers() -> list[str]:

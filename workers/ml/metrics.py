@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(np.clip(float(log_t.exp()), 0.05, 20.0))
+    return float(np.clip(float(log_t.detach().exp()), 0.05, 20.0))
 
 
 def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, bins: int = 10) -> float:
@@ -68,7 +69,7 @@ def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, b
     correct = probabilities.argmax(axis=1) == targets
     edges = np.linspace(0.0, 1.0, bins + 1)
     error = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in pairwise(edges):
         inside = (confidence > low) & (confidence <= high)
         if inside.any():
             error += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())

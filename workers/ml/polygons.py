@@ -16,9 +16,7 @@ import numpy as np
 _SHIFT_BITS = 4
 
 
-def rasterize_polygons(
-    polygons: Sequence[Sequence[tuple[float, float]]], shape: tuple[int, int]
-) -> np.ndarray:
+def rasterize_polygons(polygons: Sequence[Sequence[tuple[float, float]]], shape: tuple[int, int]) -> np.ndarray:
     """Fill ``polygons`` into a uint8 mask of ``shape`` (H, W) with values {0, 255}.
 
     Polygons with fewer than 3 vertices are ignored. Overlapping polygons union.
@@ -35,9 +33,7 @@ def rasterize_polygons(
     return mask
 
 
-def trace_polygons(
-    mask: np.ndarray, *, min_area: float = 4.0, epsilon: float = 0.0
-) -> list[list[tuple[float, float]]]:
+def trace_polygons(mask: np.ndarray, *, min_area: float = 4.0, epsilon: float = 0.0) -> list[list[tuple[float, float]]]:
     """Trace the outer contours of the non-zero regions of ``mask`` (HxW) as polygons.
 
     ``min_area`` (px²) drops specks; ``epsilon`` > 0 simplifies with Douglas-Peucker

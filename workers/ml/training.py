@@ -45,6 +45,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "val_fraction": 0.2,
         "patience": 4,
         "target_false_reject": 0.01,
+        "min_defect_probability": 0.02,
         "max_minutes": 8.0,
         "augment": 1.0,
         "int8": True,
@@ -68,9 +69,12 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     },
     "anomaly": {
         "input_size": [256, 256],
-        "taps": [4, 10],
+        "taps": [14],
         "neighbourhood": 3,
-        "bank_size": 4096,
+        "standardize": True,
+        "aggregation": "mean",
+        "bank_size": 8192,
+        "bank_selection": "random",
         "coreset_projection": 32,
         "coreset_candidates": 200_000,
         "blur_sigma": 1.0,
@@ -96,6 +100,8 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
             bank_size=int(architecture["bank_size"]),
             blur_sigma=float(architecture["blur_sigma"]),
             pretrained=pretrained,
+            standardize=bool(architecture["standardize"]),
+            aggregation=str(architecture["aggregation"]),
         )
     raise ValueError(f"unknown kind {kind!r}")
 
@@ -144,7 +150,7 @@ def stratified_split(labels: Sequence[str], val_fraction: float, seed: int) -> t
     for label in sorted(set(labels)):
         members = [i for i, name in enumerate(labels) if name == label]
         rng.shuffle(members)
-        n_val = int(round(len(members) * val_fraction)) if len(members) >= 2 else 0
+        n_val = round(len(members) * val_fraction) if len(members) >= 2 else 0
         n_val = min(max(n_val, 1 if len(members) >= 2 and val_fraction > 0 else 0), len(members) - 1)
         val.extend(members[:n_val])
         train.extend(members[n_val:])
@@ -192,11 +198,12 @@ def train(
         "anomaly": trainers.train_anomaly,
     }[kind](samples=samples, good_class=good_class, params=params, control=control, seed=seed)
     control.check()
-    metrics: dict[str, Any] = dict(trained.metrics)
-    metrics["train_seconds"] = round(control.minutes() * 60.0, 1)
     with staging_directory(Path(out_dir)) as staging:
         trained.write(staging, params=params, control=control)
         control.check()
+        # After write(): exporting adds the INT8-vs-fp32 accuracy to the metrics.
+        metrics: dict[str, Any] = dict(trained.metrics)
+        metrics["train_seconds"] = round(control.minutes() * 60.0, 1)
         manifest = {
             "kind": kind,
             "good_class": good_class,

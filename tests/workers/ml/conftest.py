@@ -58,8 +58,8 @@ def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.nd
 @dataclass(frozen=True)
 class ToySet:
     samples: list[Sample]
-    images: list[np.ndarray]   # RGB uint8
-    masks: list[np.ndarray]    # uint8 {0,255}
+    images: list[np.ndarray]  # RGB uint8
+    masks: list[np.ndarray]  # uint8 {0,255}
     labels: list[str]
 
 
@@ -90,9 +90,11 @@ def make_toy_set(directory: Path, *, seed: int, per_class: dict[str, int]) -> To
 
 @pytest.fixture(autouse=True, scope="session")
 def _deterministic_threads() -> Iterator[None]:
-    # Same thread count everywhere: float reductions then add up in the same order.
+    # One thread: float reductions add up in the same order on every machine, and the
+    # suite does not fight other processes for cores (OpenMP spinning made a shared
+    # 2-core box 8x slower with two threads).
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
 
@@ -109,9 +111,23 @@ def toy_test(tmp_path_factory: pytest.TempPathFactory) -> ToySet:
 
 FAST = {
     "classifier": {"input_size": [64, 64], "epochs": 6, "batch_size": 16, "patience": 6, "learning_rate": 2e-3},
-    "segmenter": {"input_size": [64, 64], "epochs": 10, "batch_size": 8, "patience": 10, "learning_rate": 3e-3,
-                  "good_fraction": 0.25},
-    "anomaly": {"input_size": [64, 64], "taps": [4, 10], "bank_size": 512},
+    "segmenter": {
+        "input_size": [64, 64],
+        "epochs": 10,
+        "batch_size": 8,
+        "patience": 10,
+        "learning_rate": 3e-3,
+        "good_fraction": 0.25,
+    },
+    # Small local defects on a 64 px part: stride-8 taps and the max patch score; coreset
+    # selection so the k-centre path is exercised too.
+    "anomaly": {
+        "input_size": [64, 64],
+        "taps": [4, 10],
+        "bank_size": 512,
+        "aggregation": "max",
+        "bank_selection": "coreset",
+    },
 }
 
 
@@ -124,8 +140,14 @@ class Trained:
 def _train(kind: str, toy: ToySet, root: Path) -> Trained:
     out_dir = root / kind
     samples = toy.samples if kind != "anomaly" else [s for s in toy.samples if s.label is None]
-    result = train(kind=kind, samples=samples, good_class=GOOD, out_dir=out_dir,  # type: ignore[arg-type]
-                   hyperparameters=FAST[kind], seed=0)
+    result = train(
+        kind=kind,
+        samples=samples,
+        good_class=GOOD,
+        out_dir=out_dir,  # type: ignore[arg-type]
+        hyperparameters=FAST[kind],
+        seed=0,
+    )
     return Trained(out_dir=out_dir, result=result)
 
 

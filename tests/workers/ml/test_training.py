@@ -1,0 +1,168 @@
+"""Each model kind learns the toy defects; runs report progress, can be cancelled and
+leave either a complete artifact or nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.ml.errors import TrainingCancelled, TrainingDataError
+from workers.ml.inference import load_inferencer
+from workers.ml.metrics import binary_auroc, mask_iou_dice
+from workers.ml.training import train
+from workers.ml.types import Progress
+
+from .conftest import FAST, GOOD, ToySet, Trained
+
+
+def test_classifier_tells_good_scratch_and_blob_apart(trained_classifier: Trained, toy_test: ToySet) -> None:
+    inferencer = load_inferencer(trained_classifier.out_dir, trained_classifier.result.artifacts)
+    predictions = inferencer.predict(toy_test.images)
+    accuracy = np.mean([p.label == label for p, label in zip(predictions, toy_test.labels, strict=True)])
+    # chance is 0.5 (always "good"); an untrained head scores about that
+    assert accuracy >= 0.85
+    probabilities = predictions[0].probabilities
+    assert probabilities is not None and set(probabilities) == {GOOD, "blob", "scratch"}
+    assert abs(sum(probabilities.values()) - 1.0) < 1e-4
+
+
+def test_classifier_artifact_has_manifest_with_hashes_and_calibration(trained_classifier: Trained) -> None:
+    manifest = json.loads((trained_classifier.out_dir / "manifest.json").read_text())
+    assert manifest["kind"] == "classifier"
+    assert manifest["class_names"] == [GOOD, "blob", "scratch"]
+    assert manifest["input_size"] == [64, 64]
+    assert set(trained_classifier.result.artifacts) == {"manifest.json", "model.onnx", "model.int8.onnx", "weights.pt"}
+    assert set(manifest["files"]) == set(trained_classifier.result.artifacts) - {"manifest.json"}
+    assert manifest["metrics"]["temperature"] > 0
+    assert "int8_accuracy_drop" in trained_classifier.result.metrics
+
+
+def test_anomaly_model_trained_on_good_parts_only_ranks_defects_above_goods(
+    trained_anomaly: Trained, toy_test: ToySet
+) -> None:
+    inferencer = load_inferencer(trained_anomaly.out_dir, trained_anomaly.result.artifacts)
+    predictions = inferencer.predict(toy_test.images)
+    scores = np.array([p.anomaly_score for p in predictions])
+    truth = np.array([label != GOOD for label in toy_test.labels], dtype=int)
+    assert binary_auroc(truth, scores) >= 0.95
+    # heatmaps come back at image resolution and light up on the defect
+    heatmap = predictions[-1].heatmap
+    assert heatmap is not None and heatmap.shape == toy_test.images[-1].shape[:2] and heatmap.dtype == np.float32
+    assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+    defect = toy_test.masks[-1] > 0
+    assert heatmap[defect].mean() > heatmap[~defect].mean()
+
+
+def test_segmenter_outlines_defects(trained_segmenter: Trained, toy_test: ToySet) -> None:
+    inferencer = load_inferencer(trained_segmenter.out_dir, trained_segmenter.result.artifacts)
+    defect_images = [i for i, label in enumerate(toy_test.labels) if label != GOOD]
+    predictions = inferencer.predict([toy_test.images[i] for i in defect_images])
+    masks = np.stack([p.mask for p in predictions if p.mask is not None])
+    assert masks.dtype == np.uint8 and set(np.unique(masks)) <= {0, 255}
+    iou, _ = mask_iou_dice(masks > 0, np.stack([toy_test.masks[i] for i in defect_images]) > 0)
+    # an all-empty or all-full mask scores ~0.0 / ~0.05 here
+    assert iou >= 0.5
+
+
+def test_segmenter_learns_from_polygons_when_no_mask_is_given(toy_train: ToySet, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from workers.ml.polygons import trace_polygons
+
+    samples = [
+        replace(s, mask_path=None, polygons=trace_polygons(mask)) if s.label else s
+        for s, mask in zip(toy_train.samples, toy_train.masks, strict=True)
+    ]
+    result = train(
+        kind="segmenter",
+        samples=samples,
+        good_class=GOOD,
+        out_dir=tmp_path / "seg",
+        hyperparameters={**FAST["segmenter"], "epochs": 3},
+        seed=0,
+    )
+    assert result.metrics["val_iou"] > 0.2
+
+
+def test_training_reports_progress_every_epoch(toy_train: ToySet, tmp_path: Path) -> None:
+    seen: list[Progress] = []
+    train(
+        kind="anomaly",
+        samples=[s for s in toy_train.samples if s.label is None],
+        good_class=GOOD,
+        out_dir=tmp_path / "run",
+        hyperparameters=FAST["anomaly"],
+        progress=seen.append,
+        seed=0,
+    )
+    assert seen and seen[-1].epoch == seen[-1].epochs
+
+
+@pytest.mark.parametrize("kind", ["classifier", "segmenter", "anomaly"])
+def test_cancelling_raises_and_leaves_no_artifact(kind: str, toy_train: ToySet, tmp_path: Path) -> None:
+    # given a run whose caller asks to stop after a few checks
+    calls = {"n": 0}
+
+    def should_stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    out_dir = tmp_path / "run"
+    samples = toy_train.samples if kind != "anomaly" else [s for s in toy_train.samples if s.label is None]
+    # when / then
+    with pytest.raises(TrainingCancelled):
+        train(
+            kind=kind,
+            samples=samples,
+            good_class=GOOD,
+            out_dir=out_dir,  # type: ignore[arg-type]
+            hyperparameters=FAST[kind],
+            should_stop=should_stop,
+            seed=0,
+        )
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancelling_during_artifact_writing_leaves_no_artifact(toy_train: ToySet, tmp_path: Path) -> None:
+    # the last check happens after the files are staged, just before the rename
+    stop_now = {"flag": False}
+
+    def progress(update: Progress) -> None:
+        stop_now["flag"] = update.epoch == update.epochs
+
+    out_dir = tmp_path / "run"
+    with pytest.raises(TrainingCancelled):
+        train(
+            kind="anomaly",
+            samples=[s for s in toy_train.samples if s.label is None],
+            good_class=GOOD,
+            out_dir=out_dir,
+            hyperparameters=FAST["anomaly"],
+            progress=progress,
+            should_stop=lambda: stop_now["flag"],
+            seed=0,
+        )
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_anomaly_training_without_good_samples_is_refused(toy_train: ToySet, tmp_path: Path) -> None:
+    defects = [s for s in toy_train.samples if s.label is not None]
+    with pytest.raises(TrainingDataError, match="good"):
+        train(kind="anomaly", samples=defects, good_class=GOOD, out_dir=tmp_path / "run")
+
+
+def test_same_seed_trains_the_same_anomaly_model(trained_anomaly: Trained, toy_train: ToySet, tmp_path: Path) -> None:
+    again = train(
+        kind="anomaly",
+        samples=[s for s in toy_train.samples if s.label is None],
+        good_class=GOOD,
+        out_dir=tmp_path / "again",
+        hyperparameters=FAST["anomaly"],
+        seed=0,
+    )
+    assert again.artifacts["memory_bank.npy"] == trained_anomaly.result.artifacts["memory_bank.npy"]
