@@ -564,13 +564,14 @@ class ModelVersionActionApi(APIView):
     """POST .../cancel, .../deploy, .../retire (managers). Every change is a state transition."""
 
     permission_classes = [IsPerson]
-    action = ""
+    transitions = {"cancel": training_cancel, "deploy": model_version_deploy, "retire": model_version_retire}
 
     @extend_schema(request=None, responses={200: ModelVersionOutputSerializer})
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: Request, pk: int, action: str) -> Response:
+        if action not in self.transitions:
+            raise NotFound(f"Unknown action {action!r}: use cancel, deploy or retire.")
         version = selectors.access_model_version(user=request.user, version_id=pk, roles=CAN_MANAGE)
-        transition = {"cancel": training_cancel, "deploy": model_version_deploy, "retire": model_version_retire}
-        version = transition[self.action](version=version)
+        version = self.transitions[action](version=version)
         return Response(ModelVersionOutputSerializer(version).data)
 
 

@@ -20,6 +20,13 @@ urlpatterns = [
     path("stations/<int:pk>/tokens", apis.StationTokenIssueApi.as_view(), name="station-token-issue"),
     path("station-tokens", apis.StationTokenListApi.as_view(), name="station-token-list"),
     path("station-tokens/<int:pk>/revoke", apis.StationTokenRevokeApi.as_view(), name="station-token-revoke"),
+    path(
+        "inspections/<int:pk>/heatmap", apis.InspectionOverlayApi.as_view(overlay="heatmap"), name="inspection-heatmap"
+    ),
+    path("inspections/<int:pk>/mask", apis.InspectionOverlayApi.as_view(overlay="mask"), name="inspection-mask"),
+    path("model-versions", apis.ModelVersionListApi.as_view(), name="model-version-list"),
+    path("model-versions/<int:pk>", apis.ModelVersionDetailApi.as_view(), name="model-version-detail"),
+    path("model-versions/<int:pk>/<str:action>", apis.ModelVersionActionApi.as_view(), name="model-version-action"),
     path("parts", apis.PartListApi.as_view(), name="part-list"),
     path("parts/<int:pk>", apis.PartDetailApi.as_view(), name="part-detail"),
     path("verdicts", apis.VerdictListApi.as_view(), name="verdict-list"),

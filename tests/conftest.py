@@ -15,11 +15,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from inspection.models import ModelVersion, Project
 import redis as redis_client
 
 from tests.bootstrap import REPO
@@ -56,6 +60,8 @@ def _empty_media_root() -> None:
 
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
     Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+    # Model artifact folders are named by version id, and rolled-back ids come round again.
+    shutil.rmtree(Path(settings.VAR_DIR) / "models", ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -198,3 +204,64 @@ def _http_ok(url: str) -> bool:
 def live(live_stack: LiveStack, transactional_db: None) -> LiveStack:
     """The live stack with committed test data (rows are visible to the other processes)."""
     return live_stack
+
+
+@dataclass(frozen=True)
+class Trained:
+    directory: Path
+    artifacts: dict[str, str]
+    thresholds: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
+    """Each kind trained once per run on generated parts, outside the database."""
+    from tests.factories import TINY, write_dataset
+    from workers.ml.artifacts import VerifiedArtifact
+    from workers.ml.training import train
+    from workers.ml.types import ModelKind, Sample
+
+    root = write_dataset(tmp_path_factory.mktemp("dataset"))
+    samples = []
+    for image in sorted(root.glob("*/Imgs/*.jpg")):
+        label = None if image.parent.parent.name == "MT_Free" else image.parent.parent.name.removeprefix("MT_")
+        samples.append(Sample(image_path=image, label=label, mask_path=image.with_suffix(".png") if label else None))
+    out = tmp_path_factory.mktemp("trained")
+    result: dict[str, Trained] = {}
+    kinds: list[ModelKind] = ["anomaly", "classifier", "segmenter"]
+    for kind in kinds:
+        chosen = [s for s in samples if s.label is None] if kind == "anomaly" else samples
+        outcome = train(kind=kind, samples=chosen, good_class="good", out_dir=out / kind, hyperparameters=TINY[kind])
+        manifest = VerifiedArtifact(out / kind, outcome.artifacts).manifest
+        result[kind] = Trained(out / kind, dict(outcome.artifacts), dict(manifest.get("thresholds", {})))
+    return result
+
+
+@pytest.fixture
+def register(trained: dict[str, Trained]) -> Callable[..., ModelVersion]:
+    from inspection.models import ModelVersion
+
+    def make(project: Project, kind: str, status: str = "ready") -> ModelVersion:
+        source = trained[kind]
+        version = ModelVersion.objects.create(
+            project=project, kind=kind, status=status, artifacts=source.artifacts, thresholds=source.thresholds
+        )
+        shutil.copytree(source.directory, version.artifact_dir)
+        return version
+
+    return make
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pool_children(worker_pid: int) -> list[int]:
+    """Pids of a prefork Celery worker's pool processes."""
+    out = subprocess.run(["pgrep", "-P", str(worker_pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]

@@ -6,6 +6,7 @@ import functools
 import io
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -69,3 +70,27 @@ def png_bytes(width: int = 8, height: int = 8) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (90, 90, 90)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# Hyperparameters small enough to train each kind in seconds on 64 px generated parts.
+TINY = {
+    "anomaly": {"input_size": [64, 64], "taps": [4, 10], "bank_size": 256},
+    "classifier": {"input_size": [64, 64], "epochs": 3, "batch_size": 16, "patience": 3, "learning_rate": 2e-3},
+    "segmenter": {"input_size": [64, 64], "epochs": 3, "batch_size": 8, "patience": 3, "learning_rate": 3e-3},
+}
+
+
+def write_dataset(root: Path, *, goods: int = 12, per_defect: int = 6) -> Path:
+    """An MTD-shaped folder of generated parts: <Class>/Imgs/<name>.jpg with <name>.png masks."""
+    for folder, defect, count in [
+        ("MT_Free", None, goods),
+        ("MT_scratch", "scratch", per_defect),
+        ("MT_pit", "pit", per_defect),
+    ]:
+        images = root / folder / "Imgs"
+        images.mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            part = synthetic_part(hash((folder, index)) % 10_000, size=64, defect=defect)
+            part.image.save(images / f"{folder}_{index}.jpg", quality=95)
+            part.mask.save(images / f"{folder}_{index}.png")
+    return root

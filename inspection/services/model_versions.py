@@ -6,6 +6,7 @@ The ML package (``workers.ml``) is imported lazily: web processes never load tor
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,6 +162,8 @@ def training_run(
         last_check[0] = now
         return ModelVersion.objects.filter(pk=version.pk, cancel_requested=True).exists()
 
+    # A folder left by an earlier life of this id (a rolled-back row on SQLite) is not ours.
+    shutil.rmtree(version.artifact_dir, ignore_errors=True)
     try:
         with local_files(keys) as paths:
             samples = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from inspection.models import Image, Inspection, Part
 from inspection.tasks import inspection_run_task
 from loupe.celery import app
 from review.models import ReviewItem
-from tests.conftest import LiveStack
+from tests.conftest import LiveStack, pool_children, wait_until
 from tests.factories import make_project, make_station
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,15 +36,6 @@ def pending_inspection(serial: str) -> Inspection:
     return Inspection.objects.create(
         project_id=station.project_id, part=part, station=station, image=image, captured_at=timezone.now()
     )
-
-
-def wait_until(predicate: object, timeout_s: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextmanager
@@ -78,11 +68,6 @@ def row_locked(inspection_id: int) -> Iterator[None]:
 def reserved(broker: Any) -> bool:
     """The message left the queue and sits in kombu's unacked hash: a worker holds it."""
     return bool(broker.hlen("unacked") >= 1 and broker.llen("inference") == 0)
-
-
-def pool_children(worker_pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(worker_pid)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
 
 
 def test_a_task_whose_worker_process_is_killed_is_redelivered_and_writes_one_result(live: LiveStack) -> None:

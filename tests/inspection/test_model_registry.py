@@ -1,0 +1,237 @@
+"""The model registry around the ML engine: train, verify, deploy, serve, and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from inspection.errors import Conflict
+from inspection.models import ModelVersion, Project
+from inspection.services import inspection_run
+from inspection.services.model_versions import model_version_deploy
+from tests.factories import TINY, make_project, make_station, make_user, part_jpeg, upload, write_dataset
+from workers.synthetic import synthetic_part
+
+pytestmark = pytest.mark.django_db
+
+
+def run_command(*args: str) -> list[str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        call_command(*args, stdout=out)
+    return out.getvalue().splitlines()
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+
+def test_import_folder_then_train_yields_a_ready_version_with_hashed_artifacts(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "mtd", goods=10, per_defect=3)
+
+    run_command("import_folder", str(root), "--project", "Tiles", "--good-class", "MT_Free", "--strip-prefix", "MT_")
+    lines = run_command(
+        "train", "--project", "Tiles", "--kind", "anomaly", "--hyperparameters", json.dumps(TINY["anomaly"])
+    )
+
+    project = Project.objects.get(name="Tiles")
+    assert sorted(project.defect_classes.values_list("name", flat=True)) == ["pit", "scratch"]
+    assert project.annotations.count() == 16
+    assert project.annotations.exclude(shapes=[]).count() == 16  # every image kept its mask
+    summary = json.loads(lines[-1])
+    version = ModelVersion.objects.get(pk=summary["model_version"])
+    assert version.status == "ready" and summary["kind"] == "anomaly"
+    assert len(version.training_data["annotations"]) == 10  # the good images only
+    assert "image_score" in version.thresholds
+    from workers.ml.artifacts import sha256_bytes
+
+    for name, digest in version.artifacts.items():
+        assert sha256_bytes((version.artifact_dir / name).read_bytes()) == digest
+
+
+def test_importing_the_same_folder_twice_adds_nothing(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "mtd", goods=3, per_defect=1)
+    run_command("import_folder", str(root), "--project", "Again", "--good-class", "MT_Free")
+
+    lines = run_command("import_folder", str(root), "--project", "Again", "--good-class", "MT_Free")
+
+    assert "imported 0 images, skipped 5" in lines[-1]
+    assert Project.objects.get(name="Again").annotations.count() == 5
+
+
+@pytest.mark.parametrize("kind", ["classifier", "anomaly", "segmenter"])
+def test_predict_prints_one_json_line_per_file_with_the_documented_fields(
+    kind: str, register: Callable[..., ModelVersion], tmp_path: Path
+) -> None:
+    version = register(make_project(), kind)
+    files = []
+    for index in range(2):
+        path = tmp_path / f"part{index}.jpg"
+        synthetic_part(index, size=64, defect="scratch" if index else None).image.save(path)
+        files.append(str(path))
+
+    lines = run_command("predict", "--model", str(version.pk), "--out", str(tmp_path / "out"), *files)
+
+    rows = [json.loads(line) for line in lines]
+    assert [row["file"] for row in rows] == files
+    for row in rows:
+        assert set(row) == {"file", "label", "probabilities", "anomaly_score", "mask", "latency_ms"}
+        assert row["latency_ms"] > 0
+        assert (row["probabilities"] is not None) == (kind == "classifier")
+        assert (row["anomaly_score"] is not None) == (kind == "anomaly")
+        # The anomaly detector's heatmap, thresholded, is a mask too.
+        assert (row["mask"] is not None) == (kind in {"segmenter", "anomaly"})
+        if row["mask"]:
+            assert Path(row["mask"]).is_file()
+
+
+# --- registry ------------------------------------------------------------------------------
+
+
+def test_a_tampered_artifact_is_never_deployed(register: Callable[..., ModelVersion]) -> None:
+    project = make_project()
+    serving = register(project, "anomaly", status=ModelVersion.Status.DEPLOYED)
+    candidate = register(project, "anomaly")
+    onnx = candidate.artifact_dir / "model.onnx"
+    payload = bytearray(onnx.read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(payload))
+
+    with pytest.raises(Conflict, match="failed verification"):
+        model_version_deploy(version=candidate)
+
+    assert ModelVersion.objects.get(pk=candidate.pk).status == "ready"
+    assert ModelVersion.objects.get(pk=serving.pk).status == "deployed"
+
+
+def test_deploying_retires_the_previous_version_of_that_kind_only(register: Callable[..., ModelVersion]) -> None:
+    project = make_project()
+    old_anomaly = register(project, "anomaly", status=ModelVersion.Status.DEPLOYED)
+    classifier = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    new_anomaly = register(project, "anomaly")
+
+    model_version_deploy(version=new_anomaly)
+
+    statuses = dict(ModelVersion.objects.values_list("pk", "status"))
+    assert statuses == {old_anomaly.pk: "retired", classifier.pk: "deployed", new_anomaly.pk: "deployed"}
+
+
+def test_inference_runs_the_deployed_models_and_stores_scores_overlays_and_latency(
+    register: Callable[..., ModelVersion],
+) -> None:
+    project = make_project()
+    for kind in ("classifier", "anomaly", "segmenter"):
+        register(project, kind, status=ModelVersion.Status.DEPLOYED)
+    # Everything between 0 and 1 goes to a person, so the segmenter runs on the flagged part.
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.0, auto_fail_threshold=1.0)
+    station = make_station(project)
+    posted: Any = APIClient().post(
+        "/api/v1/inspections",
+        {"part_serial": "M-1", "image": upload(part_jpeg(5, defect="pit"))},
+        format="multipart",
+        headers=station.auth,
+    )
+
+    inspection = inspection_run(inspection_id=posted.json()["id"])
+
+    assert inspection is not None and inspection.status == "done"
+    assert set(inspection.model_version.split(",")) == {
+        f"{v.kind}:{v.pk}" for v in ModelVersion.objects.filter(project=project)
+    }
+    assert {"probabilities", "defect_probability", "anomaly_score", "anomaly_ratio"} <= set(inspection.scores)
+    assert {"decode", "classifier", "anomaly", "route"} <= set(inspection.latency_ms)
+    assert inspection.heatmap_file
+    viewer = APIClient()
+    viewer.force_authenticate(make_user(project, role="reviewer"))
+    heatmap: Any = viewer.get(f"/api/v1/inspections/{inspection.pk}/heatmap")
+    assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("pass_at", "fail_at", "expected"),
+    [(1.0, 1.0, "pass"), (0.0, 0.0, "fail"), (0.0, 1.0, "review")],
+    ids=["everything-passes", "everything-fails", "everything-reviewed"],
+)
+def test_the_project_thresholds_route_the_part(
+    register: Callable[..., ModelVersion], pass_at: float, fail_at: float, expected: str
+) -> None:
+    project = make_project()
+    register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=pass_at, auto_fail_threshold=fail_at)
+    station = make_station(project)
+    posted: Any = APIClient().post(
+        "/api/v1/inspections",
+        {"part_serial": "R-1", "image": upload(part_jpeg(9))},
+        format="multipart",
+        headers=station.auth,
+    )
+
+    inspection = inspection_run(inspection_id=posted.json()["id"])
+
+    assert inspection is not None
+    verdict = inspection.part.verdicts.filter(is_final=True).first()
+    routed = "review" if inspection.part.review_items.exists() else verdict.outcome if verdict else None
+    assert routed == expected
+    if verdict is not None:
+        assert verdict.source == "model" and verdict.model_version == inspection.model_version
+
+
+def test_a_model_that_cannot_load_sends_the_part_to_a_person(register: Callable[..., ModelVersion]) -> None:
+    project = make_project()
+    version = register(project, "anomaly", status=ModelVersion.Status.DEPLOYED)
+    (version.artifact_dir / "manifest.json").write_text("{}")  # changed after deployment
+    station = make_station(project)
+    posted: Any = APIClient().post(
+        "/api/v1/inspections",
+        {"part_serial": "E-1", "image": upload(part_jpeg(1))},
+        format="multipart",
+        headers=station.auth,
+    )
+
+    inspection = inspection_run(inspection_id=posted.json()["id"])
+
+    assert inspection is not None and "ArtifactIntegrityError" in inspection.error
+    assert inspection.part.review_items.get().reason == "model_error"
+    assert not inspection.part.verdicts.exists()
+
+
+# --- API -----------------------------------------------------------------------------------
+
+
+def test_only_managers_of_the_project_start_training_through_the_api(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "d", goods=9, per_defect=1)
+    run_command("import_folder", str(root), "--project", "Api", "--good-class", "MT_Free")
+    project = Project.objects.get(name="Api")
+    body = {"project": project.pk, "kind": "anomaly", "hyperparameters": {"epochs": 1}}
+
+    as_reviewer, as_manager, as_stranger = APIClient(), APIClient(), APIClient()
+    as_reviewer.force_authenticate(make_user(project, role="reviewer"))
+    as_manager.force_authenticate(make_user(project, role="manager"))
+    as_stranger.force_authenticate(make_user(make_project(), role="manager"))
+
+    assert as_reviewer.post("/api/v1/model-versions", body, format="json").status_code == 403
+    assert as_stranger.post("/api/v1/model-versions", body, format="json").status_code == 404
+    started: Any = as_manager.post("/api/v1/model-versions", body, format="json")
+    assert started.status_code == 202 and started.json()["status"] == "training"
+    bad: Any = as_manager.post("/api/v1/model-versions", {**body, "hyperparameters": {"__class__": 1}}, format="json")
+    assert bad.status_code == 400
+    assert ModelVersion.objects.count() == 1
+
+
+def test_training_with_too_few_labels_is_refused_with_a_reason() -> None:
+    project = make_project()
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+
+    response: Any = manager.post("/api/v1/model-versions", {"project": project.pk, "kind": "classifier"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "not_enough_labels"
+    assert not ModelVersion.objects.exists()
