@@ -116,6 +116,17 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
 
 
+def _to_train_tensor(images: np.ndarray) -> torch.Tensor:
+    """Like ``_to_tensor`` but channels-last, the layout the training networks use."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+
+
+def _channels_last(network: nn.Module, enabled: bool) -> None:
+    # Channels-last makes PyTorch's CPU depthwise convolutions ~1.5x faster to train;
+    # export and saved weights use the default layout.
+    network.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+
+
 def _predict_in_batches(
     network: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, batch_size: int = 32
 ) -> torch.Tensor:
@@ -166,6 +177,7 @@ def train_classifier(
 
     network = ClassifierNet(len(class_names), pretrained=bool(params["pretrained"]))
     network.encoder.freeze_through(int(params["freeze_through_block"]))
+    _channels_last(network, True)
     augment = build_augmentation(seed=seed, strength=float(params["augment"]))
     rng = np.random.default_rng(seed)
     counts = np.bincount(targets[train_idx], minlength=len(class_names)).astype(np.float64)
@@ -190,7 +202,7 @@ def train_classifier(
             control.check()
             batch_idx = drawn[step * batch_size : (step + 1) * batch_size]
             batch = np.stack([augment(image=images[i])["image"] for i in batch_idx])
-            loss = criterion(network.logits(_to_tensor(batch)), torch.from_numpy(targets[batch_idx]))
+            loss = criterion(network.logits(_to_train_tensor(batch)), torch.from_numpy(targets[batch_idx]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -210,6 +222,7 @@ def train_classifier(
             break
     assert best_state is not None  # at least one epoch ran
     network.load_state_dict(best_state)
+    _channels_last(network, False)
     network.eval()
 
     val_logits = _predict_in_batches(network.logits, val_images)
@@ -299,6 +312,7 @@ def train_segmenter(
 
     network = SegmenterNet(pretrained=bool(params["pretrained"]))
     network.encoder.freeze_through(int(params["freeze_through_block"]))
+    _channels_last(network, True)
     augment = build_augmentation(seed=seed, strength=float(params["augment"]))
     batch_size = int(params["batch_size"])
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
@@ -319,7 +333,7 @@ def train_segmenter(
             if len(batch_idx) < 2:  # batch norm needs two samples
                 continue
             pairs = [augment(image=images[i], mask=masks[i]) for i in batch_idx]
-            batch = _to_tensor(np.stack([p["image"] for p in pairs]))
+            batch = _to_train_tensor(np.stack([p["image"] for p in pairs]))
             target = torch.from_numpy(np.stack([p["mask"] for p in pairs])[:, None].astype(np.float32))
             logits = network.logits(batch)
             loss = F.binary_cross_entropy_with_logits(logits, target) + _dice_loss(logits, target)
@@ -341,6 +355,7 @@ def train_segmenter(
             break
     assert best_state is not None
     network.load_state_dict(best_state)
+    _channels_last(network, False)
     network.eval()
     probabilities = _predict_in_batches(network, val_images, batch_size=8).numpy()[:, 0]
     candidates = [0.3, 0.4, 0.5, 0.6, 0.7]

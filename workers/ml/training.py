@@ -36,7 +36,7 @@ MEMORY_BANK_NAME = "memory_bank.npy"
 DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "classifier": {
         "input_size": [224, 224],
-        "epochs": 12,
+        "epochs": 10,
         "batch_size": 16,
         "learning_rate": 1e-3,
         "weight_decay": 1e-4,
@@ -68,12 +68,12 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "pretrained": True,
     },
     "anomaly": {
-        "input_size": [256, 256],
+        "input_size": [224, 224],
         "taps": [14],
         "neighbourhood": 3,
         "standardize": True,
         "aggregation": "mean",
-        "bank_size": 8192,
+        "bank_size": 4096,
         "bank_selection": "random",
         "coreset_projection": 32,
         "coreset_candidates": 200_000,
