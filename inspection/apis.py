@@ -566,7 +566,9 @@ class ModelVersionActionApi(APIView):
     permission_classes = [IsPerson]
     transitions = {"cancel": training_cancel, "deploy": model_version_deploy, "retire": model_version_retire}
 
-    @extend_schema(request=None, responses={200: ModelVersionOutputSerializer})
+    @extend_schema(
+        operation_id="model_versions_transition", request=None, responses={200: ModelVersionOutputSerializer}
+    )
     def post(self, request: Request, pk: int, action: str) -> Response:
         if action not in self.transitions:
             raise NotFound(f"Unknown action {action!r}: use cancel, deploy or retire.")
