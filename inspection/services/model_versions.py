@@ -30,6 +30,7 @@ MIN_IMAGES = {"classifier": 8, "anomaly": 8, "segmenter": 4}
 @dataclass(frozen=True)
 class LabelledImage:
     annotation_id: int
+    image_id: int
     image_key: str
     label: str | None  # None: good
     mask_key: str | None
@@ -57,7 +58,7 @@ def labelled_images(*, project: Project, annotation_ids: list[int] | None = None
             elif shape.get("type") == "polygon":
                 polygons.append([(float(x), float(y)) for x, y in shape.get("points", [])])
         label = row.defect_class.name if row.outcome == "fail" and row.defect_class else None
-        found.append(LabelledImage(row.pk, row.image.file, label, mask_key, polygons or None))
+        found.append(LabelledImage(row.pk, row.image_id, row.image.file, label, mask_key, polygons or None))
     return found
 
 
@@ -95,7 +96,13 @@ def training_start(
             kind=kind,
             author=author if getattr(author, "pk", None) else None,
             hyperparameters=hyperparameters or {},
-            training_data={"annotations": [image.annotation_id for image in chosen], "seed": 0},
+            # Exactly what it learns from: each label (annotation) and its image. The split into
+            # train and validation is drawn by the ML package from ``seed``, stratified by class.
+            training_data={
+                "annotations": [image.annotation_id for image in chosen],
+                "images": [image.image_id for image in chosen],
+                "seed": 0,
+            },
         )
         if enqueue:
             version_id = version.pk
