@@ -301,6 +301,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-uploads": {"task": "inspection.purge_expired_uploads", "schedule": 3600.0},
     "requeue-stale-inspections": {"task": "inspection.requeue_stale", "schedule": 60.0},
+    "expire-review-leases": {"task": "review.expire_leases", "schedule": 15.0},
 }
 
 # --- media storage ---------------------------------------------------------------------
@@ -439,3 +440,5 @@ LOGGING = {
 
 # A review item that nobody decides within this many minutes breaches its SLA.
 LOUPE_REVIEW_SLA_MINUTES = env_int("LOUPE_REVIEW_SLA_MINUTES", 15, minimum=1)
+# A claimed review item returns to the queue when its reviewer goes quiet this long.
+LOUPE_REVIEW_LEASE_SECONDS = env_int("LOUPE_REVIEW_LEASE_SECONDS", 120, minimum=5)

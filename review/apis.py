@@ -8,11 +8,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inspection.errors import NotFound
 from inspection.permissions import IsPerson
 from inspection.serializers import VerdictOutputSerializer
 from review import selectors, services
 from review.models import ReviewItem
-from review.serializers import ReviewDecisionInputSerializer, ReviewItemOutputSerializer
+from review.serializers import (
+    ReviewClaimInputSerializer,
+    ReviewDecisionInputSerializer,
+    ReviewItemOutputSerializer,
+    ReviewQueueStatsSerializer,
+)
 
 
 class ReviewItemFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
@@ -56,3 +62,45 @@ class ReviewItemDecideApi(APIView):
             comment=serializer.validated_data["comment"],
         )
         return Response(VerdictOutputSerializer(verdict).data, status=status.HTTP_201_CREATED)
+
+
+class ReviewItemClaimApi(APIView):
+    """Lease the next item (oldest first) to the caller; 204 when the queue is empty."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=ReviewClaimInputSerializer, responses={200: ReviewItemOutputSerializer, 204: None})
+    def post(self, request: Request) -> Response:
+        serializer = ReviewClaimInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project_ids = selectors.reviewable_project_ids(user=request.user)
+        wanted = serializer.validated_data.get("project")
+        if wanted is not None:
+            if wanted not in project_ids:
+                raise NotFound("Project not found.")
+            project_ids = [wanted]
+        item = services.review_claim_next(reviewer=request.user, project_ids=project_ids)
+        if item is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        item = selectors.review_items_for(user=request.user).get(pk=item.pk)
+        return Response(ReviewItemOutputSerializer(item).data)
+
+
+class ReviewItemReleaseApi(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=None, responses={200: ReviewItemOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        item = selectors.access_review_item(user=request.user, item_id=pk)
+        item = services.review_release(item=item, reviewer=request.user)
+        return Response(ReviewItemOutputSerializer(selectors.review_items_for(user=request.user).get(pk=item.pk)).data)
+
+
+class ReviewQueueStatsApi(APIView):
+    """Backlog and SLA breaches per project the caller reviews."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={200: ReviewQueueStatsSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(ReviewQueueStatsSerializer(selectors.review_queue_stats(user=request.user), many=True).data)

@@ -33,3 +33,37 @@ def review_items_for_push() -> QuerySet[ReviewItem]:
     return ReviewItem.objects.select_related(
         "part", "inspection", "inspection__station", "inspection__station__line", "inspection__image"
     )
+
+
+def review_queue_stats(*, user: Any) -> list[dict[str, Any]]:
+    """Backlog per reviewable project: open and claimed counts, oldest wait, SLA breaches."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db.models import Count, Min, Q
+    from django.utils import timezone
+
+    now = timezone.now()
+    breach_before = now - timedelta(minutes=settings.LOUPE_REVIEW_SLA_MINUTES)
+    waiting = [ReviewItem.Status.OPEN, ReviewItem.Status.CLAIMED]
+    rows = (
+        ReviewItem.objects.filter(project_id__in=reviewable_project_ids(user=user), status__in=waiting)
+        .values("project")
+        .annotate(
+            open=Count("id", filter=Q(status=ReviewItem.Status.OPEN)),
+            claimed=Count("id", filter=Q(status=ReviewItem.Status.CLAIMED)),
+            oldest=Min("created_at"),
+            sla_breaches=Count("id", filter=Q(created_at__lt=breach_before)),
+        )
+        .order_by("project")
+    )
+    return [
+        {
+            "project": row["project"],
+            "open": row["open"],
+            "claimed": row["claimed"],
+            "oldest_waiting_seconds": (now - row["oldest"]).total_seconds() if row["oldest"] else None,
+            "sla_breaches": row["sla_breaches"],
+        }
+        for row in rows
+    ]

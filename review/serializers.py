@@ -67,3 +67,15 @@ class ReviewDecisionInputSerializer(StrictInputSerializer):
     outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
     defect_class = serializers.IntegerField(required=False, allow_null=True)
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class ReviewClaimInputSerializer(StrictInputSerializer):
+    project = serializers.IntegerField(required=False, help_text="Only this project's items; default all of yours.")
+
+
+class ReviewQueueStatsSerializer(serializers.Serializer):  # type: ignore[type-arg]  # output only
+    project = serializers.IntegerField()
+    open = serializers.IntegerField()
+    claimed = serializers.IntegerField()
+    oldest_waiting_seconds = serializers.FloatField(allow_null=True)
+    sla_breaches = serializers.IntegerField()

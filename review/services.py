@@ -1,10 +1,13 @@
-"""Writes for review items: open them, decide them."""
+"""Writes for review items: open, claim (leases), release, decide."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotation.services import annotation_record_review_decision
@@ -12,7 +15,12 @@ from inspection.errors import Conflict, InvalidInput
 from inspection.models import DefectClass, Inspection, Part, Verdict
 from inspection.services import verdict_record_final
 from review.models import ReviewItem
-from review.notifications import notify_review_item_added, notify_review_item_decided
+from review.notifications import (
+    notify_review_item_added,
+    notify_review_item_claimed,
+    notify_review_item_decided,
+    notify_review_item_released,
+)
 
 
 def review_item_open(
@@ -93,3 +101,72 @@ def review_decide(
         locked.save(update_fields=["status", "decided_by", "decided_at"])
         transaction.on_commit(lambda: notify_review_item_decided(item=locked), robust=True)
     return verdict
+
+
+def _available() -> Q:
+    """Open, or claimed by someone whose lease ran out."""
+    return Q(status=ReviewItem.Status.OPEN) | Q(status=ReviewItem.Status.CLAIMED, lease_expires_at__lt=timezone.now())
+
+
+def review_claim_next(*, reviewer: Any, project_ids: list[int]) -> ReviewItem | None:
+    """Lease the oldest available item of ``project_ids`` to ``reviewer``, or None.
+
+    Two reviewers never hold the same item: the row is locked (PostgreSQL skips rows another
+    transaction is claiming; SQLite serialises writers), and availability is re-checked under
+    the lock. A reviewer who already holds a live lease gets that item back, renewed.
+    """
+    lease = timedelta(seconds=settings.LOUPE_REVIEW_LEASE_SECONDS)
+    with transaction.atomic():
+        mine = (
+            ReviewItem.objects.select_for_update()
+            .filter(
+                project_id__in=project_ids,
+                status=ReviewItem.Status.CLAIMED,
+                claimed_by=reviewer,
+                lease_expires_at__gte=timezone.now(),
+            )
+            .first()
+        )
+        item = mine or (
+            ReviewItem.objects.select_for_update(skip_locked=True)
+            .filter(_available(), project_id__in=project_ids)
+            .order_by("created_at", "id")
+            .first()
+        )
+        if item is None:
+            return None
+        item.status = ReviewItem.Status.CLAIMED
+        item.claimed_by = reviewer
+        item.lease_expires_at = timezone.now() + lease
+        item.save(update_fields=["status", "claimed_by", "lease_expires_at"])
+        transaction.on_commit(lambda: notify_review_item_claimed(item=item), robust=True)
+    return item
+
+
+def review_release(*, item: ReviewItem, reviewer: Any) -> ReviewItem:
+    """Give a claimed item back to the queue (skip, or end of shift)."""
+    with transaction.atomic():
+        locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if locked.status != ReviewItem.Status.CLAIMED or locked.claimed_by_id != reviewer.pk:
+            raise Conflict("You do not hold this item.", code="not_claimed_by_you")
+        locked.status, locked.claimed_by, locked.lease_expires_at = ReviewItem.Status.OPEN, None, None
+        locked.save(update_fields=["status", "claimed_by", "lease_expires_at"])
+        item_id = locked.pk
+        transaction.on_commit(lambda: notify_review_item_released(item_id=item_id), robust=True)
+    return locked
+
+
+def review_leases_expire() -> int:
+    """Return items whose lease ran out to the queue and tell every screen. Idempotent."""
+    with transaction.atomic():
+        expired = list(
+            ReviewItem.objects.select_for_update(skip_locked=True).filter(
+                status=ReviewItem.Status.CLAIMED, lease_expires_at__lt=timezone.now()
+            )
+        )
+        for item in expired:
+            item.status, item.claimed_by, item.lease_expires_at = ReviewItem.Status.OPEN, None, None
+            item.save(update_fields=["status", "claimed_by", "lease_expires_at"])
+            item_id = item.pk
+            transaction.on_commit(lambda i=item_id: notify_review_item_released(item_id=i), robust=True)  # type: ignore[misc]
+    return len(expired)

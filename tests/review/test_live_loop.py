@@ -151,3 +151,23 @@ def test_a_forged_session_cookie_is_treated_as_anonymous(live: LiveStack) -> Non
     assert session.get(f"{live.base_url}/api/v1/auth/me", timeout=10).status_code == 401
     with pytest.raises(InvalidStatus):
         review_socket(live, session)
+
+
+def test_a_claim_by_one_reviewer_is_pushed_to_the_others_screens(live: LiveStack) -> None:
+    project = make_project()
+    station = make_station(project)
+    first, second = sign_in(live, make_user(project)), sign_in(live, make_user(project))
+
+    with review_socket(live, second) as socket:
+        next_event(socket, "hello")
+        post_part(live, station, "CLAIM-1")
+        added = next_event(socket, "review.item.added")
+        claimed = first.post(f"{live.base_url}/api/v1/review-items/claim", json={}, timeout=10)
+        assert claimed.status_code == 200 and claimed.json()["id"] == added["id"]
+        pushed = next_event(socket, "review.item.claimed")
+        released = first.post(f"{live.base_url}/api/v1/review-items/{added['id']}/release", timeout=10)
+        assert released.status_code == 200
+        back = next_event(socket, "review.item.released")
+
+    assert pushed["id"] == added["id"] and pushed["status"] == "claimed"
+    assert back["id"] == added["id"] and back["status"] == "open"
