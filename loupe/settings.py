@@ -147,7 +147,6 @@ WEBSOCKET_ALLOWED_ORIGINS = sorted(
 )
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
