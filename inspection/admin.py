@@ -1,6 +1,10 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from inspection.models import (
+    AuditEvent,
     DefectClass,
     Image,
     Inspection,
@@ -39,3 +43,20 @@ class StationTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     # The secret's hash is never editable or shown.
     exclude = ["secret_sha256"]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Read-only: the audit trail is never edited or deleted, not even by a superuser."""
+
+    list_display = ["id", "created_at", "project", "actor_label", "action", "object_type", "object_id"]
+    list_filter = ["action"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

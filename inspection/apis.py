@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -9,7 +11,7 @@ import django_filters
 from django.contrib.auth import authenticate, login, logout
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
@@ -26,6 +28,7 @@ from inspection import selectors, services
 from inspection.auth import station_of
 from inspection.errors import Forbidden, InvalidInput, NotFound
 from inspection.models import (
+    AuditEvent,
     DefectClass,
     Inspection,
     Membership,
@@ -39,6 +42,7 @@ from inspection.models import (
 )
 from inspection.permissions import CAN_ADMINISTER, CAN_MANAGE, IsPerson, IsPersonOrStation, IsStation
 from inspection.serializers import (
+    AuditEventOutputSerializer,
     DefectClassOutputSerializer,
     InspectionCreateInputSerializer,
     InspectionOutputSerializer,
@@ -152,7 +156,7 @@ class ProjectDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         project = selectors.access_project(user=request.user, project_id=pk, roles=CAN_MANAGE)
         serializer = ProjectUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        project = services.project_update(project=project, **serializer.validated_data)
+        project = services.project_update(project=project, actor=request.user, **serializer.validated_data)
         return Response(ProjectOutputSerializer(selectors.projects_for(user=request.user).get(pk=project.pk)).data)
 
 
@@ -481,6 +485,7 @@ class StationTokenIssueApi(APIView):
             station=station,
             label=serializer.validated_data["description"],
             ttl=timedelta(days=ttl_days) if ttl_days else None,
+            actor=request.user,
         )
         return Response(
             {**StationTokenOutputSerializer(token).data, "token": raw},
@@ -514,7 +519,7 @@ class StationTokenRevokeApi(APIView):
         token = selectors.station_tokens_for(user=request.user).filter(pk=pk).first()
         if token is None:
             raise NotFound("Station token not found.")
-        services.station_token_revoke(token=token)
+        services.station_token_revoke(token=token, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -573,7 +578,7 @@ class ModelVersionActionApi(APIView):
         if action not in self.transitions:
             raise NotFound(f"Unknown action {action!r}: use cancel, deploy or retire.")
         version = selectors.access_model_version(user=request.user, version_id=pk, roles=CAN_MANAGE)
-        version = self.transitions[action](version=version)
+        version = self.transitions[action](version=version, actor=request.user)
         return Response(ModelVersionOutputSerializer(version).data)
 
 
@@ -592,4 +597,82 @@ class InspectionOverlayApi(APIView):
         response = FileResponse(default_storage.open(key, "rb"), content_type="image/png")
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response
+
+
+# --- audit trail (read and export only: there is no write, edit or delete endpoint) -------
+
+
+class AuditEventFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["project", "action", "object_type"]
+
+
+class AuditEventListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = AuditEventOutputSerializer
+    filterset_class = AuditEventFilter
+    ordering_fields = ["id", "created_at"]
+    ordering = ["-id"]
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        return selectors.audit_events_for(user=self.request.user)
+
+
+_CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    # A cell a spreadsheet would evaluate as a formula is made inert (CSV injection).
+    return "'" + text if text.startswith(_CSV_FORMULA_PREFIXES) else text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+class AuditEventExportApi(generics.ListAPIView):  # type: ignore[type-arg]
+    """The filtered audit trail as CSV, streamed in chunks (never the whole table in memory)."""
+
+    permission_classes = [IsPerson]
+    serializer_class = AuditEventOutputSerializer
+    filterset_class = AuditEventFilter
+    ordering_fields = ["id"]
+    ordering = ["id"]
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        return selectors.audit_events_for(user=self.request.user)
+
+    @extend_schema(responses={(200, "text/csv"): bytes})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> StreamingHttpResponse:  # type: ignore[override]
+        rows = self.filter_queryset(self.get_queryset()).order_by("id")
+        columns = [
+            "id",
+            "created_at",
+            "project",
+            "actor_label",
+            "action",
+            "object_type",
+            "object_id",
+            "before",
+            "after",
+        ]
+        writer = csv.writer(_Echo())
+
+        def lines() -> Any:
+            yield writer.writerow(columns)
+            for event in rows.iterator(chunk_size=2000):
+                yield writer.writerow(
+                    [_csv_cell(getattr(event, "project_id" if c == "project" else c)) for c in columns]
+                )
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="loupe-audit.csv"'
         return response

@@ -14,6 +14,7 @@ from django.db.models import Prefetch, QuerySet
 from inspection.auth import StationPrincipal
 from inspection.errors import Forbidden, NotFound
 from inspection.models import (
+    AuditEvent,
     DefectClass,
     Inspection,
     Membership,
@@ -160,3 +161,8 @@ def access_model_version(*, user: Any, version_id: int, roles: Iterable[str] = C
         raise NotFound("Model version not found.")
     access_project(user=user, project_id=version.project_id, roles=roles)
     return version
+
+
+def audit_events_for(*, user: Any) -> QuerySet[AuditEvent]:
+    """The audit trail of the projects the caller manages."""
+    return AuditEvent.objects.filter(project_id__in=project_ids_for(user=user, roles=CAN_MANAGE))

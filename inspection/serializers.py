@@ -8,6 +8,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from inspection.models import (
+    AuditEvent,
     DefectClass,
     Inspection,
     Membership,
@@ -242,3 +243,9 @@ class TrainingStartInputSerializer(StrictInputSerializer):
         if unknown:
             raise serializers.ValidationError(f"Unknown hyperparameter(s): {', '.join(unknown)}.")
         return value
+
+
+class AuditEventOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "project", "created_at", "actor_label", "action", "object_type", "object_id", "before", "after"]

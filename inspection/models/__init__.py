@@ -1,3 +1,4 @@
+from inspection.models.audit import AuditEvent, AuditImmutableError
 from inspection.models.parts import Image, Inspection, Part, Verdict
 from inspection.models.projects import (
     DefectClass,
@@ -12,6 +13,8 @@ from inspection.models.registry import ModelVersion
 from inspection.models.uploads import Upload
 
 __all__ = [
+    "AuditEvent",
+    "AuditImmutableError",
     "DefectClass",
     "Image",
     "Inspection",

@@ -26,6 +26,7 @@ from inspection.models import (
     Station,
     Verdict,
 )
+from inspection.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +307,7 @@ def verdict_record_final(
         raise InvalidInput("Unknown defect class for this project.", code="unknown_defect_class")
     try:
         with transaction.atomic():
-            return Verdict.objects.create(
+            verdict = Verdict.objects.create(
                 project_id=part.project_id,
                 part=part,
                 outcome=outcome,
@@ -317,6 +318,21 @@ def verdict_record_final(
                 model_version=model_version,
                 is_final=True,
             )
+            audit_record(
+                project_id=part.project_id,
+                actor=decided_by or f"model:{model_version}",
+                action="verdict.recorded",
+                subject=verdict,
+                after={
+                    "part": part.serial,
+                    "outcome": outcome,
+                    "defect_class": defect_class.name if defect_class else None,
+                    "source": source,
+                    "model_version": model_version,
+                    "inspection": inspection.pk if inspection else None,
+                },
+            )
+            return verdict
     except IntegrityError:
         raise Conflict("This part already has a final verdict.", code="already_decided") from None
 

@@ -19,6 +19,7 @@ from annotation.models import Annotation
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import ModelVersion, Project
 from inspection.notifications import notify_training_progress
+from inspection.services.audit import audit_record
 from inspection.storage import local_files
 
 logger = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ def _finish(version: ModelVersion, *, status: str, error: str = "", **fields: An
     return version
 
 
-def training_cancel(*, version: ModelVersion) -> ModelVersion:
+def training_cancel(*, version: ModelVersion, actor: Any = None) -> ModelVersion:
     """Ask a running job to stop at its next check; a job not yet started never starts."""
     if version.status != ModelVersion.Status.TRAINING:
         raise Conflict(f"Version {version.label} is {version.status}, not training.", code="not_training")
@@ -231,7 +232,7 @@ def training_cancel(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def model_version_deploy(*, version: ModelVersion) -> ModelVersion:
+def model_version_deploy(*, version: ModelVersion, actor: Any = None) -> ModelVersion:
     """Make ``version`` the one its project serves for its kind; the previous one retires.
 
     The artifact files are checked against the registry's hashes first: a version whose
@@ -247,10 +248,20 @@ def model_version_deploy(*, version: ModelVersion) -> ModelVersion:
     except (MLError, OSError) as exc:
         raise Conflict(f"Artifact of {version.label} failed verification: {exc}", code="artifact_integrity") from None
     with transaction.atomic():
-        ModelVersion.objects.select_for_update().filter(project=version.project, kind=version.kind)
-        ModelVersion.objects.filter(
-            project=version.project, kind=version.kind, status=ModelVersion.Status.DEPLOYED
-        ).update(status=ModelVersion.Status.RETIRED)
+        previous = list(
+            ModelVersion.objects.select_for_update()
+            .filter(project=version.project, kind=version.kind, status=ModelVersion.Status.DEPLOYED)
+            .values_list("pk", flat=True)
+        )
+        ModelVersion.objects.filter(pk__in=previous).update(status=ModelVersion.Status.RETIRED)
+        audit_record(
+            project_id=version.project_id,
+            actor=actor,
+            action="model.deployed",
+            subject=version,
+            before={"deployed": [f"{version.kind}:{pk}" for pk in previous], "status": version.status},
+            after={"deployed": [version.label], "status": ModelVersion.Status.DEPLOYED},
+        )
         ModelVersion.objects.filter(pk=version.pk).update(
             status=ModelVersion.Status.DEPLOYED, deployed_at=timezone.now()
         )
@@ -258,9 +269,18 @@ def model_version_deploy(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def model_version_retire(*, version: ModelVersion) -> ModelVersion:
+def model_version_retire(*, version: ModelVersion, actor: Any = None) -> ModelVersion:
     if version.status != ModelVersion.Status.DEPLOYED:
         raise Conflict(f"{version.label} is not deployed.")
-    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+        audit_record(
+            project_id=version.project_id,
+            actor=actor,
+            action="model.retired",
+            subject=version,
+            before={"status": ModelVersion.Status.DEPLOYED},
+            after={"status": ModelVersion.Status.RETIRED},
+        )
     version.refresh_from_db()
     return version

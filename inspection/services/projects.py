@@ -21,6 +21,7 @@ from inspection.models import (
     Station,
     StationToken,
 )
+from inspection.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def station_create(*, project: Project, line_name: str, station_name: str) -> St
     return station
 
 
-def station_token_issue(*, station: Station, label: str = "", ttl: timedelta | None = None) -> tuple[StationToken, str]:
+def station_token_issue(
+    *, station: Station, label: str = "", ttl: timedelta | None = None, actor: Any = None
+) -> tuple[StationToken, str]:
     """A new token for ``station``. The raw token is returned once and never stored."""
     prefix = secrets.token_hex(6)
     raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32).replace('_', '-')}"
@@ -57,11 +60,27 @@ def station_token_issue(*, station: Station, label: str = "", ttl: timedelta | N
         label=label,
         expires_at=timezone.now() + ttl if ttl else None,
     )
+    audit_record(
+        project_id=station.project_id,
+        actor=actor,
+        action="station_token.issued",
+        subject=token,
+        after={"station": station.pk, "prefix": prefix, "expires_at": str(token.expires_at) if ttl else None},
+    )
     return token, raw
 
 
-def station_token_revoke(*, token: StationToken) -> None:
-    StationToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def station_token_revoke(*, token: StationToken, actor: Any = None) -> None:
+    with transaction.atomic():
+        changed = StationToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if changed:
+            audit_record(
+                project_id=token.station.project_id,
+                actor=actor,
+                action="station_token.revoked",
+                subject=token,
+                after={"station": token.station_id, "prefix": token.prefix},
+            )
 
 
 def membership_set(*, project: Project, user: Any, role: str) -> Membership:
@@ -82,12 +101,22 @@ def membership_change_role(*, membership: Membership, actor: Any, role: str) -> 
         raise Forbidden("Only a project admin can change roles.")
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}.")
-    Membership.objects.filter(pk=membership.pk).update(role=role)
-    membership.refresh_from_db()
+    with transaction.atomic():
+        before = {"role": membership.role, "user": membership.user.username}
+        Membership.objects.filter(pk=membership.pk).update(role=role)
+        membership.refresh_from_db()
+        audit_record(
+            project_id=membership.project_id,
+            actor=actor,
+            action="membership.role_changed",
+            subject=membership,
+            before=before,
+            after={"role": role, "user": membership.user.username},
+        )
     return membership
 
 
-def project_update(*, project: Project, **changes: Any) -> Project:
+def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Project:
     """Managers change the name, description and decision thresholds of their project."""
     allowed = {"name", "description", "auto_pass_threshold", "auto_fail_threshold"}
     unknown = set(changes) - allowed
@@ -97,11 +126,20 @@ def project_update(*, project: Project, **changes: Any) -> Project:
     fail_at = changes.get("auto_fail_threshold", project.auto_fail_threshold)
     if pass_at > fail_at:
         raise InvalidInput("auto_pass_threshold must not exceed auto_fail_threshold.")
+    before = {name: getattr(project, name) for name in changes}
     for name, value in changes.items():
         setattr(project, name, value)
     try:
         with transaction.atomic():
             project.save(update_fields=list(changes) or None)
+            audit_record(
+                project_id=project.pk,
+                actor=actor,
+                action="project.updated",
+                subject=project,
+                before=before,
+                after=changes,
+            )
     except IntegrityError:
         raise Conflict("Another project already has this name.") from None
     return project
