@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from inspection.services import inspection_run, uploads_purge_expired
 from inspection.services.inspections import inspections_requeue_stale
+from inspection.services.line_integration import verdict_publish_mqtt
 from inspection.services.model_versions import training_run
 from workers.tasks import Queue, loupe_task
 
@@ -29,3 +30,18 @@ def training_run_task(model_version_id: int) -> None:
 def inspections_requeue_stale_task() -> None:
     """Reconciler: no inspection stays pending because a broker message was lost."""
     inspections_requeue_stale()
+
+
+@loupe_task(name="inspection.publish_verdict", queue=Queue.DEFAULT, soft_time_limit=30, time_limit=60, max_retries=8)
+def verdict_publish_task(verdict_id: int) -> None:
+    """Tell the line about a final verdict. A broker outage is retried with backoff; QoS 1 and
+    a retry may deliver twice, so subscribers deduplicate on ``verdict_id``."""
+    from celery import current_task
+
+    from inspection.mqtt import MqttUnavailable
+
+    try:
+        verdict_publish_mqtt(verdict_id=verdict_id)
+    except MqttUnavailable as error:
+        retries = current_task.request.retries
+        raise current_task.retry(exc=error, countdown=min(300, 5 * 2**retries)) from None

@@ -439,5 +439,10 @@ LOGGING = {
 
 # A review item that nobody decides within this many minutes breaches its SLA.
 LOUPE_REVIEW_SLA_MINUTES = env_int("LOUPE_REVIEW_SLA_MINUTES", 15, minimum=1)
+# Line integration: final verdicts are published here (QoS 1) when set, e.g. mqtt://broker:1883.
+MQTT_URL = env_str("MQTT_URL", "") or ""
+if MQTT_URL and urlparse(MQTT_URL).scheme not in {"mqtt", "mqtts"}:
+    raise ImproperlyConfigured(f"MQTT_URL={MQTT_URL!r} must start with mqtt:// or mqtts://")
+MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "loupe") or "loupe"
 # A claimed review item returns to the queue when its reviewer goes quiet this long.
 LOUPE_REVIEW_LEASE_SECONDS = env_int("LOUPE_REVIEW_LEASE_SECONDS", 120, minimum=5)

@@ -136,6 +136,13 @@ def store_image_bytes(normalised: NormalisedImage) -> tuple[str, bool]:
     return key, True
 
 
+def _enqueue_publish(verdict_id: int) -> None:
+    from inspection.tasks import verdict_publish_task
+
+    if settings.MQTT_URL:
+        verdict_publish_task.delay(verdict_id)
+
+
 def _enqueue_inference(inspection_id: int) -> None:
     from inspection.tasks import inspection_run_task
 
@@ -332,6 +339,8 @@ def verdict_record_final(
                     "inspection": inspection.pk if inspection else None,
                 },
             )
+            verdict_id = verdict.pk
+            transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
             return verdict
     except IntegrityError:
         raise Conflict("This part already has a final verdict.", code="already_decided") from None

@@ -1,0 +1,53 @@
+"""The MQTT connection of a worker process (paho-mqtt), used to publish verdicts to the line.
+
+One client per process, connected on first use with a background network loop; QoS 1
+publishes wait for the broker's PUBACK so a task only succeeds once the broker has it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+_lock = threading.Lock()
+_clients: dict[str, mqtt.Client] = {}
+
+
+class MqttUnavailable(Exception):
+    """The broker could not be reached or did not acknowledge in time (transient)."""
+
+
+def _client(url: str) -> mqtt.Client:
+    with _lock:
+        client = _clients.get(url)
+        if client is not None and client.is_connected():
+            return client
+        parsed = urlparse(url)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"loupe-{uuid.uuid4().hex[:12]}")
+        if parsed.username:
+            client.username_pw_set(parsed.username, parsed.password)
+        if parsed.scheme == "mqtts":
+            client.tls_set()
+        default_port = 8883 if parsed.scheme == "mqtts" else 1883
+        try:
+            client.connect(parsed.hostname or "127.0.0.1", parsed.port or default_port, keepalive=30)
+        except OSError as error:
+            raise MqttUnavailable(f"cannot reach MQTT broker: {error}") from None
+        client.loop_start()
+        _clients[url] = client
+        return client
+
+
+def publish(url: str, topic: str, payload: bytes, *, timeout_s: float = 5.0) -> None:
+    """Publish with QoS 1 and wait for the broker's acknowledgement."""
+    info = _client(url).publish(topic, payload, qos=1)
+    try:
+        info.wait_for_publish(timeout=timeout_s)
+    except (RuntimeError, ValueError) as error:
+        raise MqttUnavailable(str(error)) from None
+    if not info.is_published():
+        raise MqttUnavailable(f"no PUBACK within {timeout_s}s for {topic}")

@@ -1,0 +1,53 @@
+"""Final verdicts go back to the line: MQTT (and webhooks, see ``webhooks``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+
+from inspection.models import Verdict
+
+
+def verdict_topic(verdict: Verdict) -> str:
+    """``loupe/projects/<id>/lines/<id>/stations/<id>/verdicts``: ids, because names may hold
+    MQTT wildcards (+, #) or slashes."""
+    station = verdict.inspection.station if verdict.inspection else None
+    line_part = f"lines/{station.line_id}/stations/{station.pk}" if station else "lines/none/stations/none"
+    return f"{settings.MQTT_TOPIC_PREFIX}/projects/{verdict.project_id}/{line_part}/verdicts"
+
+
+def verdict_message(verdict: Verdict) -> dict[str, Any]:
+    inspection = verdict.inspection
+    return {
+        "verdict_id": verdict.pk,
+        "part_serial": verdict.part.serial,
+        "sku": verdict.part.sku,
+        "verdict": verdict.outcome,
+        "defect_class": verdict.defect_class.name if verdict.defect_class else None,
+        "source": verdict.source,
+        "model_version": verdict.model_version or None,
+        "decided_at": verdict.created_at.isoformat(),
+        "captured_at": inspection.captured_at.isoformat() if inspection else None,
+        "received_at": inspection.received_at.isoformat() if inspection else None,
+        "station": inspection.station_id if inspection else None,
+    }
+
+
+def verdict_publish_mqtt(*, verdict_id: int) -> bool:
+    """Publish one final verdict (QoS 1). Returns False when MQTT is not configured or the
+    verdict is gone; raises ``MqttUnavailable`` on a transient broker failure (retried)."""
+    if not settings.MQTT_URL:
+        return False
+    verdict = (
+        Verdict.objects.select_related("part", "defect_class", "inspection", "inspection__station")
+        .filter(pk=verdict_id, is_final=True)
+        .first()
+    )
+    if verdict is None:
+        return False
+    from inspection import mqtt
+
+    mqtt.publish(settings.MQTT_URL, verdict_topic(verdict), json.dumps(verdict_message(verdict)).encode())
+    return True

@@ -1,0 +1,90 @@
+"""Final verdicts reach the line: a real MQTT subscriber on the machine's broker receives them."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from rest_framework.test import APIClient
+
+from inspection.services import inspection_run
+from inspection.services.line_integration import verdict_publish_mqtt, verdict_topic
+from review.models import ReviewItem
+from review.services import review_decide
+from tests.factories import make_project, make_station, make_user, part_jpeg, upload
+
+MQTT_URL = os.environ.get("MQTT_TEST_URL", "mqtt://127.0.0.1:1883")
+
+
+def broker_reachable() -> bool:
+    parsed = urlparse(MQTT_URL)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 1883), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(not broker_reachable(), reason=f"no MQTT broker at {MQTT_URL} (CI runs Mosquitto there)"),
+]
+
+
+@pytest.fixture
+def subscriber() -> Any:
+    received: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+    subscribed: queue.Queue[bool] = queue.Queue()
+    client.on_message = lambda _c, _u, message: received.put((message.topic, json.loads(message.payload)))
+    client.on_subscribe = lambda *args: subscribed.put(True)
+    parsed = urlparse(MQTT_URL)
+    client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
+    client.loop_start()
+    client.subscribe("loupe-test/#", qos=1)
+    subscribed.get(timeout=5)
+    yield received
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_a_final_verdict_is_published_to_its_line_and_station_topic(subscriber: Any, settings: Any) -> None:
+    settings.MQTT_URL = MQTT_URL
+    settings.MQTT_TOPIC_PREFIX = "loupe-test"
+    project = make_project()
+    station = make_station(project)
+    reviewer = make_user(project)
+    posted: Any = APIClient().post(
+        "/api/v1/inspections", {"part_serial": "MQ-1", "sku": "S", "image": upload(part_jpeg())}, format="multipart",
+        headers=station.auth,
+    )  # fmt: skip
+    inspection_run(inspection_id=posted.json()["id"])
+    crack = project.defect_classes.get(name="crack")
+    verdict = review_decide(
+        item=ReviewItem.objects.get(part__serial="MQ-1"), reviewer=reviewer, outcome="fail", defect_class_id=crack.pk
+    )
+
+    assert verdict_publish_mqtt(verdict_id=verdict.pk) is True
+    topic, message = subscriber.get(timeout=10)
+
+    line_id = station.station.line_id
+    assert topic == f"loupe-test/projects/{project.pk}/lines/{line_id}/stations/{station.station.pk}/verdicts"
+    assert topic == verdict_topic(verdict)
+    assert message["part_serial"] == "MQ-1" and message["verdict"] == "fail"
+    assert message["defect_class"] == "crack" and message["source"] == "human"
+    assert message["verdict_id"] == verdict.pk and message["captured_at"] and message["decided_at"]
+
+
+def test_without_a_broker_configured_nothing_is_published(subscriber: Any, settings: Any) -> None:
+    settings.MQTT_URL = ""
+
+    assert verdict_publish_mqtt(verdict_id=1) is False
+    assert subscriber.empty()
