@@ -26,6 +26,8 @@ from inspection.models import (
     StationToken,
     Upload,
     Verdict,
+    Webhook,
+    WebhookDelivery,
 )
 from inspection.permissions import CAN_ADMINISTER, CAN_MANAGE, CAN_VIEW
 
@@ -166,3 +168,13 @@ def access_model_version(*, user: Any, version_id: int, roles: Iterable[str] = C
 def audit_events_for(*, user: Any) -> QuerySet[AuditEvent]:
     """The audit trail of the projects the caller manages."""
     return AuditEvent.objects.filter(project_id__in=project_ids_for(user=user, roles=CAN_MANAGE))
+
+
+def webhooks_for(*, user: Any) -> QuerySet[Webhook]:
+    return Webhook.objects.filter(project_id__in=project_ids_for(user=user, roles=CAN_ADMINISTER))
+
+
+def webhook_deliveries_for(*, user: Any) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(
+        webhook__project_id__in=project_ids_for(user=user, roles=CAN_ADMINISTER)
+    ).select_related("webhook")

@@ -18,6 +18,8 @@ from inspection.models import (
     Station,
     StationToken,
     Verdict,
+    Webhook,
+    WebhookDelivery,
 )
 from inspection.selectors import final_verdict_of
 
@@ -249,3 +251,21 @@ class AuditEventOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
     class Meta:
         model = AuditEvent
         fields = ["id", "project", "created_at", "actor_label", "action", "object_type", "object_id", "before", "after"]
+
+
+class WebhookOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Webhook
+        fields = ["id", "project", "url", "is_active", "created_at"]
+
+
+class WebhookCreateInputSerializer(StrictInputSerializer):
+    project = serializers.IntegerField()
+    url = serializers.URLField(max_length=500)
+
+
+class WebhookDeliveryOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = WebhookDelivery
+        fields = ["id", "webhook", "verdict", "status", "attempts", "response_code", "error", "created_at",
+                  "last_attempt_at", "delivered_at"]  # fmt: skip

@@ -45,3 +45,16 @@ def verdict_publish_task(verdict_id: int) -> None:
     except MqttUnavailable as error:
         retries = current_task.request.retries
         raise current_task.retry(exc=error, countdown=min(300, 5 * 2**retries)) from None
+
+
+@loupe_task(name="inspection.deliver_webhook", queue=Queue.DEFAULT, soft_time_limit=30, time_limit=60, max_retries=6)
+def webhook_deliver_task(delivery_id: int) -> None:
+    """POST one signed verdict to a webhook; failed attempts come back with backoff."""
+    from celery import current_task
+
+    from inspection.services.webhooks import WebhookRetry, webhook_deliver
+
+    try:
+        webhook_deliver(delivery_id=delivery_id)
+    except WebhookRetry as retry:
+        raise current_task.retry(exc=retry, countdown=retry.countdown) from None

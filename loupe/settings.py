@@ -444,5 +444,8 @@ MQTT_URL = env_str("MQTT_URL", "") or ""
 if MQTT_URL and urlparse(MQTT_URL).scheme not in {"mqtt", "mqtts"}:
     raise ImproperlyConfigured(f"MQTT_URL={MQTT_URL!r} must start with mqtt:// or mqtts://")
 MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "loupe") or "loupe"
+# Webhook hosts allowed to resolve to private addresses (a plant's MES on the internal
+# network). Everything else must resolve to public addresses only.
+LOUPE_WEBHOOK_ALLOWED_HOSTS = env_list("LOUPE_WEBHOOK_ALLOWED_HOSTS", [])
 # A claimed review item returns to the queue when its reviewer goes quiet this long.
 LOUPE_REVIEW_LEASE_SECONDS = env_int("LOUPE_REVIEW_LEASE_SECONDS", 120, minimum=5)

@@ -11,6 +11,7 @@ from inspection.models.projects import (
 )
 from inspection.models.registry import ModelVersion
 from inspection.models.uploads import Upload
+from inspection.models.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "AuditEvent",
@@ -28,4 +29,6 @@ __all__ = [
     "StationToken",
     "Upload",
     "Verdict",
+    "Webhook",
+    "WebhookDelivery",
 ]

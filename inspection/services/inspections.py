@@ -341,6 +341,9 @@ def verdict_record_final(
             )
             verdict_id = verdict.pk
             transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
+            from inspection.services.webhooks import webhook_deliveries_queue
+
+            webhook_deliveries_queue(verdict=verdict)
             return verdict
     except IntegrityError:
         raise Conflict("This part already has a final verdict.", code="already_decided") from None

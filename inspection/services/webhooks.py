@@ -1,0 +1,193 @@
+"""Signed webhooks for final verdicts, with SSRF defences and a delivery log.
+
+A webhook URL must resolve only to public addresses (no loopback, private, link-local,
+metadata, multicast or reserved ranges), checked when it is saved and again right before
+every delivery; the request then goes to the very address that was checked (DNS rebinding),
+and redirects are never followed (a public URL that 302s inward). Plants whose MES sits on
+a private network list those host names in ``LOUPE_WEBHOOK_ALLOWED_HOSTS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import socket
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+
+from inspection.errors import InvalidInput
+from inspection.models import Project, Verdict, Webhook, WebhookDelivery
+from inspection.services.audit import audit_record
+from inspection.services.line_integration import verdict_message
+
+SIGNATURE_HEADER = "X-Loupe-Signature"
+TIMESTAMP_HEADER = "X-Loupe-Timestamp"
+MAX_ATTEMPTS = 6
+
+
+class WebhookRetry(Exception):
+    """A delivery attempt failed in a way worth retrying; ``countdown`` is the backoff."""
+
+    def __init__(self, message: str, countdown: int) -> None:
+        super().__init__(message)
+        self.countdown = countdown
+
+
+def backoff_seconds(attempt: int) -> int:
+    """10 s, 20 s, 40 s ... capped at 10 minutes (well under the broker's visibility timeout)."""
+    return int(min(600, 10 * 2 ** max(0, attempt - 1)))
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def _refused(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+
+
+def resolve_public(url: str) -> tuple[str, list[str]]:
+    """``(host, addresses)`` for a webhook URL, or InvalidInput saying why it is refused."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise InvalidInput("Webhook URL must be http:// or https:// with a host name.", code="webhook_url")
+    host = parsed.hostname
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, ValueError):
+        raise InvalidInput(f"Webhook host {host!r} does not resolve.", code="webhook_url") from None
+    addresses = sorted({str(info[4][0]) for info in infos})
+    if host not in settings.LOUPE_WEBHOOK_ALLOWED_HOSTS and any(_refused(a) for a in addresses):
+        raise InvalidInput(
+            f"Webhook host {host!r} resolves to a loopback, private, link-local or reserved address.",
+            code="webhook_url_private",
+        )
+    return host, addresses
+
+
+def webhook_create(*, project: Project, url: str, actor: Any = None) -> tuple[Webhook, str]:
+    resolve_public(url)
+    secret = secrets.token_hex(32)
+    with transaction.atomic():
+        webhook = Webhook.objects.create(
+            project=project, url=url, secret=secret, created_by=actor if getattr(actor, "pk", None) else None
+        )
+        audit_record(project_id=project.pk, actor=actor, action="webhook.created", subject=webhook, after={"url": url})
+    return webhook, secret
+
+
+def webhook_deactivate(*, webhook: Webhook, actor: Any = None) -> Webhook:
+    with transaction.atomic():
+        Webhook.objects.filter(pk=webhook.pk).update(is_active=False)
+        audit_record(project_id=webhook.project_id, actor=actor, action="webhook.deactivated", subject=webhook)
+    webhook.refresh_from_db()
+    return webhook
+
+
+def webhook_deliveries_queue(*, verdict: Verdict) -> list[int]:
+    """One pending delivery per active webhook of the verdict's project (inside its transaction)."""
+    hooks = Webhook.objects.filter(project_id=verdict.project_id, is_active=True)
+    created = [WebhookDelivery.objects.get_or_create(webhook=hook, verdict=verdict)[0].pk for hook in hooks]
+    for delivery_id in created:
+        transaction.on_commit(lambda d=delivery_id: _enqueue(d), robust=True)  # type: ignore[misc]
+    return created
+
+
+def _enqueue(delivery_id: int) -> None:
+    from inspection.tasks import webhook_deliver_task
+
+    webhook_deliver_task.delay(delivery_id)
+
+
+class _PinnedHTTPSAdapter(HTTPAdapter):
+    """Connects to a checked IP address while verifying TLS for the original host name."""
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._host
+        kwargs["assert_hostname"] = self._host
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _post_pinned(url: str, address: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy from the environment may re-route the request
+        if parsed.scheme == "https":
+            session.mount("https://", _PinnedHTTPSAdapter(parsed.hostname or ""))
+        return session.post(
+            parsed._replace(netloc=netloc).geturl(),
+            data=body,
+            headers={**headers, "Host": parsed.netloc.rsplit("@", 1)[-1]},
+            timeout=(3, 10),
+            allow_redirects=False,
+        )
+
+
+def webhook_deliver(*, delivery_id: int) -> WebhookDelivery | None:
+    """One attempt. Idempotent: a delivered or failed delivery is left alone. Raises
+    ``WebhookRetry`` (with its backoff) while attempts remain."""
+    delivery = WebhookDelivery.objects.select_related("webhook", "verdict").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
+        return delivery
+    webhook = delivery.webhook
+    verdict = Verdict.objects.select_related("part", "defect_class", "inspection").get(pk=delivery.verdict_id)
+    body = json.dumps({"event": "verdict.final", "delivery": delivery.pk, **verdict_message(verdict)}).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Loupe-Webhook/1",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(webhook.secret, timestamp, body),
+        "X-Loupe-Delivery": str(delivery.pk),
+    }
+    code: int | None = None
+    try:
+        _, addresses = resolve_public(webhook.url)
+        response = _post_pinned(webhook.url, addresses[0], body, headers)
+        code = response.status_code
+        response.close()  # the body is never read, stored or echoed
+        error = "" if 200 <= code < 300 else f"receiver answered HTTP {code}"
+    except InvalidInput as refused:
+        error = refused.detail
+    except requests.RequestException as failure:
+        error = f"request failed: {type(failure).__name__}"
+    attempts = delivery.attempts + 1
+    if not error:
+        status = WebhookDelivery.Status.DELIVERED
+    elif attempts >= MAX_ATTEMPTS:
+        status = WebhookDelivery.Status.FAILED
+    else:
+        status = WebhookDelivery.Status.PENDING
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        attempts=attempts,
+        status=status,
+        response_code=code,
+        error=error[:300],
+        last_attempt_at=timezone.now(),
+        delivered_at=timezone.now() if status == WebhookDelivery.Status.DELIVERED else None,
+    )
+    if status == WebhookDelivery.Status.PENDING:
+        raise WebhookRetry(error, countdown=backoff_seconds(attempts))
+    delivery.refresh_from_db()
+    return delivery

@@ -1,0 +1,183 @@
+"""Signed webhooks for final verdicts; URLs that reach inside the network are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from inspection.errors import InvalidInput
+from inspection.models import Verdict, Webhook, WebhookDelivery
+from inspection.services import inspection_run
+from inspection.services.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookRetry,
+    backoff_seconds,
+    resolve_public,
+    webhook_create,
+    webhook_deliver,
+)
+from review.models import ReviewItem
+from review.services import review_decide
+from tests.factories import make_project, make_station, make_user, part_jpeg, upload
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class Receiver:
+    url: str
+    responses: list[tuple[int, dict[str, str]]]
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver(settings: Any) -> Iterator[Receiver]:
+    """A plant's HTTP endpoint on this machine (allow-listed as an internal host)."""
+    state = Receiver(url="", responses=[])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.requests.append(({k: v for k, v in self.headers.items()}, body))
+            code, headers = state.responses.pop(0) if state.responses else (200, {})
+            self.send_response(code)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "14")
+            self.end_headers()
+            self.wfile.write(b"secret-content")
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/loupe-hook"
+    settings.LOUPE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    yield state
+    server.shutdown()
+
+
+def decided_verdict(project: Any) -> Verdict:
+    station = make_station(project)
+    posted: Any = APIClient().post(
+        "/api/v1/inspections", {"part_serial": "WH-1", "image": upload(part_jpeg())}, format="multipart",
+        headers=station.auth,
+    )  # fmt: skip
+    inspection_run(inspection_id=posted.json()["id"])
+    return review_decide(item=ReviewItem.objects.get(part__serial="WH-1"), reviewer=make_user(project), outcome="pass")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://172.16.5.5/hook",
+        "http://100.64.0.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://2130706433/hook",  # 127.0.0.1 spelled as a number
+        "http://localhost/hook",  # a name that resolves to loopback
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+    ],
+)
+def test_webhook_urls_that_reach_inside_the_network_are_refused(url: str) -> None:
+    project = make_project()
+    client = APIClient()
+    client.force_authenticate(make_user(project, role="admin"))
+
+    response: Any = client.post("/api/v1/webhooks", {"project": project.pk, "url": url}, format="json")
+
+    assert response.status_code == 400
+    assert not Webhook.objects.exists()
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_even_if_it_looks_public(monkeypatch: Any) -> None:
+    import socket
+
+    # What a DNS-rebinding host answers: a public-looking name, a private address.
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(socket.AF_INET, 1, 6, "", ("10.0.0.7", 80))])
+
+    with pytest.raises(InvalidInput, match="private"):
+        resolve_public("https://mes.example.com/hook")
+
+
+def test_a_final_verdict_is_delivered_signed_and_logged(receiver: Receiver) -> None:
+    project = make_project()
+    webhook, secret = webhook_create(project=project, url=receiver.url)
+
+    verdict = decided_verdict(project)
+    delivery = WebhookDelivery.objects.get(webhook=webhook, verdict=verdict)
+    webhook_deliver(delivery_id=delivery.pk)
+
+    ((headers, body),) = receiver.requests
+    expected = hmac.new(secret.encode(), headers[TIMESTAMP_HEADER].encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers[SIGNATURE_HEADER], f"sha256={expected}")
+    assert b'"part_serial": "WH-1"' in body and b'"verdict": "pass"' in body
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("delivered", 1, 200)
+
+
+def test_a_failing_receiver_is_retried_with_growing_backoff_then_delivered(receiver: Receiver) -> None:
+    project = make_project()
+    webhook, _ = webhook_create(project=project, url=receiver.url)
+    receiver.responses = [(503, {}), (500, {})]
+    delivery = WebhookDelivery.objects.get(webhook=webhook, verdict=decided_verdict(project))
+
+    with pytest.raises(WebhookRetry) as first:
+        webhook_deliver(delivery_id=delivery.pk)
+    with pytest.raises(WebhookRetry) as second:
+        webhook_deliver(delivery_id=delivery.pk)
+    webhook_deliver(delivery_id=delivery.pk)
+
+    assert first.value.countdown < second.value.countdown == backoff_seconds(2)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 3)
+    assert "secret-content" not in delivery.error  # the receiver's body is never stored
+
+
+def test_a_redirect_inward_is_not_followed(receiver: Receiver) -> None:
+    project = make_project()
+    webhook, _ = webhook_create(project=project, url=receiver.url)
+    receiver.responses = [(302, {"Location": "http://169.254.169.254/latest/meta-data/"})]
+    delivery = WebhookDelivery.objects.get(webhook=webhook, verdict=decided_verdict(project))
+
+    with pytest.raises(WebhookRetry):
+        webhook_deliver(delivery_id=delivery.pk)
+
+    assert len(receiver.requests) == 1
+    delivery.refresh_from_db()
+    assert delivery.response_code == 302 and delivery.error == "receiver answered HTTP 302"
+
+
+def test_the_delivery_log_is_for_the_projects_admins_only(receiver: Receiver) -> None:
+    project, other = make_project(), make_project()
+    webhook, _ = webhook_create(project=project, url=receiver.url)
+    delivery = WebhookDelivery.objects.get(webhook=webhook, verdict=decided_verdict(project))
+    admin, stranger, reviewer = (make_user(project, role="admin"), make_user(other, role="admin"),
+                                 make_user(project, role="reviewer"))  # fmt: skip
+
+    def get(user: Any, url: str) -> Any:
+        client = APIClient()
+        client.force_authenticate(user)
+        return client.get(url)
+
+    assert [row["id"] for row in get(admin, "/api/v1/webhook-deliveries").json()["results"]] == [delivery.pk]
+    assert get(stranger, f"/api/v1/webhook-deliveries/{delivery.pk}").status_code == 404
+    assert get(reviewer, f"/api/v1/webhook-deliveries/{delivery.pk}").status_code == 404
+    assert get(stranger, "/api/v1/webhooks").json()["results"] == []
