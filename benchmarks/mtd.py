@@ -153,7 +153,8 @@ def run_classifier(
 
     def progress(update: Any) -> None:
         log(
-            f"  classifier epoch {update.epoch}/{update.epochs} loss {update.loss:.4f} {update.metric_name} {update.metric}"
+            f"  classifier epoch {update.epoch}/{update.epochs} loss {update.loss:.4f} "
+            f"{update.metric_name} {update.metric}"
         )
 
     result, seconds = timed(
@@ -216,7 +217,8 @@ def run_segmenter(
 
     def progress(update: Any) -> None:
         log(
-            f"  segmenter epoch {update.epoch}/{update.epochs} loss {update.loss:.4f} {update.metric_name} {update.metric}"
+            f"  segmenter epoch {update.epoch}/{update.epochs} loss {update.loss:.4f} "
+            f"{update.metric_name} {update.metric}"
         )
 
     result, seconds = timed(

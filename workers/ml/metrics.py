@@ -56,10 +56,10 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss = F.cross_entropy(logits / log_t.exp(), targets)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch stubs leave backward untyped
         return loss
 
-    optimizer.step(closure)
+    optimizer.step(closure)  # type: ignore[no-untyped-call]  # LBFGS.step is untyped in torch
     return float(np.clip(float(log_t.detach().exp()), 0.05, 20.0))
 
 

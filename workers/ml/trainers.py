@@ -124,7 +124,8 @@ def _to_train_tensor(images: np.ndarray) -> torch.Tensor:
 def _channels_last(network: nn.Module, enabled: bool) -> None:
     # Channels-last makes PyTorch's CPU depthwise convolutions ~1.5x faster to train;
     # export and saved weights use the default layout.
-    network.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+    layout = torch.channels_last if enabled else torch.contiguous_format
+    network.to(memory_format=layout)  # type: ignore[call-overload]  # stub omits memory_format
 
 
 def _predict_in_batches(
@@ -338,7 +339,7 @@ def train_segmenter(
             logits = network.logits(batch)
             loss = F.binary_cross_entropy_with_logits(logits, target) + _dice_loss(logits, target)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # sum of tensors loses its type in torch stubs
             optimizer.step()
             scheduler.step()
             running += float(loss.detach())
@@ -419,7 +420,7 @@ def train_anomaly(
     fit_goods = [goods[i] for i in sorted(order[n_val:])]
     val_goods = [goods[i] for i in sorted(order[:n_val])]
     size = (int(params["input_size"][0]), int(params["input_size"][1]))
-    architecture = {
+    architecture: dict[str, Any] = {
         "backbone": "efficientnet-lite0",
         "method": "patchcore",
         "taps": [int(t) for t in params["taps"]],

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from workers.ml.training import train
-from workers.ml.types import Sample, TrainResult
+from workers.ml.types import ModelKind, Sample, TrainResult
 
 GOOD = "good"
 SIZE = 64
@@ -137,14 +137,14 @@ class Trained:
     result: TrainResult
 
 
-def _train(kind: str, toy: ToySet, root: Path) -> Trained:
+def _train(kind: ModelKind, toy: ToySet, root: Path) -> Trained:
     out_dir = root / kind
     samples = toy.samples if kind != "anomaly" else [s for s in toy.samples if s.label is None]
     result = train(
         kind=kind,
         samples=samples,
         good_class=GOOD,
-        out_dir=out_dir,  # type: ignore[arg-type]
+        out_dir=out_dir,
         hyperparameters=FAST[kind],
         seed=0,
     )

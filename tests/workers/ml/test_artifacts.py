@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -40,7 +41,7 @@ _OPENED: list[str] | None = None
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
     if _OPENED is not None and event == "open" and isinstance(args[0], str | bytes | os.PathLike):
-        _OPENED.append(os.fsdecode(args[0]))  # type: ignore[arg-type]  # checked just above
+        _OPENED.append(os.fsdecode(args[0]))
 
 
 sys.addaudithook(_audit)
@@ -104,9 +105,10 @@ def test_artifact_with_one_byte_changed_is_refused(trained_classifier: Trained, 
     payload[len(payload) // 2] ^= 0x01
     model.write_bytes(bytes(payload))
     # when / then: both backends refuse it with the hashes the caller stored
-    for backend in ("onnx", "torch"):
+    backends: tuple[Literal["onnx", "torch"], ...] = ("onnx", "torch")
+    for backend in backends:
         with pytest.raises(ArtifactIntegrityError, match=r"sha256 mismatch for 'model\.onnx'"):
-            load_inferencer(artifact, trained_classifier.result.artifacts, backend=backend)  # type: ignore[arg-type]
+            load_inferencer(artifact, trained_classifier.result.artifacts, backend=backend)
 
 
 def test_tampered_manifest_is_refused_even_with_untouched_model(trained_classifier: Trained, tmp_path: Path) -> None:

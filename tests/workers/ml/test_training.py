@@ -13,7 +13,7 @@ from workers.ml.errors import TrainingCancelled, TrainingDataError
 from workers.ml.inference import load_inferencer
 from workers.ml.metrics import binary_auroc, mask_iou_dice
 from workers.ml.training import train
-from workers.ml.types import Progress
+from workers.ml.types import ModelKind, Progress
 
 from .conftest import FAST, GOOD, ToySet, Trained
 
@@ -84,7 +84,8 @@ def test_segmenter_learns_from_polygons_when_no_mask_is_given(toy_train: ToySet,
         hyperparameters={**FAST["segmenter"], "epochs": 3},
         seed=0,
     )
-    assert result.metrics["val_iou"] > 0.2
+    val_iou = result.metrics["val_iou"]
+    assert isinstance(val_iou, float) and val_iou > 0.2
 
 
 def test_training_reports_progress_every_epoch(toy_train: ToySet, tmp_path: Path) -> None:
@@ -102,7 +103,7 @@ def test_training_reports_progress_every_epoch(toy_train: ToySet, tmp_path: Path
 
 
 @pytest.mark.parametrize("kind", ["classifier", "segmenter", "anomaly"])
-def test_cancelling_raises_and_leaves_no_artifact(kind: str, toy_train: ToySet, tmp_path: Path) -> None:
+def test_cancelling_raises_and_leaves_no_artifact(kind: ModelKind, toy_train: ToySet, tmp_path: Path) -> None:
     # given a run whose caller asks to stop after a few checks
     calls = {"n": 0}
 
@@ -118,7 +119,7 @@ def test_cancelling_raises_and_leaves_no_artifact(kind: str, toy_train: ToySet, 
             kind=kind,
             samples=samples,
             good_class=GOOD,
-            out_dir=out_dir,  # type: ignore[arg-type]
+            out_dir=out_dir,
             hyperparameters=FAST[kind],
             should_stop=should_stop,
             seed=0,
