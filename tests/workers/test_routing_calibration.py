@@ -1,0 +1,88 @@
+"""Calibrated thresholds keep the escape rate at or under target with the stated confidence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from workers.routing.calibration import calibrate, risk_upper_bound, workload_curve
+
+Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+
+
+def well_separated(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    defective = rng.random(n) < 0.08
+    scores = np.where(defective, rng.beta(6, 2, n), rng.beta(2, 8, n))
+    return scores, defective
+
+
+def overlapping(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    defective = rng.random(n) < 0.15
+    scores = np.where(defective, rng.beta(3, 3, n), rng.beta(2, 4, n))
+    return scores, defective
+
+
+def rare_defects_with_silent_ones(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """2% defects, a fifth of them scored like good parts (the escapes that matter)."""
+    defective = rng.random(n) < 0.02
+    silent = defective & (rng.random(n) < 0.2)
+    scores = np.where(defective & ~silent, rng.beta(8, 2, n), rng.beta(2, 9, n))
+    return scores, defective
+
+
+@pytest.mark.parametrize("sampler", [well_separated, overlapping, rare_defects_with_silent_ones])
+@pytest.mark.parametrize(("target", "delta"), [(0.005, 0.1), (0.02, 0.1), (0.01, 0.05)])
+def test_the_true_escape_rate_stays_under_target_with_the_stated_confidence(
+    sampler: Sampler, target: float, delta: float
+) -> None:
+    rng = np.random.default_rng(7)
+    test_scores, test_defective = sampler(rng, 400_000)  # the "true" distribution
+    trials, violations = 200, 0
+    for _ in range(trials):
+        scores, defective = sampler(rng, 2000)
+        chosen = calibrate(scores, defective, target_escape=target, target_false_reject=0.02, delta=delta)
+        true_escape = np.mean(test_defective & (test_scores <= chosen.t_pass))
+        violations += int(true_escape > target)
+
+    # The guarantee's direction: violations happen in at most about delta of calibrations.
+    assert violations / trials <= delta + 0.05
+
+
+@pytest.mark.parametrize("sampler", [well_separated, overlapping])
+def test_the_false_reject_rate_is_controlled_the_same_way(sampler: Sampler) -> None:
+    rng = np.random.default_rng(11)
+    test_scores, test_defective = sampler(rng, 400_000)
+    violations = 0
+    for _ in range(200):
+        scores, defective = sampler(rng, 2000)
+        chosen = calibrate(scores, defective, target_escape=0.01, target_false_reject=0.01, delta=0.1)
+        violations += int(np.mean(~test_defective & (test_scores >= chosen.t_fail)) > 0.01)
+
+    assert violations / 200 <= 0.15
+
+
+def test_with_too_few_calibration_parts_everything_goes_to_people() -> None:
+    rng = np.random.default_rng(3)
+    scores, defective = well_separated(rng, 30)
+
+    chosen = calibrate(scores, defective, target_escape=0.005, target_false_reject=0.005, delta=0.1)
+
+    assert (chosen.t_pass, chosen.t_fail, chosen.review_rate) == (-1.0, 2.0, 1.0)
+
+
+def test_a_looser_escape_target_never_needs_more_review() -> None:
+    rng = np.random.default_rng(5)
+    scores, defective = well_separated(rng, 5000)
+
+    curve = workload_curve(scores, defective, target_false_reject=0.01, delta=0.1)
+
+    workloads = [point.review_rate for point in curve]
+    assert workloads == sorted(workloads, reverse=True)
+    assert curve[-1].review_rate < curve[0].review_rate
+
+
+@pytest.mark.parametrize(("failures", "n", "delta"), [(0, 100, 0.1), (3, 1000, 0.05), (50, 50, 0.1)])
+def test_the_upper_bound_is_never_below_the_observed_rate(failures: int, n: int, delta: float) -> None:
+    assert failures / n <= risk_upper_bound(failures, n, delta) <= 1.0

@@ -1,0 +1,118 @@
+"""Risk-controlling thresholds for automatic decisions (Learn-then-Test / RCPS style).
+
+Each part gets a defect score s in [0, 1]. A part with s <= t_pass is passed automatically,
+s >= t_fail is failed automatically, anything between goes to a person. On n human-labelled
+calibration parts we pick
+
+* t_pass: the largest threshold whose escape rate (defective AND auto-passed, over all parts)
+  has a one-sided Clopper-Pearson upper bound <= target_escape at confidence 1 - delta;
+* t_fail: the smallest threshold whose false-reject rate (good AND auto-failed, over all
+  parts) has such a bound <= target_false_reject.
+
+Both risks are monotone in the threshold, so scanning candidate thresholds in order and
+stopping at the first one that fails its test is a fixed-sequence test: with probability at
+least 1 - delta (over the draw of the calibration set, for exchangeable parts) the chosen
+threshold's true risk is at or under the target. With too few calibration parts no threshold
+passes, and every part goes to a person: the safe default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import beta
+
+
+def risk_upper_bound(failures: int, n: int, delta: float) -> float:
+    """One-sided (1 - delta) Clopper-Pearson upper bound of a binomial proportion."""
+    if n <= 0:
+        return 1.0
+    if failures >= n:
+        return 1.0
+    return float(beta.ppf(1.0 - delta, failures + 1, n - failures))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    t_pass: float  # auto-pass when score <= t_pass (-1.0: never)
+    t_fail: float  # auto-fail when score >= t_fail (2.0: never)
+    n: int
+    escape_rate: float  # empirical, on the calibration set
+    false_reject_rate: float
+    review_rate: float  # share of calibration parts that would go to people
+
+
+def _upper_bounds(failures: np.ndarray, n: int, delta: float) -> np.ndarray:
+    bounds = np.ones_like(failures, dtype=np.float64)
+    below = failures < n
+    bounds[below] = beta.ppf(1.0 - delta, failures[below] + 1, n - failures[below])
+    return bounds
+
+
+def calibrate(
+    scores: np.ndarray, defective: np.ndarray, *, target_escape: float, target_false_reject: float, delta: float
+) -> Thresholds:
+    """Thresholds controlling both risks on calibration ``scores`` (float, [0, 1]) with
+    human truth ``defective`` (bool). Cost: O(n log n), vectorised."""
+    scores = np.asarray(scores, dtype=np.float64)
+    defective = np.asarray(defective, dtype=bool)
+    n = int(scores.size)
+    if n == 0:
+        return Thresholds(-1.0, 2.0, 0, 0.0, 0.0, 1.0)
+    candidates, inverse = np.unique(scores, return_inverse=True)
+    defects_at = np.bincount(inverse, weights=defective, minlength=candidates.size)
+    goods_at = np.bincount(inverse, weights=~defective, minlength=candidates.size)
+
+    # Escapes if we auto-pass everything <= candidate i; tested in ascending order.
+    escapes = np.cumsum(defects_at).astype(np.int64)
+    passing = _upper_bounds(escapes, n, delta) <= target_escape
+    first_failure = int(np.argmin(passing)) if not passing.all() else candidates.size
+    t_pass = float(candidates[first_failure - 1]) if first_failure > 0 else -1.0
+
+    # False rejects if we auto-fail everything >= candidate i; tested in descending order.
+    rejects = np.cumsum(goods_at[::-1]).astype(np.int64)[::-1]
+    ok = (_upper_bounds(rejects, n, delta) <= target_false_reject) & (candidates > t_pass)
+    ok_descending = ok[::-1]
+    run = int(np.argmin(ok_descending)) if not ok_descending.all() else candidates.size
+    t_fail = float(candidates[candidates.size - run]) if run > 0 else 2.0
+
+    return Thresholds(t_pass=t_pass, t_fail=t_fail, n=n, **_rates(scores, defective, t_pass, t_fail))
+
+
+def _rates(scores: np.ndarray, defective: np.ndarray, t_pass: float, t_fail: float) -> dict[str, float]:
+    n = max(int(scores.size), 1)
+    auto_pass = scores <= t_pass
+    auto_fail = scores >= t_fail
+    return {
+        "escape_rate": float(np.count_nonzero(defective & auto_pass)) / n,
+        "false_reject_rate": float(np.count_nonzero(~defective & auto_fail)) / n,
+        "review_rate": float(np.count_nonzero(~auto_pass & ~auto_fail)) / n,
+    }
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    target_escape: float
+    t_pass: float
+    t_fail: float
+    review_rate: float  # expected share of parts sent to people
+    escape_rate: float
+
+
+def workload_curve(
+    scores: np.ndarray,
+    defective: np.ndarray,
+    *,
+    targets: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
+    target_false_reject: float,
+    delta: float,
+) -> list[CurvePoint]:
+    """The manager's trade-off: for each escape-rate target, the share of parts people review."""
+    points = []
+    for target in targets:
+        chosen = calibrate(
+            scores, defective, target_escape=target, target_false_reject=target_false_reject, delta=delta
+        )
+        points.append(CurvePoint(target, chosen.t_pass, chosen.t_fail, chosen.review_rate, chosen.escape_rate))
+    return points
