@@ -170,15 +170,16 @@ class ClassifierNet(nn.Module):
 
     temperature: torch.Tensor
 
-    def __init__(self, num_classes: int, *, pretrained: bool, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int, *, pretrained: bool, dropout: float = 0.2, standardize: bool = False) -> None:
         super().__init__()
+        self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
         self.encoder = Lite0Encoder(pretrained=pretrained, with_head=True)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1280, num_classes)
         self.register_buffer("temperature", torch.ones(()))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.encoder.features(images).mean(dim=(2, 3))
+        pooled = self.encoder.features(self.standardize(images)).mean(dim=(2, 3))
         out: torch.Tensor = self.fc(self.dropout(pooled))
         return out
 
@@ -204,8 +205,9 @@ class SegmenterNet(nn.Module):
     BOTTOM = 15
     DECODER_CHANNELS = (96, 64, 48, 32)
 
-    def __init__(self, *, pretrained: bool) -> None:
+    def __init__(self, *, pretrained: bool, standardize: bool = False) -> None:
         super().__init__()
+        self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
         self.encoder = Lite0Encoder(pretrained=pretrained, last_block=self.BOTTOM)
         stages = []
         in_channels = BLOCK_CHANNELS[self.BOTTOM]
@@ -221,7 +223,7 @@ class SegmenterNet(nn.Module):
         self.final = nn.Sequential(_conv_bn_relu(in_channels, 16), nn.Conv2d(16, 1, 1))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        *skips, x = self.encoder(images, [*self.SKIPS, self.BOTTOM])
+        *skips, x = self.encoder(self.standardize(images), [*self.SKIPS, self.BOTTOM])
         for stage, skip in zip(self.stages, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = stage(torch.cat([x, skip], dim=1))

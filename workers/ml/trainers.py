@@ -176,13 +176,23 @@ def train_classifier(
     if not val_idx:
         raise TrainingDataError("too few samples for a validation split")
 
-    network = ClassifierNet(len(class_names), pretrained=bool(params["pretrained"]))
+    network = ClassifierNet(
+        len(class_names), pretrained=bool(params["pretrained"]), standardize=bool(params["standardize"])
+    )
     network.encoder.freeze_through(int(params["freeze_through_block"]))
     _channels_last(network, True)
     augment = build_augmentation(seed=seed, strength=float(params["augment"]))
     rng = np.random.default_rng(seed)
     counts = np.bincount(targets[train_idx], minlength=len(class_names)).astype(np.float64)
-    weights = 1.0 / counts[targets[train_idx]]
+    # "balanced": every class equally likely per draw; "sqrt": class share proportional to
+    # sqrt(count), which still lifts rare defects but shows the good class (the boundary
+    # that decides false rejects) far more often and overfits a 9-image class less.
+    if params["sampling"] == "balanced":
+        weights = 1.0 / counts[targets[train_idx]]
+    elif params["sampling"] == "sqrt":
+        weights = 1.0 / np.sqrt(counts[targets[train_idx]])
+    else:
+        raise ValueError(f"unknown sampling {params['sampling']!r}")
     weights /= weights.sum()
     batch_size = int(params["batch_size"])
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
@@ -249,7 +259,11 @@ def train_classifier(
     return TrainedModel(
         network=network,
         class_names=class_names,
-        architecture={"backbone": "efficientnet-lite0", "head": "avgpool-dropout-linear"},
+        architecture={
+            "backbone": "efficientnet-lite0",
+            "head": "avgpool-dropout-linear",
+            "standardize": bool(params["standardize"]),
+        },
         thresholds={"defect_probability": threshold},
         metrics=metrics,
         output_names=["probabilities"],
@@ -311,7 +325,7 @@ def train_segmenter(
     if not val_defect_idx:
         raise TrainingDataError("too few defect samples for a validation split")
 
-    network = SegmenterNet(pretrained=bool(params["pretrained"]))
+    network = SegmenterNet(pretrained=bool(params["pretrained"]), standardize=bool(params["standardize"]))
     network.encoder.freeze_through(int(params["freeze_through_block"]))
     _channels_last(network, True)
     augment = build_augmentation(seed=seed, strength=float(params["augment"]))
@@ -368,7 +382,12 @@ def train_segmenter(
     return TrainedModel(
         network=network,
         class_names=[good_class, str(defect_class)],
-        architecture={"backbone": "efficientnet-lite0", "decoder": "unet", "skips": list(SegmenterNet.SKIPS)},
+        architecture={
+            "backbone": "efficientnet-lite0",
+            "decoder": "unet",
+            "skips": list(SegmenterNet.SKIPS),
+            "standardize": bool(params["standardize"]),
+        },
         thresholds={"pixel_probability": threshold, "min_defect_pixels": int(params["min_defect_pixels"])},
         metrics={"val_iou": best_val_iou, "val_dice": dice, "best_epoch": best_epoch},
         output_names=["probability"],

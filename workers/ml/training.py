@@ -41,6 +41,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "learning_rate": 1e-3,
         "weight_decay": 1e-4,
         "freeze_through_block": 2,
+        "standardize": True,
+        "sampling": "sqrt",
         "label_smoothing": 0.05,
         "val_fraction": 0.2,
         "patience": 4,
@@ -55,9 +57,10 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "input_size": [256, 256],
         "epochs": 25,
         "batch_size": 8,
-        "learning_rate": 1e-3,
+        "learning_rate": 3e-3,
         "weight_decay": 1e-4,
         "freeze_through_block": 0,
+        "standardize": True,
         "good_fraction": 0.3,
         "val_fraction": 0.2,
         "patience": 6,
@@ -73,7 +76,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "neighbourhood": 3,
         "standardize": True,
         "aggregation": "mean",
-        "bank_size": 4096,
+        "bank_size": 8192,
         "bank_selection": "random",
         "coreset_projection": 32,
         "coreset_candidates": 200_000,
@@ -90,9 +93,11 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
     kind = manifest["kind"]
     architecture = manifest["architecture"]
     if kind == "classifier":
-        return ClassifierNet(len(manifest["class_names"]), pretrained=pretrained)
+        return ClassifierNet(
+            len(manifest["class_names"]), pretrained=pretrained, standardize=bool(architecture.get("standardize"))
+        )
     if kind == "segmenter":
-        return SegmenterNet(pretrained=pretrained)
+        return SegmenterNet(pretrained=pretrained, standardize=bool(architecture.get("standardize")))
     if kind == "anomaly":
         return PatchCoreNet(
             taps=architecture["taps"],
