@@ -122,14 +122,15 @@ class _InferencerBase:
 
     def _score_anomaly(self, shape: tuple[int, int], score: float, patch_scores: np.ndarray) -> Prediction:
         thresholds = self.manifest["thresholds"]
-        # Heatmap scale: 0 = typical good patch, 1 = twice the image threshold; fixed
-        # per model so heatmaps of different images are comparable.
+        # Heatmap scale: 0 = typical good patch, 1 = 1.5x the worst patch of a held-out
+        # good part; fixed per model so heatmaps of different images are comparable.
         low = float(thresholds["heatmap_low"])
         high = float(thresholds["heatmap_high"])
         resized = cv2.resize(patch_scores.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
         heatmap = np.clip((resized - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
         threshold = float(thresholds["image_score"])
-        mask = np.where(resized >= threshold, 255, 0).astype(np.uint8)
+        pixel_threshold = float(thresholds.get("pixel_score", threshold))
+        mask = np.where(resized >= pixel_threshold, 255, 0).astype(np.uint8)
         label = ANOMALY_LABEL if score >= threshold else self.manifest["good_class"]
         return Prediction(label=label, probabilities=None, anomaly_score=score, heatmap=heatmap, mask=mask)
 

@@ -54,6 +54,19 @@ def test_anomaly_model_trained_on_good_parts_only_ranks_defects_above_goods(
     assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     defect = toy_test.masks[-1] > 0
     assert heatmap[defect].mean() > heatmap[~defect].mean()
+    # masks stay (nearly) empty on good parts and cover defect pixels on most defect parts
+    good_coverage = [
+        (p.mask > 0).mean()
+        for p, label in zip(predictions, toy_test.labels, strict=True)
+        if label == GOOD and p.mask is not None
+    ]
+    assert np.mean(good_coverage) < 0.05  # threshold set from only 5 held-out toy goods
+    hits = [
+        ((p.mask > 0) & (m > 0)).any()
+        for p, m, label in zip(predictions, toy_test.masks, toy_test.labels, strict=True)
+        if label != GOOD and p.mask is not None
+    ]
+    assert np.mean(hits) >= 0.8
 
 
 def test_segmenter_outlines_defects(trained_segmenter: Trained, toy_test: ToySet) -> None:
