@@ -26,9 +26,10 @@ from rest_framework.views import APIView
 
 from inspection import selectors, services
 from inspection.auth import station_of
-from inspection.errors import Forbidden, InvalidInput, NotFound
+from inspection.errors import Conflict, Forbidden, InvalidInput, NotFound
 from inspection.models import (
     AuditEvent,
+    Calibration,
     DefectClass,
     Inspection,
     Membership,
@@ -45,6 +46,7 @@ from inspection.models import (
 from inspection.permissions import CAN_ADMINISTER, CAN_MANAGE, IsPerson, IsPersonOrStation, IsStation
 from inspection.serializers import (
     AuditEventOutputSerializer,
+    CalibrationOutputSerializer,
     DefectClassOutputSerializer,
     InspectionCreateInputSerializer,
     InspectionOutputSerializer,
@@ -71,6 +73,7 @@ from inspection.services.model_versions import (
     training_cancel,
     training_start,
 )
+from inspection.services.routing import deployed_label, routing_recalibrate
 from inspection.services.webhooks import webhook_create, webhook_deactivate
 
 # --- auth ------------------------------------------------------------------------------
@@ -748,3 +751,43 @@ class WebhookDeliveryDetailApi(generics.RetrieveAPIView):  # type: ignore[type-a
 
     def get_queryset(self) -> QuerySet[WebhookDelivery]:
         return selectors.webhook_deliveries_for(user=self.request.user)
+
+
+class ProjectRoutingApi(APIView):
+    """The manager's trade-off for the deployed models: the workload/escape curve measured on
+    human-labelled parts and the operating point in force. Set it by PATCHing the project's
+    ``target_escape_rate`` (audited; thresholds are refitted at once)."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={200: None})
+    def get(self, request: Request, pk: int) -> Response:
+        project = selectors.access_project(user=request.user, project_id=pk)
+        label = deployed_label(project=project)
+        calibration = Calibration.objects.filter(project=project, model_version=label).order_by("-id").first()
+        return Response(
+            {
+                "project": project.pk,
+                "deployed": label or None,
+                "operating_point": {
+                    "target_escape_rate": project.target_escape_rate,
+                    "target_false_reject_rate": project.target_false_reject_rate,
+                    "confidence": project.calibration_confidence,
+                    "audit_rate": project.audit_rate,
+                },
+                "calibration": CalibrationOutputSerializer(calibration).data if calibration else None,
+                "human_labels_since_deployment": selectors.human_labels_since_deployment(project=project),
+            }
+        )
+
+
+class ProjectRecalibrateApi(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=None, responses={200: CalibrationOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        project = selectors.access_project(user=request.user, project_id=pk, roles=CAN_MANAGE)
+        calibration = routing_recalibrate(project_id=project.pk, actor=request.user)
+        if calibration is None:
+            raise Conflict("No model is deployed for this project.", code="nothing_deployed")
+        return Response(CalibrationOutputSerializer(calibration).data)

@@ -178,3 +178,16 @@ def webhook_deliveries_for(*, user: Any) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(
         webhook__project_id__in=project_ids_for(user=user, roles=CAN_ADMINISTER)
     ).select_related("webhook")
+
+
+def human_labels_since_deployment(*, project: Project) -> int:
+    """Human labels (review decisions and annotations) that arrived after the newest
+    deployed model was trained: what the next retraining would add."""
+    from annotation.models import Annotation
+
+    deployed = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.DEPLOYED)
+    started = [version.started_at or version.created_at for version in deployed]
+    labels = Annotation.objects.filter(project=project).exclude(source=Annotation.Source.IMPORT)
+    if started:
+        labels = labels.filter(created_at__gt=max(started))
+    return labels.count()

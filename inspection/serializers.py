@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from inspection.models import (
     AuditEvent,
+    Calibration,
     DefectClass,
     Inspection,
     Membership,
@@ -147,6 +148,12 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
             "good_class_name",
             "auto_pass_threshold",
             "auto_fail_threshold",
+            "target_escape_rate",
+            "target_false_reject_rate",
+            "calibration_confidence",
+            "audit_rate",
+            "out_of_distribution_ratio",
+            "views_per_part",
             "defect_classes",
             "created_at",
         ]
@@ -157,6 +164,12 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     auto_pass_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     auto_fail_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    target_escape_rate = serializers.FloatField(min_value=0.0001, max_value=0.5, required=False)
+    target_false_reject_rate = serializers.FloatField(min_value=0.0001, max_value=0.5, required=False)
+    calibration_confidence = serializers.FloatField(min_value=0.5, max_value=0.999, required=False)
+    audit_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    out_of_distribution_ratio = serializers.FloatField(min_value=1.0, max_value=100.0, required=False)
+    views_per_part = serializers.IntegerField(min_value=1, max_value=32, required=False)
 
 
 class MembershipOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -269,3 +282,12 @@ class WebhookDeliveryOutputSerializer(serializers.ModelSerializer):  # type: ign
         model = WebhookDelivery
         fields = ["id", "webhook", "verdict", "status", "attempts", "response_code", "error", "created_at",
                   "last_attempt_at", "delivered_at"]  # fmt: skip
+
+
+class CalibrationOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Calibration
+        fields = [
+            "id", "model_version", "parts", "target_escape_rate", "target_false_reject_rate", "confidence",
+            "t_pass", "t_fail", "expected_review_rate", "escape_rate", "false_reject_rate", "curve", "created_at",
+        ]  # fmt: skip

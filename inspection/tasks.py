@@ -58,3 +58,11 @@ def webhook_deliver_task(delivery_id: int) -> None:
         webhook_deliver(delivery_id=delivery_id)
     except WebhookRetry as retry:
         raise current_task.retry(exc=retry, countdown=retry.countdown) from None
+
+
+@loupe_task(name="inspection.recalibrate_routing", queue=Queue.DEFAULT, soft_time_limit=300, time_limit=360)
+def routing_recalibrate_stale_task() -> None:
+    """Refit routing thresholds where new human labels arrived."""
+    from inspection.services.routing import routing_recalibrate_stale
+
+    routing_recalibrate_stale()

@@ -19,6 +19,9 @@ class ReviewItem(models.Model):
         COLD_START = "cold_start", "No deployed model"
         UNCERTAIN = "uncertain", "Model unsure"
         MODEL_ERROR = "model_error", "Model could not run"
+        DISAGREEMENT = "disagreement", "Classifier and anomaly detector disagree"
+        OUT_OF_DISTRIBUTION = "out_of_distribution", "Unlike anything trained on"
+        AUDIT_SAMPLE = "audit_sample", "Random audit of an automatic decision"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
     part = models.ForeignKey(Part, on_delete=models.CASCADE, related_name="review_items")
@@ -26,6 +29,8 @@ class ReviewItem(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     reason = models.CharField(max_length=32, choices=Reason.choices)
     model_version = models.CharField(max_length=64, blank=True)  # what the reviewer was shown
+    # For audit samples: what the models would have decided alone ("pass" / "fail").
+    model_decision = models.CharField(max_length=4, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

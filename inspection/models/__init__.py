@@ -9,13 +9,14 @@ from inspection.models.projects import (
     Station,
     StationToken,
 )
-from inspection.models.registry import ModelVersion
+from inspection.models.registry import Calibration, ModelVersion
 from inspection.models.uploads import Upload
 from inspection.models.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "AuditEvent",
     "AuditImmutableError",
+    "Calibration",
     "DefectClass",
     "Image",
     "Inspection",

@@ -15,9 +15,20 @@ class Project(models.Model):
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True, max_length=4000)
     good_class_name = models.CharField(max_length=60, default="good")
-    # Until a model is deployed every part goes to a person (the cold start).
+    # Until a model is deployed every part goes to a person (the cold start). Until the
+    # deployed model is calibrated on human-labelled parts, these fixed thresholds route.
     auto_fail_threshold = models.FloatField(default=0.9)
     auto_pass_threshold = models.FloatField(default=0.1)
+    # The manager's risk settings: calibrated thresholds keep these with this confidence.
+    target_escape_rate = models.FloatField(default=0.005)
+    target_false_reject_rate = models.FloatField(default=0.01)
+    calibration_confidence = models.FloatField(default=0.9)
+    # Share of automatically decided parts that people check anyway, to measure real rates.
+    audit_rate = models.FloatField(default=0.02)
+    # Anomaly score this many times the good parts' threshold: far from anything trained on.
+    out_of_distribution_ratio = models.FloatField(default=4.0)
+    # Cameras per part: the part is decided when all its views are in; any failing view fails it.
+    views_per_part = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

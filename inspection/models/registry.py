@@ -71,3 +71,25 @@ class ModelVersion(models.Model):
     def artifact_dir(self) -> Path:
         """Server-generated location; never taken from user input."""
         return Path(settings.VAR_DIR) / "models" / f"project-{self.project_id}" / f"version-{self.pk}"
+
+
+class Calibration(models.Model):
+    """Thresholds fitted for one deployed model set on the project's human-labelled parts."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="calibrations")
+    model_version = models.CharField(max_length=64)  # the deployed set it was fitted for
+    parts = models.PositiveIntegerField()  # calibration parts used
+    target_escape_rate = models.FloatField()
+    target_false_reject_rate = models.FloatField()
+    confidence = models.FloatField()
+    t_pass = models.FloatField()  # auto-pass when defect score <= t_pass
+    t_fail = models.FloatField()  # auto-fail when defect score >= t_fail
+    expected_review_rate = models.FloatField()
+    escape_rate = models.FloatField()  # empirical, on the calibration parts
+    false_reject_rate = models.FloatField()
+    curve = models.JSONField(default=list)  # [{target_escape, review_rate, escape_rate, t_pass, t_fail}]
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "model_version", "-id"])]

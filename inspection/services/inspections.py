@@ -26,6 +26,7 @@ from inspection.models import (
     Station,
     Verdict,
 )
+from inspection.services import routing
 from inspection.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -193,7 +194,12 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> 
             run.defect_score = defect_probability
             if prediction.label and prediction.label != good:
                 run.defect_class = prediction.label
-            flagged |= defect_probability >= float(classifier.thresholds.get("defect_probability", 0.5))
+            classifier_flag = defect_probability >= float(classifier.thresholds.get("defect_probability", 0.5))
+            run.scores["classifier_flag"] = bool(classifier_flag)
+            if run.defect_class is None and probabilities:
+                candidates = [name for name in probabilities if name != good]
+                run.defect_class = max(candidates, key=lambda name: probabilities[name]) if candidates else None
+            flagged |= classifier_flag
         anomaly = deployed.get(ModelVersion.Kind.ANOMALY)
         if anomaly is not None:
             started = time.perf_counter()
@@ -203,6 +209,7 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> 
             ratio = float(prediction.anomaly_score or 0.0) / threshold
             run.scores["anomaly_score"] = round(float(prediction.anomaly_score or 0.0), 6)
             run.scores["anomaly_ratio"] = round(ratio, 6)  # >= 1: beyond the good parts' threshold
+            run.scores["anomaly_flag"] = bool(ratio >= 1.0)
             flagged |= ratio >= 1.0
             if run.defect_score is None:
                 run.defect_score = min(1.0, max(0.0, ratio / 2.0))  # 0.5 at the threshold
@@ -219,7 +226,10 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> 
                 run.mask_file = save_png(f"masks/{inspection.pk}.png", prediction.mask)
                 if run.defect_score is None:
                     run.defect_score = 1.0 if run.scores["defect_pixels"] > 0 else 0.0
-    except Exception as exc:
+        if run.defect_score is not None:
+            run.scores["defect_score"] = round(float(run.defect_score), 6)
+            run.scores["predicted_class"] = run.defect_class
+    except Exception as exc:  # a model that cannot run sends the part to a person
         logger.exception("models failed on inspection %s", inspection.pk)
         run.error = f"{type(exc).__name__}: {exc}"[:500]
         run.defect_score = None
@@ -227,19 +237,13 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> 
 
 
 def inspection_run(*, inspection_id: int) -> Inspection | None:
-    """Run the deployed models on one inspection and route the part.
-
-    Routing here is the project's simple threshold rule: a defect score at or below
-    ``auto_pass_threshold`` passes, at or above ``auto_fail_threshold`` fails, anything
-    between (or any model error, or no deployed model: the cold start) goes to a person.
+    """Run the deployed models on one inspection and route its part (``routing``).
 
     Idempotent and safe to redeliver: the models run outside any transaction, then one
     short transaction writes the outcome under a status guard; the review item and the
     final verdict are unique per part. Returns None if the row is gone.
     """
     from inspection import serving
-    from review.models import ReviewItem
-    from review.services import review_item_open
 
     inspection = Inspection.objects.select_related("part", "project", "image").filter(pk=inspection_id).first()
     if inspection is None or inspection.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
@@ -255,44 +259,73 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
             return locked
         locked.attempts += 1
         locked.model_version = run.model_version
-        locked.scores = run.scores
         locked.heatmap_file, locked.mask_file, locked.error = run.heatmap_file, run.mask_file, run.error
         project = locked.project
-        if not Verdict.objects.filter(part=locked.part, is_final=True).exists():
-            if not deployed:
-                review_item_open(part=locked.part, inspection=locked, reason=ReviewItem.Reason.COLD_START)
-            elif run.defect_score is None:
-                review_item_open(part=locked.part, inspection=locked, reason=ReviewItem.Reason.MODEL_ERROR)
-            elif run.defect_score <= project.auto_pass_threshold:
-                verdict_record_final(
-                    part=locked.part,
-                    outcome=Verdict.Outcome.PASS,
-                    source=Verdict.Source.MODEL,
-                    inspection=locked,
-                    model_version=run.model_version,
-                )
-            elif run.defect_score >= project.auto_fail_threshold:
-                defect_class = DefectClass.objects.filter(project=project, name=run.defect_class).first()
-                verdict_record_final(
-                    part=locked.part,
-                    outcome=Verdict.Outcome.FAIL,
-                    source=Verdict.Source.MODEL,
-                    defect_class=defect_class,
-                    inspection=locked,
-                    model_version=run.model_version,
-                )
-            else:
-                review_item_open(
-                    part=locked.part,
-                    inspection=locked,
-                    reason=ReviewItem.Reason.UNCERTAIN,
-                    model_version=run.model_version,
-                )
+        if deployed:
+            t_pass, t_fail, calibration = routing.thresholds_for(project=project, model_version=run.model_version)
+            view = routing.decide_view(
+                project=project, scores=run.scores, t_pass=t_pass, t_fail=t_fail, error=run.error
+            )
+            run.scores["decision"] = view.as_dict()
+            run.scores["thresholds"] = {
+                "t_pass": t_pass,
+                "t_fail": t_fail,
+                "calibration": getattr(calibration, "pk", None),
+            }
+        locked.scores = run.scores
         locked.status = Inspection.Status.DONE
         locked.finished_at = timezone.now()
-        locked.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
         locked.save()
+        _route_part(locked, deployed=bool(deployed), model_version=run.model_version)
+        locked.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
+        locked.save(update_fields=["latency_ms"])
     return locked
+
+
+def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -> None:
+    """Decide the part once all its views are in. Runs inside inspection_run's transaction."""
+    from review.models import ReviewItem
+    from review.services import review_item_open
+
+    part, project = inspection.part, inspection.project
+    if Verdict.objects.filter(part=part, is_final=True).exists():
+        return
+    if not deployed:
+        # Cold start: no deployed model yet, so every part goes to a person.
+        review_item_open(part=part, inspection=inspection, reason=ReviewItem.Reason.COLD_START)
+        return
+    views = list(
+        Inspection.objects.filter(part=part, status=Inspection.Status.DONE, model_version=model_version)
+        .order_by("id")
+        .values_list("scores", flat=True)
+    )
+    if len(views) < project.views_per_part:
+        return  # wait for the other cameras
+    decisions = [routing.Decision(**scores["decision"]) for scores in views if "decision" in scores]
+    decision = routing.audit_draw(project=project, decision=routing.decide_part(decisions))
+    if decision.action == "review":
+        item, created = review_item_open(
+            part=part, inspection=inspection, reason=decision.reason, model_version=model_version
+        )
+        if created and decision.reason == ReviewItem.Reason.AUDIT_SAMPLE:
+            would = "fail" if decision.defect_class is not None or _would_fail(decisions) else "pass"
+            ReviewItem.objects.filter(pk=item.pk).update(model_decision=would)
+        return
+    defect_class = None
+    if decision.action == "fail" and decision.defect_class:
+        defect_class = DefectClass.objects.filter(project=project, name=decision.defect_class).first()
+    verdict_record_final(
+        part=part,
+        outcome=Verdict.Outcome.FAIL if decision.action == "fail" else Verdict.Outcome.PASS,
+        source=Verdict.Source.MODEL,
+        defect_class=defect_class,
+        inspection=inspection,
+        model_version=model_version,
+    )
+
+
+def _would_fail(decisions: list[Any]) -> bool:
+    return any(decision.action == "fail" for decision in decisions)
 
 
 def verdict_record_final(

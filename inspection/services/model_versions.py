@@ -254,6 +254,9 @@ def model_version_deploy(*, version: ModelVersion, actor: Any = None) -> ModelVe
             .values_list("pk", flat=True)
         )
         ModelVersion.objects.filter(pk__in=previous).update(status=ModelVersion.Status.RETIRED)
+        from inspection.services.routing import routing_recalibrate
+
+        transaction.on_commit(lambda: routing_recalibrate(project_id=version.project_id, actor=actor), robust=True)
         audit_record(
             project_id=version.project_id,
             actor=actor,

@@ -118,7 +118,11 @@ def membership_change_role(*, membership: Membership, actor: Any, role: str) -> 
 
 def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Project:
     """Managers change the name, description and decision thresholds of their project."""
-    allowed = {"name", "description", "auto_pass_threshold", "auto_fail_threshold"}
+    allowed = {
+        "name", "description", "auto_pass_threshold", "auto_fail_threshold", "target_escape_rate",
+        "target_false_reject_rate", "calibration_confidence", "audit_rate", "out_of_distribution_ratio",
+        "views_per_part",
+    }  # fmt: skip
     unknown = set(changes) - allowed
     if unknown:
         raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.")
@@ -140,6 +144,11 @@ def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Pr
                 before=before,
                 after=changes,
             )
+            if set(changes) & {"target_escape_rate", "target_false_reject_rate", "calibration_confidence"}:
+                # A new operating point: thresholds are refitted at once for the deployed models.
+                from inspection.services.routing import routing_recalibrate
+
+                routing_recalibrate(project_id=project.pk, actor=actor)
     except IntegrityError:
         raise Conflict("Another project already has this name.") from None
     return project

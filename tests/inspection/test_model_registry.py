@@ -164,7 +164,9 @@ def test_the_project_thresholds_route_the_part(
 ) -> None:
     project = make_project()
     register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
-    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=pass_at, auto_fail_threshold=fail_at)
+    Project.objects.filter(pk=project.pk).update(
+        auto_pass_threshold=pass_at, auto_fail_threshold=fail_at, audit_rate=0.0
+    )
     station = make_station(project)
     posted: Any = APIClient().post(
         "/api/v1/inspections",

@@ -1,0 +1,172 @@
+"""Routing: each part is passed or failed by the models when they are sure, and sent to a
+person when they are not, when the models disagree, when the part is unlike anything they
+were trained on, or when it is drawn for the random audit that measures real error rates.
+
+Thresholds come from the latest calibration of the deployed model set on human-labelled
+parts (``workers.routing.calibration``); before there is one, the project's fixed
+``auto_pass_threshold`` / ``auto_fail_threshold`` apply.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+
+from inspection.models import Calibration, Inspection, Project, Verdict
+from inspection.services.audit import audit_record
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "pass", "fail" or "review"
+    reason: str = ""  # for "review": a ReviewItem.Reason value
+    defect_class: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "reason": self.reason, "defect_class": self.defect_class}
+
+
+def thresholds_for(*, project: Project, model_version: str) -> tuple[float, float, Calibration | None]:
+    calibration = Calibration.objects.filter(project=project, model_version=model_version).order_by("-id").first()
+    if calibration is not None:
+        return calibration.t_pass, calibration.t_fail, calibration
+    return project.auto_pass_threshold, project.auto_fail_threshold, None
+
+
+def decide_view(*, project: Project, scores: dict[str, Any], t_pass: float, t_fail: float, error: str) -> Decision:
+    """The decision for one image from its model scores (see ``run_models``)."""
+    if error or scores.get("defect_score") is None:
+        return Decision("review", "model_error")
+    ratio = scores.get("anomaly_ratio")
+    if ratio is not None and ratio >= project.out_of_distribution_ratio:
+        return Decision("review", "out_of_distribution")
+    flags = [scores[name] for name in ("classifier_flag", "anomaly_flag") if name in scores]
+    if len(flags) == 2 and flags[0] != flags[1]:
+        return Decision("review", "disagreement")
+    score = float(scores["defect_score"])
+    if score <= t_pass:
+        return Decision("pass")
+    if score >= t_fail:
+        return Decision("fail", defect_class=scores.get("predicted_class"))
+    return Decision("review", "uncertain")
+
+
+def decide_part(views: list[Decision]) -> Decision:
+    """One verdict per part: any failing view fails it; any doubtful view sends it to people."""
+    for decision in views:
+        if decision.action == "fail":
+            return decision
+    for decision in views:
+        if decision.action == "review":
+            return decision
+    return Decision("pass")
+
+
+def audit_draw(*, project: Project, decision: Decision, rng: random.Random | None = None) -> Decision:
+    """A share (``audit_rate``) of automatic decisions goes to people anyway."""
+    if decision.action in {"pass", "fail"} and (rng or random).random() < project.audit_rate:
+        return Decision("review", "audit_sample", decision.defect_class)
+    return decision
+
+
+# --- calibration ---------------------------------------------------------------------------
+
+
+def calibration_parts(*, project: Project, model_version: str) -> tuple[np.ndarray, np.ndarray]:
+    """(defect scores, human says defective) of parts the deployed set scored and a person decided."""
+    human = dict(
+        Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN).values_list(
+            "part_id", "outcome"
+        )
+    )
+    scores, defective = [], []
+    rows = Inspection.objects.filter(project=project, model_version=model_version, part_id__in=list(human))
+    for part_id, view_scores in rows.values_list("part_id", "scores"):
+        if isinstance(view_scores, dict) and view_scores.get("defect_score") is not None:
+            scores.append(float(view_scores["defect_score"]))
+            defective.append(human[part_id] == Verdict.Outcome.FAIL)
+    return np.asarray(scores, dtype=np.float64), np.asarray(defective, dtype=bool)
+
+
+def calibration_run(*, project: Project, model_version: str, actor: Any = None) -> Calibration:
+    """Fit thresholds for ``model_version`` (the deployed set's label) to the project's targets."""
+    from workers.routing.calibration import calibrate, workload_curve
+
+    scores, defective = calibration_parts(project=project, model_version=model_version)
+    delta = 1.0 - project.calibration_confidence
+    chosen = calibrate(
+        scores,
+        defective,
+        target_escape=project.target_escape_rate,
+        target_false_reject=project.target_false_reject_rate,
+        delta=delta,
+    )
+    curve = workload_curve(scores, defective, target_false_reject=project.target_false_reject_rate, delta=delta)
+    with transaction.atomic():
+        calibration = Calibration.objects.create(
+            project=project,
+            model_version=model_version,
+            parts=chosen.n,
+            target_escape_rate=project.target_escape_rate,
+            target_false_reject_rate=project.target_false_reject_rate,
+            confidence=project.calibration_confidence,
+            t_pass=chosen.t_pass,
+            t_fail=chosen.t_fail,
+            expected_review_rate=chosen.review_rate,
+            escape_rate=chosen.escape_rate,
+            false_reject_rate=chosen.false_reject_rate,
+            curve=[point.__dict__ for point in curve],
+        )
+        audit_record(
+            project_id=project.pk,
+            actor=actor,
+            action="routing.calibrated",
+            subject=calibration,
+            after={
+                "model_version": model_version,
+                "parts": chosen.n,
+                "t_pass": chosen.t_pass,
+                "t_fail": chosen.t_fail,
+                "target_escape_rate": project.target_escape_rate,
+            },
+        )
+    return calibration
+
+
+def deployed_label(*, project: Project) -> str:
+    from inspection.models import ModelVersion
+
+    rows = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.DEPLOYED)
+    return ",".join(sorted(row.label for row in rows))
+
+
+def routing_recalibrate(*, project_id: int, actor: Any = None) -> Calibration | None:
+    """Recalibrate for whatever is deployed now (after a deployment, a change of targets, or
+    new human labels). Returns None when nothing is deployed."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    label = deployed_label(project=project)
+    if not label:
+        return None
+    return calibration_run(project=project, model_version=label, actor=actor)
+
+
+def routing_recalibrate_stale() -> int:
+    """Refit projects whose deployed models gained human-labelled parts since their last
+    calibration (run periodically). Returns how many were refitted."""
+    refitted = 0
+    for project in Project.objects.filter(model_versions__status="deployed").distinct():
+        label = deployed_label(project=project)
+        latest = Calibration.objects.filter(project=project, model_version=label).order_by("-id").first()
+        newer = Verdict.objects.filter(project=project, source=Verdict.Source.HUMAN, is_final=True)
+        if latest is not None:
+            newer = newer.filter(created_at__gt=latest.created_at)
+        if latest is None or newer.exists():
+            calibration_run(project=project, model_version=label)
+            refitted += 1
+    return refitted

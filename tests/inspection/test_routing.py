@@ -1,0 +1,227 @@
+"""Routing decisions: sure parts are decided by the models, doubtful ones go to people."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from inspection.models import AuditEvent, Calibration, Image, Inspection, ModelVersion, Part, Project, Verdict
+from inspection.services.inspections import _route_part
+from inspection.services.routing import (
+    Decision,
+    audit_draw,
+    calibration_run,
+    decide_part,
+    decide_view,
+    deployed_label,
+    thresholds_for,
+)
+from review.models import ReviewItem
+from tests.factories import make_project, make_station, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def scores(
+    defect: float, *, classifier: bool | None = None, anomaly: bool | None = None, ratio: float | None = None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"defect_score": defect, "predicted_class": "scratch"}
+    if classifier is not None:
+        row["classifier_flag"] = classifier
+    if anomaly is not None:
+        row["anomaly_flag"] = anomaly
+    if ratio is not None:
+        row["anomaly_ratio"] = ratio
+    return row
+
+
+@pytest.mark.parametrize(
+    ("view", "error", "expected"),
+    [
+        (scores(0.01), "", Decision("pass")),
+        (scores(0.99), "", Decision("fail", defect_class="scratch")),
+        (scores(0.50), "", Decision("review", "uncertain")),
+        (scores(0.01, classifier=False, anomaly=True, ratio=1.5), "", Decision("review", "disagreement")),
+        (scores(0.99, classifier=True, anomaly=False, ratio=0.5), "", Decision("review", "disagreement")),
+        (scores(0.01, classifier=False, anomaly=True, ratio=9.0), "", Decision("review", "out_of_distribution")),
+        (scores(0.01, classifier=False, anomaly=False, ratio=0.2), "", Decision("pass")),
+        ({}, "ArtifactIntegrityError: changed", Decision("review", "model_error")),
+    ],
+    ids=[
+        "sure-good",
+        "sure-bad",
+        "unsure",
+        "anomaly-only",
+        "classifier-only",
+        "far-from-training",
+        "agree-good",
+        "error",
+    ],
+)
+def test_each_view_is_decided_by_the_thresholds_and_the_models_agreement(
+    view: dict[str, Any], error: str, expected: Decision
+) -> None:
+    project = make_project()
+
+    assert decide_view(project=project, scores=view, t_pass=0.1, t_fail=0.9, error=error) == expected
+
+
+@pytest.mark.parametrize(
+    ("views", "expected"),
+    [
+        ([Decision("pass"), Decision("pass")], Decision("pass")),
+        ([Decision("pass"), Decision("fail", defect_class="pit")], Decision("fail", defect_class="pit")),
+        ([Decision("review", "uncertain"), Decision("pass")], Decision("review", "uncertain")),
+        ([Decision("review", "uncertain"), Decision("fail", defect_class="pit")], Decision("fail", defect_class="pit")),
+    ],
+    ids=["all-pass", "one-view-fails", "one-view-doubtful", "fail-beats-doubt"],
+)
+def test_a_part_with_several_views_fails_if_any_view_fails(views: list[Decision], expected: Decision) -> None:
+    assert decide_part(views) == expected
+
+
+def test_the_audit_sample_draws_about_the_audit_rate_of_automatic_decisions() -> None:
+    project = make_project()
+    project.audit_rate = 0.05
+    rng = random.Random(1)
+
+    drawn = [audit_draw(project=project, decision=Decision("pass"), rng=rng).reason for _ in range(20_000)]
+
+    assert 0.04 < drawn.count("audit_sample") / 20_000 < 0.06
+    assert audit_draw(project=project, decision=Decision("review", "uncertain"), rng=rng).reason == "uncertain"
+
+
+def scored_view(project: Project, part: Part, decision: Decision, model_version: str, index: int) -> Inspection:
+    station = make_station(project).station
+    image = Image.objects.create(
+        sha256=hashlib.sha256(f"view-{part.pk}-{index}".encode()).hexdigest(),
+        file="x.png",
+        format="PNG",
+        width=1,
+        height=1,
+        bytes=1,
+    )
+    return Inspection.objects.create(
+        project=project, part=part, station=station, image=image, captured_at=timezone.now(),
+        status=Inspection.Status.DONE, model_version=model_version, scores={"decision": decision.as_dict()},
+    )  # fmt: skip
+
+
+def test_a_multi_camera_part_waits_for_all_views_then_fails_if_one_view_fails() -> None:
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(views_per_part=2, audit_rate=0.0)
+    project.refresh_from_db()
+    part = Part.objects.create(project=project, serial="MV-1")
+
+    first = scored_view(project, part, Decision("pass"), "classifier:1", 0)
+    _route_part(first, deployed=True, model_version="classifier:1")
+    waiting = (part.verdicts.exists(), part.review_items.exists())
+    second = scored_view(project, part, Decision("fail", defect_class="crack"), "classifier:1", 1)
+    _route_part(second, deployed=True, model_version="classifier:1")
+
+    assert waiting == (False, False)
+    verdict = part.verdicts.get(is_final=True)
+    assert (verdict.outcome, verdict.defect_class.name if verdict.defect_class else None) == ("fail", "crack")
+
+
+def test_an_audited_automatic_decision_goes_to_a_person_and_remembers_what_the_model_said() -> None:
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(audit_rate=1.0)
+    project.refresh_from_db()
+    part = Part.objects.create(project=project, serial="AU-1")
+
+    _route_part(
+        scored_view(project, part, Decision("pass"), "classifier:1", 0), deployed=True, model_version="classifier:1"
+    )
+
+    item = part.review_items.get()
+    assert (item.reason, item.model_decision) == ("audit_sample", "pass")
+    assert not part.verdicts.exists()
+
+
+def calibration_history(project: Project, model_version: str, n: int, seed: int = 0) -> None:
+    """n parts the deployed set scored and a person then decided."""
+    rng = np.random.default_rng(seed)
+    reviewer = make_user(project)
+    station = make_station(project).station
+    for index in range(n):
+        defective = bool(rng.random() < 0.1)
+        score = float(rng.beta(8, 2) if defective else rng.beta(2, 8))
+        part = Part.objects.create(project=project, serial=f"C-{index}")
+        image = Image.objects.create(
+            sha256=hashlib.sha256(f"cal-{project.pk}-{index}".encode()).hexdigest(),
+            file="x",
+            format="PNG",
+            width=1,
+            height=1,
+            bytes=1,
+        )
+        Inspection.objects.create(
+            project=project, part=part, station=station, image=image, captured_at=timezone.now(), status="done",
+            model_version=model_version, scores={"defect_score": score},
+        )  # fmt: skip
+        Verdict.objects.create(
+            project=project, part=part, outcome="fail" if defective else "pass", source="human", decided_by=reviewer
+        )
+
+
+def test_calibration_on_human_labelled_parts_sets_the_thresholds_routing_uses() -> None:
+    project = make_project()
+    calibration_history(project, "classifier:7", 3000)
+
+    calibration = calibration_run(project=project, model_version="classifier:7")
+    t_pass, t_fail, used = thresholds_for(project=project, model_version="classifier:7")
+
+    assert used == calibration and (t_pass, t_fail) == (calibration.t_pass, calibration.t_fail)
+    assert calibration.parts == 3000
+    assert 0 <= calibration.t_pass < calibration.t_fail <= 1
+    assert calibration.escape_rate <= project.target_escape_rate
+    assert [point["target_escape"] for point in calibration.curve] == sorted(
+        point["target_escape"] for point in calibration.curve
+    )
+    assert AuditEvent.objects.filter(action="routing.calibrated").count() == 1
+
+
+def test_a_manager_sees_the_trade_off_and_moving_the_operating_point_is_audited_and_refits(register: Any) -> None:
+    project = make_project()
+    version = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    label = deployed_label(project=project)
+    assert label == version.label
+    calibration_history(project, label, 2000)
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+
+    changed: Any = manager.patch(f"/api/v1/projects/{project.pk}", {"target_escape_rate": 0.02}, format="json")
+    routing: Any = manager.get(f"/api/v1/projects/{project.pk}/routing")
+
+    assert changed.status_code == 200
+    body = routing.json()
+    assert body["operating_point"]["target_escape_rate"] == 0.02
+    assert body["calibration"]["target_escape_rate"] == 0.02 and body["calibration"]["model_version"] == label
+    assert len(body["calibration"]["curve"]) >= 3
+    event = AuditEvent.objects.get(action="project.updated")
+    assert (event.before, event.after) == ({"target_escape_rate": 0.005}, {"target_escape_rate": 0.02})
+    assert Calibration.objects.filter(project=project).count() == 1
+
+
+def test_only_managers_move_the_operating_point() -> None:
+    project = make_project()
+    reviewer = APIClient()
+    reviewer.force_authenticate(make_user(project, role="reviewer"))
+
+    response = reviewer.patch(f"/api/v1/projects/{project.pk}", {"target_escape_rate": 0.5}, format="json")
+
+    assert response.status_code == 403
+    assert Project.objects.get(pk=project.pk).target_escape_rate == 0.005
+
+
+def test_review_items_record_why_they_were_routed() -> None:
+    assert {"cold_start", "uncertain", "model_error", "disagreement", "out_of_distribution", "audit_sample"} <= set(
+        ReviewItem.Reason.values
+    )
