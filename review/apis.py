@@ -2,18 +2,24 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inspection.errors import NotFound
-from inspection.permissions import IsPerson
+from inspection.permissions import CAN_MANAGE, IsPerson
+from inspection.selectors import access_project, parts_for
 from inspection.serializers import VerdictOutputSerializer
 from review import selectors, services
-from review.models import ReviewItem
+from review.models import GoldenPart, ReviewItem
+from review.quality import GROUPINGS, quality_metrics
 from review.serializers import (
+    GoldenPartInputSerializer,
+    GoldenPartOutputSerializer,
+    QualityQuerySerializer,
     ReviewClaimInputSerializer,
     ReviewDecisionInputSerializer,
     ReviewItemOutputSerializer,
@@ -61,6 +67,8 @@ class ReviewItemDecideApi(APIView):
             defect_class_id=serializer.validated_data.get("defect_class"),
             comment=serializer.validated_data["comment"],
         )
+        if verdict is None:  # a golden item: the reviewer was scored, the part is unchanged
+            return Response({"golden": True}, status=status.HTTP_201_CREATED)
         return Response(VerdictOutputSerializer(verdict).data, status=status.HTTP_201_CREATED)
 
 
@@ -104,3 +112,61 @@ class ReviewQueueStatsApi(APIView):
     @extend_schema(responses={200: ReviewQueueStatsSerializer(many=True)})
     def get(self, request: Request) -> Response:
         return Response(ReviewQueueStatsSerializer(selectors.review_queue_stats(user=request.user), many=True).data)
+
+
+class GoldenPartListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    """GET: golden parts of projects the caller manages. POST: fix a part's right answer."""
+
+    permission_classes = [IsPerson]
+    serializer_class = GoldenPartOutputSerializer
+    ordering_fields = ["id"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[GoldenPart]:
+        return selectors.golden_parts_for(user=self.request.user)
+
+    @extend_schema(request=GoldenPartInputSerializer, responses={201: GoldenPartOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = GoldenPartInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        part = parts_for(user=request.user).filter(pk=serializer.validated_data["part"]).first()
+        if part is None:
+            raise NotFound("Part not found.")
+        access_project(user=request.user, project_id=part.project_id, roles=CAN_MANAGE)
+        golden = services.golden_mark(
+            part=part,
+            outcome=serializer.validated_data["outcome"],
+            defect_class_id=serializer.validated_data.get("defect_class"),
+            actor=request.user,
+        )
+        return Response(GoldenPartOutputSerializer(golden).data, status=status.HTTP_201_CREATED)
+
+
+class QualityMetricsApi(APIView):
+    """Automation, measured escape and false-reject rates, model/people agreement and reviewer
+    statistics for one project, optionally per day, line or station, in a date window."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", int, required=True),
+            OpenApiParameter("group_by", str, enum=list(GROUPINGS)),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+        ],
+        responses={200: None},
+    )
+    def get(self, request: Request) -> Response:
+        serializer = QualityQuerySerializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        query = serializer.validated_data
+        project = access_project(user=request.user, project_id=query["project"], roles=CAN_MANAGE)
+        return Response(
+            quality_metrics(
+                project_id=project.pk,
+                group_by=query.get("group_by"),
+                since=query.get("since"),
+                until=query.get("until"),
+            )
+        )

@@ -22,6 +22,7 @@ class ReviewItem(models.Model):
         DISAGREEMENT = "disagreement", "Classifier and anomaly detector disagree"
         OUT_OF_DISTRIBUTION = "out_of_distribution", "Unlike anything trained on"
         AUDIT_SAMPLE = "audit_sample", "Random audit of an automatic decision"
+        GOLDEN = "golden", "Known answer, measuring the reviewer"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
     part = models.ForeignKey(Part, on_delete=models.CASCADE, related_name="review_items")
@@ -31,6 +32,11 @@ class ReviewItem(models.Model):
     model_version = models.CharField(max_length=64, blank=True)  # what the reviewer was shown
     # For audit samples: what the models would have decided alone ("pass" / "fail").
     model_decision = models.CharField(max_length=4, blank=True)
+    # Golden items re-show a part whose answer is known; they score the reviewer and never
+    # change the part's verdict.
+    golden = models.ForeignKey("review.GoldenPart", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    golden_correct = models.BooleanField(null=True, blank=True)
+    decided_outcome = models.CharField(max_length=4, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -45,7 +51,24 @@ class ReviewItem(models.Model):
         ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["part"], condition=Q(status__in=["open", "claimed"]), name="review_one_open_item_per_part"
+                fields=["part"],
+                condition=Q(status__in=["open", "claimed"], golden__isnull=True),
+                name="review_one_open_item_per_part",
             ),
         ]
         indexes = [models.Index(fields=["project", "status", "created_at"])]
+
+
+class GoldenPart(models.Model):
+    """A part whose right answer a manager has fixed; slipped into reviewers' queues."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="golden_parts")
+    part = models.OneToOneField(Part, on_delete=models.CASCADE, related_name="golden")
+    outcome = models.CharField(max_length=4)
+    defect_class = models.ForeignKey("inspection.DefectClass", on_delete=models.PROTECT, null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from inspection.errors import NotFound
 from inspection.permissions import CAN_REVIEW
 from inspection.selectors import project_ids_for
-from review.models import ReviewItem
+from review.models import GoldenPart, ReviewItem
 
 
 def review_items_for(*, user: Any) -> QuerySet[ReviewItem]:
@@ -67,3 +67,11 @@ def review_queue_stats(*, user: Any) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def golden_parts_for(*, user: Any) -> QuerySet[GoldenPart]:
+    from inspection.permissions import CAN_MANAGE
+
+    return GoldenPart.objects.filter(project_id__in=project_ids_for(user=user, roles=CAN_MANAGE)).select_related(
+        "defect_class"
+    )

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from inspection.models import Verdict
 from inspection.serializers import StrictInputSerializer
-from review.models import ReviewItem
+from review.models import GoldenPart, ReviewItem
 
 
 class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -79,3 +79,24 @@ class ReviewQueueStatsSerializer(serializers.Serializer):  # type: ignore[type-a
     claimed = serializers.IntegerField()
     oldest_waiting_seconds = serializers.FloatField(allow_null=True)
     sla_breaches = serializers.IntegerField()
+
+
+class GoldenPartInputSerializer(StrictInputSerializer):
+    part = serializers.IntegerField()
+    outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
+    defect_class = serializers.IntegerField(required=False, allow_null=True)
+
+
+class GoldenPartOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    defect_class = serializers.CharField(source="defect_class.name", default=None)
+
+    class Meta:
+        model = GoldenPart
+        fields = ["id", "project", "part", "outcome", "defect_class", "is_active", "created_at"]
+
+
+class QualityQuerySerializer(StrictInputSerializer):
+    project = serializers.IntegerField()
+    group_by = serializers.ChoiceField(choices=["day", "line", "station"], required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)

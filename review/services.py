@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -14,13 +15,16 @@ from annotation.services import annotation_record_review_decision
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import DefectClass, Inspection, Part, Verdict
 from inspection.services import verdict_record_final
-from review.models import ReviewItem
+from inspection.services.audit import audit_record
+from review.models import GoldenPart, ReviewItem
 from review.notifications import (
     notify_review_item_added,
     notify_review_item_claimed,
     notify_review_item_decided,
     notify_review_item_released,
 )
+
+_rng = random.Random()  # noqa: S311  (golden draws need no cryptographic strength)
 
 
 def review_item_open(
@@ -55,11 +59,12 @@ def review_decide(
     outcome: str,
     defect_class_id: int | None = None,
     comment: str = "",
-) -> Verdict:
+) -> Verdict | None:
     """Record a reviewer's decision: the part's final verdict plus its training labels.
 
     The caller has already checked that ``reviewer`` may review ``item``'s project
-    (``access_review_item``). Deciding an item twice is a Conflict.
+    (``access_review_item``). Deciding an item twice is a Conflict. A golden item only
+    scores the reviewer (returns None): the part's verdict and training data stay as they are.
     """
     defect_class = None
     if defect_class_id is not None:
@@ -77,6 +82,9 @@ def review_decide(
             and locked.lease_expires_at > timezone.now()
         ):
             raise Conflict("Another reviewer holds this item.", code="claimed_by_other")
+        if locked.golden_id is not None:
+            _golden_answer(locked, reviewer=reviewer, outcome=outcome, defect_class=defect_class)
+            return None
         verdict = verdict_record_final(
             part=locked.part,
             outcome=outcome,
@@ -98,9 +106,87 @@ def review_decide(
         locked.status = ReviewItem.Status.DECIDED
         locked.decided_by = reviewer
         locked.decided_at = timezone.now()
-        locked.save(update_fields=["status", "decided_by", "decided_at"])
+        locked.decided_outcome = outcome
+        locked.save(update_fields=["status", "decided_by", "decided_at", "decided_outcome"])
         transaction.on_commit(lambda: notify_review_item_decided(item=locked), robust=True)
     return verdict
+
+
+def _golden_answer(item: ReviewItem, *, reviewer: Any, outcome: str, defect_class: DefectClass | None) -> None:
+    golden = GoldenPart.objects.get(pk=item.golden_id or 0)
+    correct = outcome == golden.outcome and (outcome == "pass" or defect_class == golden.defect_class)
+    item.status = ReviewItem.Status.DECIDED
+    item.decided_by, item.decided_at, item.decided_outcome = reviewer, timezone.now(), outcome
+    item.golden_correct = correct
+    item.save(update_fields=["status", "decided_by", "decided_at", "decided_outcome", "golden_correct"])
+    audit_record(
+        project_id=item.project_id,
+        actor=reviewer,
+        action="review.golden_answered",
+        subject=item,
+        after={"outcome": outcome, "defect_class": defect_class.name if defect_class else None, "correct": correct},
+    )
+    transaction.on_commit(lambda: notify_review_item_decided(item=item), robust=True)
+
+
+def golden_mark(*, part: Part, outcome: str, defect_class_id: int | None, actor: Any = None) -> GoldenPart:
+    """A manager fixes the right answer for ``part``; it will be shown to reviewers as a test."""
+    defect_class = None
+    if outcome not in {"pass", "fail"}:
+        raise InvalidInput("Outcome must be pass or fail.")
+    if outcome == "fail":
+        defect_class = DefectClass.objects.filter(pk=defect_class_id or 0, project_id=part.project_id).first()
+        if defect_class is None:
+            raise InvalidInput(
+                "A failing golden part needs a defect class of its project.", code="unknown_defect_class"
+            )
+    elif defect_class_id is not None:
+        raise InvalidInput("A passing golden part has no defect class.", code="defect_class_not_allowed")
+    with transaction.atomic():
+        golden, _ = GoldenPart.objects.update_or_create(
+            part=part,
+            defaults={"project_id": part.project_id, "outcome": outcome, "defect_class": defect_class,
+                      "is_active": True, "created_by": actor if getattr(actor, "pk", None) else None},
+        )  # fmt: skip
+        audit_record(
+            project_id=part.project_id,
+            actor=actor,
+            action="golden.marked",
+            subject=golden,
+            after={
+                "part": part.serial,
+                "outcome": outcome,
+                "defect_class": defect_class.name if defect_class else None,
+            },
+        )
+    return golden
+
+
+def _golden_for(*, reviewer: Any, project_ids: list[int], rng: random.Random) -> ReviewItem | None:
+    """Maybe a golden item, leased to ``reviewer``: drawn at the project's ``golden_rate``,
+    never a part this reviewer already answered as golden."""
+    answered = ReviewItem.objects.filter(golden__isnull=False, decided_by=reviewer).values_list("golden_id", flat=True)
+    candidates = list(
+        GoldenPart.objects.filter(project_id__in=project_ids, is_active=True)
+        .exclude(pk__in=answered)
+        .select_related("project")
+    )
+    if not candidates:
+        return None
+    golden = rng.choice(candidates)
+    if rng.random() >= golden.project.golden_rate:
+        return None
+    lease = timedelta(seconds=settings.LOUPE_REVIEW_LEASE_SECONDS)
+    return ReviewItem.objects.create(
+        project_id=golden.project_id,
+        part_id=golden.part_id,
+        inspection=Inspection.objects.filter(part_id=golden.part_id).order_by("id").first(),
+        golden=golden,
+        reason=ReviewItem.Reason.GOLDEN,
+        status=ReviewItem.Status.CLAIMED,
+        claimed_by=reviewer,
+        lease_expires_at=timezone.now() + lease,
+    )
 
 
 def _available() -> Q:
@@ -108,7 +194,7 @@ def _available() -> Q:
     return Q(status=ReviewItem.Status.OPEN) | Q(status=ReviewItem.Status.CLAIMED, lease_expires_at__lt=timezone.now())
 
 
-def review_claim_next(*, reviewer: Any, project_ids: list[int]) -> ReviewItem | None:
+def review_claim_next(*, reviewer: Any, project_ids: list[int], rng: random.Random | None = None) -> ReviewItem | None:
     """Lease the oldest available item of ``project_ids`` to ``reviewer``, or None.
 
     Two reviewers never hold the same item: the row is locked (PostgreSQL skips rows another
@@ -127,6 +213,10 @@ def review_claim_next(*, reviewer: Any, project_ids: list[int]) -> ReviewItem | 
             )
             .first()
         )
+        if mine is None:
+            golden = _golden_for(reviewer=reviewer, project_ids=project_ids, rng=rng or _rng)
+            if golden is not None:
+                return golden
         item = mine or (
             ReviewItem.objects.select_for_update(skip_locked=True)
             .filter(_available(), project_id__in=project_ids)

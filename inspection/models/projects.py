@@ -29,6 +29,8 @@ class Project(models.Model):
     out_of_distribution_ratio = models.FloatField(default=4.0)
     # Cameras per part: the part is decided when all its views are in; any failing view fails it.
     views_per_part = models.PositiveSmallIntegerField(default=1)
+    # Chance that a reviewer's next claim is a golden (known-answer) item.
+    golden_rate = models.FloatField(default=0.05)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
