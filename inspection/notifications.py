@@ -17,5 +17,12 @@ def notify_training_progress(*, project_id: int, payload: dict[str, Any]) -> Non
     if layer is None:
         return
     async_to_sync(layer.group_send)(
-        training_group(project_id), {"type": "review.event", "event": "training.progress", "payload": payload}
+        training_group(project_id),
+        {
+            "type": "review.event",
+            "kind": "training",
+            "project": project_id,
+            "event": "training.progress",
+            "payload": payload,
+        },  # fmt: skip
     )

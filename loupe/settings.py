@@ -448,5 +448,8 @@ MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "loupe") or "loupe"
 # Webhook hosts allowed to resolve to private addresses (a plant's MES on the internal
 # network). Everything else must resolve to public addresses only.
 LOUPE_WEBHOOK_ALLOWED_HOSTS = env_list("LOUPE_WEBHOOK_ALLOWED_HOSTS", [])
+# Websockets re-read the user's rights at most this often while events flow: a logout or a
+# revoked role stops pushes within this many seconds.
+LOUPE_WS_RECHECK_SECONDS = env_int("LOUPE_WS_RECHECK_SECONDS", 5, minimum=1)
 # A claimed review item returns to the queue when its reviewer goes quiet this long.
 LOUPE_REVIEW_LEASE_SECONDS = env_int("LOUPE_REVIEW_LEASE_SECONDS", 120, minimum=5)

@@ -1,48 +1,100 @@
-"""The reviewers' live feed. Transport only: authenticate, join allowed groups, forward."""
+"""The reviewers' live feed. Transport only: authenticate, join allowed groups, forward.
+
+Rights are re-read at most every ``LOUPE_WS_RECHECK_SECONDS`` while events flow: after a
+logout, a role revocation or a deactivation, pushes stop within that time and the socket
+is closed. A client flooding the socket is disconnected; frames are capped by the server.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from inspection.notifications import training_group
-from inspection.selectors import managed_project_ids
 from review.notifications import review_group
-from review.selectors import reviewable_project_ids
+from review.selectors import SocketGrants, socket_grants
+
+# More client messages than this per second is a flood: the socket is closed.
+MAX_MESSAGES_PER_SECOND = 20
 
 
 class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
-    """``/ws/review/``: pushes ``review.item.added`` / ``review.item.decided`` events for every
-    project where the user may review, and ``training.progress`` for projects they manage.
-    Anonymous sockets are refused before any group is joined."""
+    """``/ws/review/``: pushes ``review.item.*`` events for every project where the user may
+    review, and ``training.progress`` for projects they manage. Anonymous sockets are refused
+    before any group is joined."""
 
-    joined: list[str]
+    joined: set[str]
+    grants: SocketGrants
+    checked_at: float
 
     async def connect(self) -> None:
-        self.joined = []
+        self.joined = set()
+        self.window = (0.0, 0)
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=4401)
             return
-        project_ids = await database_sync_to_async(reviewable_project_ids)(user=user)
-        managed_ids = await database_sync_to_async(managed_project_ids)(user=user)
-        groups = [review_group(pid) for pid in project_ids] + [training_group(pid) for pid in managed_ids]
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.joined.append(group)
+        self.grants = await self._grants()
+        await self._sync_groups()
         await self.accept()
-        await self.send_json({"event": "hello", "payload": {"projects": project_ids, "training": managed_ids}})
+        await self.send_json(
+            {"event": "hello", "payload": {"projects": self.grants.review, "training": self.grants.managed}}
+        )
+
+    async def _grants(self) -> SocketGrants:
+        session = self.scope.get("session")
+        self.checked_at = time.monotonic()
+        grants: SocketGrants = await database_sync_to_async(socket_grants)(
+            user_id=self.scope["user"].pk, session_key=getattr(session, "session_key", None)
+        )
+        return grants
+
+    async def _sync_groups(self) -> None:
+        wanted = {review_group(pid) for pid in self.grants.review} | {
+            training_group(pid) for pid in self.grants.managed
+        }
+        for group in self.joined - wanted:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in wanted - self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = wanted
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "joined", []):
+        for group in getattr(self, "joined", set()):
             await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = set()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        # Clients only listen; a ping keeps proxies from closing an idle socket.
-        if isinstance(content, dict) and content.get("type") == "ping":
+        started, count = self.window
+        now = time.monotonic()
+        self.window = (now, 1) if now - started > 1.0 else (started, count + 1)
+        if self.window[1] > MAX_MESSAGES_PER_SECOND:
+            await self.close(code=4429)
+            return
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "ping":
             await self.send_json({"event": "pong"})
+        elif content.get("type") == "subscribe":
+            # Subscriptions are decided by the server from the user's roles; a request for a
+            # project outside them is refused and joins nothing.
+            project = content.get("project")
+            allowed = isinstance(project, int) and project in self.grants.review
+            reply = {"project": project, "code": None if allowed else "forbidden"}
+            await self.send_json({"event": "subscribed" if allowed else "error", "payload": reply})
 
     async def review_event(self, message: dict[str, Any]) -> None:
+        if time.monotonic() - self.checked_at > settings.LOUPE_WS_RECHECK_SECONDS:
+            self.grants = await self._grants()
+            if not self.grants.active:
+                await self.close(code=4403)
+                return
+            await self._sync_groups()
+        allowed = self.grants.managed if message.get("kind") == "training" else self.grants.review
+        if message.get("project") not in allowed:
+            return  # rights changed since this event was queued
         await self.send_json({"event": message["event"], "payload": message["payload"]})

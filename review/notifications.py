@@ -20,7 +20,8 @@ def _broadcast(project_id: int, event: str, payload: dict[str, Any]) -> None:
     if layer is None:
         return
     async_to_sync(layer.group_send)(
-        review_group(project_id), {"type": "review.event", "event": event, "payload": payload}
+        review_group(project_id),
+        {"type": "review.event", "kind": "review", "project": project_id, "event": event, "payload": payload},
     )
 
 

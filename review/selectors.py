@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
@@ -75,3 +76,22 @@ def golden_parts_for(*, user: Any) -> QuerySet[GoldenPart]:
     return GoldenPart.objects.filter(project_id__in=project_ids_for(user=user, roles=CAN_MANAGE)).select_related(
         "defect_class"
     )
+
+
+@dataclass(frozen=True)
+class SocketGrants:
+    active: bool  # the user is active and the session still exists
+    review: list[int]  # projects whose review events the socket may receive
+    managed: list[int]  # projects whose training events it may receive
+
+
+def socket_grants(*, user_id: int, session_key: str | None) -> SocketGrants:
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from inspection.selectors import managed_project_ids
+
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or (session_key is not None and not SessionStore().exists(session_key)):
+        return SocketGrants(active=False, review=[], managed=[])
+    return SocketGrants(active=True, review=reviewable_project_ids(user=user), managed=managed_project_ids(user=user))

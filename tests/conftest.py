@@ -137,6 +137,7 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CSRF_TRUSTED_ORIGINS": origin,
+        "LOUPE_WS_RECHECK_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     }
     worker = _spawn(
