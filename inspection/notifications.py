@@ -24,5 +24,5 @@ def notify_training_progress(*, project_id: int, payload: dict[str, Any]) -> Non
             "project": project_id,
             "event": "training.progress",
             "payload": payload,
-        },  # fmt: skip
+        },
     )

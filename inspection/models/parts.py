@@ -69,7 +69,8 @@ class Inspection(models.Model):
     # NULL, not "", means "no key": the unique constraint must not treat all keyless posts as one.
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)  # runs that completed and wrote
+    deliveries = models.PositiveSmallIntegerField(default=0)  # runs that started (killed ones too)
     model_version = models.CharField(max_length=64, blank=True)  # "" = no deployed model
     scores = models.JSONField(default=dict, blank=True)
     latency_ms = models.JSONField(default=dict, blank=True)  # per stage, milliseconds

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from inspection.errors import Conflict, InvalidInput
@@ -245,9 +246,16 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
     """
     from inspection import serving
 
+    # Count this delivery before any model runs, committed on its own: a worker killed by this
+    # very image still leaves the count behind, so a poison image stops (bad-inputs case 28).
+    Inspection.objects.filter(
+        pk=inspection_id, status__in=[Inspection.Status.PENDING, Inspection.Status.RUNNING]
+    ).update(deliveries=F("deliveries") + 1, status=Inspection.Status.RUNNING)
     inspection = Inspection.objects.select_related("part", "project", "image").filter(pk=inspection_id).first()
     if inspection is None or inspection.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
         return inspection
+    if inspection.deliveries > MAX_DELIVERIES:
+        return _dead_letter(inspection)
     deployed = serving.deployed_versions(project_id=inspection.project_id)
     run = run_models(inspection=inspection, deployed=deployed) if deployed else ModelRun()
     started = time.perf_counter()
@@ -279,6 +287,40 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
         _route_part(locked, deployed=bool(deployed), model_version=run.model_version)
         locked.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
         locked.save(update_fields=["latency_ms"])
+    return locked
+
+
+MAX_DELIVERIES = 3
+
+
+def _dead_letter(inspection: Inspection) -> Inspection:
+    """Stop retrying an image that killed its worker every time: mark it failed, raise the
+    alarm, and hand the part to a person so that nothing is lost or decided blind."""
+    from review.models import ReviewItem
+    from review.services import review_item_open
+
+    logger.error(
+        "ALERT inspection %s dead-lettered after %s deliveries (worker died each time)",
+        inspection.pk,
+        inspection.deliveries - 1,
+    )
+    with transaction.atomic():
+        locked = Inspection.objects.select_for_update().select_related("part", "project").get(pk=inspection.pk)
+        if locked.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
+            return locked
+        locked.status = Inspection.Status.FAILED
+        locked.error = f"dead-lettered: the worker died on each of {locked.deliveries - 1} deliveries"
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "error", "finished_at"])
+        if not Verdict.objects.filter(part=locked.part, is_final=True).exists():
+            review_item_open(part=locked.part, inspection=locked, reason=ReviewItem.Reason.MODEL_ERROR)
+        audit_record(
+            project_id=locked.project_id,
+            actor="system",
+            action="inspection.dead_lettered",
+            subject=locked,
+            after={"deliveries": locked.deliveries - 1, "part": locked.part.serial},
+        )
     return locked
 
 

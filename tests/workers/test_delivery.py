@@ -120,3 +120,59 @@ def test_a_finished_inspection_run_again_changes_nothing(live: LiveStack) -> Non
     inspection.refresh_from_db()
     assert inspection.attempts == 1
     assert ReviewItem.objects.filter(part=inspection.part).count() == 1
+
+
+def test_a_poison_image_is_dead_lettered_after_three_deliveries_and_goes_to_a_person(
+    live: LiveStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    from inspection.models import AuditEvent
+    from inspection.services import inspection_run
+
+    inspection = pending_inspection("POISON")
+    # Three deliveries started and never finished: the worker died each time.
+    Inspection.objects.filter(pk=inspection.pk).update(deliveries=3, status="running")
+
+    inspection_run(inspection_id=inspection.pk)
+
+    inspection.refresh_from_db()
+    assert inspection.status == "failed" and inspection.error.startswith("dead-lettered")
+    assert inspection.attempts == 0  # no model ran a fourth time
+    assert ReviewItem.objects.get(part=inspection.part).reason == "model_error"
+    assert AuditEvent.objects.filter(action="inspection.dead_lettered", object_id=str(inspection.pk)).exists()
+    assert any("ALERT inspection" in record.getMessage() and record.levelname == "ERROR" for record in caplog.records)
+
+
+def test_a_message_lost_by_the_broker_is_queued_again_by_the_reconciler(live: LiveStack) -> None:
+    from datetime import timedelta
+
+    from inspection.services.inspections import inspections_requeue_stale
+
+    broker = redis.Redis.from_url(settings.REDIS_BROKER_URL)
+    lost, queued = pending_inspection("LOST"), pending_inspection("FLUSHED")
+    with row_locked(lost.pk):
+        inspection_run_task.delay(lost.pk)
+        wait_until(lambda: reserved(broker), what="worker busy")
+        inspection_run_task.delay(queued.pk)
+        broker.flushdb()  # Redis restarted empty / FLUSHALL: the queued message is gone
+    time.sleep(2)
+    assert Inspection.objects.get(pk=queued.pk).status == "pending"
+
+    Inspection.objects.filter(pk=queued.pk).update(received_at=timezone.now() - timedelta(minutes=5))
+    requeued = inspections_requeue_stale()
+
+    wait_until(lambda: Inspection.objects.get(pk=queued.pk).status == "done", timeout_s=60, what="reconciled run")
+    assert requeued >= 1
+    assert ReviewItem.objects.filter(part=queued.part).count() == 1
+
+
+def test_no_retry_or_countdown_outlives_the_brokers_visibility_timeout() -> None:
+    from inspection.services.webhooks import backoff_seconds
+    from inspection.tasks import training_run_task, verdict_publish_task, webhook_deliver_task
+
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    longest_countdown = max(backoff_seconds(attempt) for attempt in range(1, 20))
+    longest_mqtt_backoff = min(300, 5 * 2**verdict_publish_task.max_retries)
+
+    assert max(longest_countdown, longest_mqtt_backoff) < visibility
+    assert training_run_task.time_limit < visibility  # a long job is not redelivered while it runs
+    assert webhook_deliver_task.acks_late
