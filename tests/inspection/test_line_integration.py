@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import socket
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlparse
@@ -88,3 +89,48 @@ def test_without_a_broker_configured_nothing_is_published(subscriber: Any, setti
 
     assert verdict_publish_mqtt(verdict_id=1) is False
     assert subscriber.empty()
+
+
+def test_a_station_submits_a_part_image_over_mqtt_and_gets_its_inspection_id_back(
+    settings: Any, transactional_db: None
+) -> None:
+    import base64
+
+    from inspection.management.commands.mqtt_ingest import MqttIngestBridge
+    from inspection.models import Inspection
+
+    prefix = f"loupe-test-{uuid.uuid4().hex[:6]}"
+    station = make_station(make_project())
+    bridge = MqttIngestBridge(MQTT_URL, prefix)
+    bridge.start()
+    assert bridge.subscribed.wait(5)
+    replies: queue.Queue[dict[str, Any]] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"station-{uuid.uuid4().hex[:8]}")
+    client.on_message = lambda _c, _u, message: replies.put(json.loads(message.payload))
+    parsed = urlparse(MQTT_URL)
+    client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
+    client.loop_start()
+    client.subscribe(f"{prefix}/ingest/replies/#", qos=1)
+    try:
+        image = base64.b64encode(part_jpeg(3)).decode()
+        good = {"token": station.token, "part_serial": "MQ-IN-1", "image_base64": image, "idempotency_key": "mq-1"}
+        time.sleep(0.5)
+        client.publish(f"{prefix}/ingest", json.dumps(good), qos=1)
+        accepted = replies.get(timeout=10)
+        client.publish(f"{prefix}/ingest", json.dumps({**good, "token": "lps_bad_bad"}), qos=1)
+        refused = replies.get(timeout=10)
+        client.publish(
+            f"{prefix}/ingest",
+            json.dumps({**good, "idempotency_key": "mq-2", "image_base64": base64.b64encode(b"<svg/>").decode()}),
+            qos=1,
+        )
+        bad_image = replies.get(timeout=10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        bridge.stop()
+
+    assert accepted["status"] == 202 and Inspection.objects.get(pk=accepted["inspection"]).part.serial == "MQ-IN-1"
+    assert refused["status"] == 401
+    assert bad_image == {"status": 400, "code": "unsupported_format", "detail": bad_image["detail"]}
+    assert Inspection.objects.count() == 1
