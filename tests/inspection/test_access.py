@@ -52,6 +52,7 @@ def build_tenant(seed: int) -> Tenant:
         inspection_run(inspection_id=ids[-1])
     decided = ReviewItem.objects.get(inspection_id=ids[0])
     verdict = review_decide(item=decided, reviewer=reviewer, outcome="pass")
+    assert verdict is not None
     return Tenant(
         project=project,
         reviewer=reviewer,

@@ -72,6 +72,7 @@ def test_a_final_verdict_is_published_to_its_line_and_station_topic(subscriber: 
     verdict = review_decide(
         item=ReviewItem.objects.get(part__serial="MQ-1"), reviewer=reviewer, outcome="fail", defect_class_id=crack.pk
     )
+    assert verdict is not None
 
     assert verdict_publish_mqtt(verdict_id=verdict.pk) is True
     topic, message = subscriber.get(timeout=10)

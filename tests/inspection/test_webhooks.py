@@ -75,7 +75,11 @@ def decided_verdict(project: Any) -> Verdict:
         headers=station.auth,
     )  # fmt: skip
     inspection_run(inspection_id=posted.json()["id"])
-    return review_decide(item=ReviewItem.objects.get(part__serial="WH-1"), reviewer=make_user(project), outcome="pass")
+    verdict = review_decide(
+        item=ReviewItem.objects.get(part__serial="WH-1"), reviewer=make_user(project), outcome="pass"
+    )
+    assert verdict is not None
+    return verdict
 
 
 @pytest.mark.parametrize(
