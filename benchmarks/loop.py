@@ -1,0 +1,353 @@
+"""The whole loop at line speed: stations post parts over HTTP, Celery workers run the deployed
+224x224 classifier and route each part, a connected reviewer's websocket receives the parts
+sent to people, and every final verdict is published to MQTT.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench REDIS_URL=redis://127.0.0.1:6379/12 \\
+        .venv/bin/python benchmarks/loop.py --parts 1000
+
+With a postgres:// URL the database is dropped and created afresh. Prints one table, then one
+JSON line: {"parts_per_minute", "p50_ms", "p99_ms", "ws_push_p95_ms", "mqtt_p95_ms"}.
+Latency is measured on the server clock from the post being received to the model's routing
+committed (Inspection.received_at -> finished_at); pushes from that commit to the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fresh_postgres(url: str) -> None:
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8, help="stations posting at once")
+    parser.add_argument("--workers", type=int, default=2, help="Celery inference worker processes")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="parts per second for the latency phase (0: 60%% of throughput)"
+    )
+    parser.add_argument("--mqtt-url", default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"))
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "loop-latest.txt")
+    args = parser.parse_args(argv)
+
+    var = Path(tempfile.mkdtemp(prefix="loupe-loop-"))
+    os.environ["LOUPE_VAR_DIR"] = str(var)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loupe.settings")
+    database_url = os.environ.get("DATABASE_URL", f"sqlite:///{var}/bench.sqlite3")
+    os.environ["DATABASE_URL"] = database_url
+    if database_url.startswith("postgres"):
+        fresh_postgres(database_url)
+    embedded = None
+    if not os.environ.get("REDIS_URL"):
+        from workers.embedded_redis import start_embedded_redis
+
+        embedded = start_embedded_redis(var / "redis.sock")
+        os.environ["REDIS_URL"] = f"unix://{var}/redis.sock"
+    os.environ["MQTT_URL"] = args.mqtt_url
+    os.environ["MQTT_TOPIC_PREFIX"] = "loupe-bench"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    os.environ["CSRF_TRUSTED_ORIGINS"] = base
+
+    import django
+
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.core.management import call_command
+
+    for url in (settings.REDIS_BROKER_URL, settings.REDIS_CACHE_URL, settings.REDIS_CHANNELS_URL):
+        redis.Redis.from_url(url).flushdb()
+    call_command("migrate", verbosity=0)
+    lines: list[str] = []
+
+    def log(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    project, station_token, reviewer = setup_project(var)
+    processes = start_stack(port, args.workers, var)
+    try:
+        wait_http(f"{base}/api/v1/health")
+        log(f"Loop benchmark: {args.parts} parts, {args.concurrency} posting threads, {args.workers} inference workers")
+        log(f"database {urlparse(database_url).scheme}, redis {urlparse(os.environ['REDIS_URL']).scheme}, "
+            f"broker {args.mqtt_url}, machine: {os.cpu_count()} CPUs")  # fmt: skip
+        saturated = run_load(
+            base,
+            project,
+            station_token,
+            reviewer,
+            argparse.Namespace(**{**vars(args), "rate": 0.0, "serial_offset": 0}),
+        )
+        rate = args.rate or 0.6 * saturated["headline"]["parts_per_minute"] / 60
+        log(f"throughput phase: {saturated['headline']}; latency phase at {rate:.1f} parts/s")
+        paced = run_load(
+            base,
+            project,
+            station_token,
+            reviewer,
+            argparse.Namespace(**{**vars(args), "rate": rate, "serial_offset": 500_000}),
+        )
+        results = {
+            "table": [
+                ("THROUGHPUT (posting as fast as 8 stations can)", ""),
+                *saturated["table"],
+                (f"LATENCY (steady {rate:.1f} parts/s = {rate * 60:.0f} per minute)", ""),
+                *paced["table"],
+            ],
+            "headline": {**paced["headline"], "parts_per_minute": saturated["headline"]["parts_per_minute"]},
+        }
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        if embedded is not None:
+            embedded.terminate()
+
+    log("")
+    log(f"{'measure':<44}{'value':>12}")
+    for name, value in results["table"]:
+        log(f"{name:<44}{value:>12}")
+    log(json.dumps(results["headline"]))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines) + "\n")
+    shutil.rmtree(var, ignore_errors=True)
+    return 0
+
+
+def setup_project(var: Path) -> tuple[Any, str, tuple[str, str]]:
+    """A project with a deployed 224 px classifier (trained briefly: speed, not accuracy, is measured)."""
+    from django.contrib.auth import get_user_model
+
+    from inspection.models import ModelVersion, Project
+    from inspection.services import membership_set, project_create, station_create, station_token_issue
+    from workers.ml.training import train
+    from workers.ml.types import Sample
+    from workers.synthetic import synthetic_part
+
+    project = project_create(name="Loop bench", defect_classes=["scratch", "pit", "crack"])
+    station = station_create(project=project, line_name="Line 1", station_name="Camera 1")
+    _, token = station_token_issue(station=station)
+    user = get_user_model().objects.create_user("bench-reviewer", password="bench-reviewer-pw-123")
+    membership_set(project=project, user=user, role="reviewer")
+    images = var / "train"
+    images.mkdir()
+    samples = []
+    for index in range(48):
+        defect = None if index % 2 else ["scratch", "pit", "crack"][index % 3]
+        part = synthetic_part(index, size=256, defect=defect)
+        path = images / f"{index}.png"
+        part.image.save(path)
+        samples.append(Sample(image_path=path, label=defect))
+    version = ModelVersion.objects.create(project=project, kind="classifier", status="training")
+    result = train(kind="classifier", samples=samples, good_class="good", out_dir=version.artifact_dir,
+                   hyperparameters={"input_size": [224, 224], "epochs": 1, "int8": False})  # fmt: skip
+    ModelVersion.objects.filter(pk=version.pk).update(status="deployed", artifacts=result.artifacts)
+    # Route about a fifth of the parts to the reviewer so that pushes are measured too.
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.35, auto_fail_threshold=0.65, audit_rate=0.0)
+    return project, token, ("bench-reviewer", "bench-reviewer-pw-123")
+
+
+def start_stack(port: int, workers: int, var: Path) -> list[subprocess.Popen[bytes]]:
+    python = sys.executable
+    log = (var / "stack.log").open("wb")
+    common = {
+        "cwd": REPO,
+        "env": os.environ.copy(),
+        "stdout": log,
+        "stderr": subprocess.STDOUT,
+        "start_new_session": True,
+    }
+    celery = [python, "-m", "celery", "-A", "loupe", "worker", "-Q", "inference,default", "-c", str(workers),
+              "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    web = [python, "-m", "uvicorn", "loupe.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    return [subprocess.Popen(celery, **common), subprocess.Popen(web, **common)]  # type: ignore[call-overload]
+
+
+def wait_http(url: str, timeout_s: float = 60) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"server did not come up at {url}")
+
+
+def run_load(
+    base: str, project: Any, token: str, reviewer: tuple[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    import paho.mqtt.client as mqtt
+    import requests
+    from paho.mqtt.enums import CallbackAPIVersion
+    from websockets.sync.client import connect
+
+    from inspection.models import Inspection, Verdict
+    from workers.synthetic import synthetic_part
+
+    # The reviewer's screen.
+    session = requests.Session()
+    session.get(f"{base}/api/v1/auth/csrf", timeout=5)
+    session.post(f"{base}/api/v1/auth/login", json={"username": reviewer[0], "password": reviewer[1]},
+                 headers={"X-CSRFToken": session.cookies["csrftoken"]}, timeout=5).raise_for_status()  # fmt: skip
+    pushes: dict[int, float] = {}
+    socket_ = connect(f"{base.replace('http', 'ws')}/ws/review/", open_timeout=10,  # closed below
+                      additional_headers={"Origin": base, "Cookie": f"sessionid={session.cookies['sessionid']}"})  # fmt: skip
+    stop = threading.Event()
+
+    def listen() -> None:
+        while not stop.is_set():
+            try:
+                message = json.loads(socket_.recv(timeout=0.5))
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            if message["event"] == "review.item.added":
+                pushes[message["payload"]["image"]["inspection"]] = time.time()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    # The line's MQTT subscriber.
+    published: dict[int, float] = {}
+    parsed = urlparse(args.mqtt_url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="loupe-bench-line")
+
+    def on_message(_client: Any, _userdata: Any, message: Any) -> None:
+        published.setdefault(json.loads(message.payload)["verdict_id"], time.time())
+
+    client.on_message = on_message
+    client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
+    client.loop_start()
+    client.subscribe("loupe-bench/#", qos=1)
+
+    images = [synthetic_part(index, size=256).encode("JPEG") for index in range(64)]
+    headers = {"Authorization": f"Station {token}"}
+    http = threading.local()
+
+    def post(index: int) -> int:
+        if not hasattr(http, "session"):
+            http.session = requests.Session()
+        serial = f"BENCH-{index:06d}"
+        response = http.session.post(f"{base}/api/v1/inspections", headers=headers, data={"part_serial": serial},
+                                     files={"image": ("p.jpg", images[index % len(images)], "image/jpeg")}, timeout=30)  # fmt: skip
+        response.raise_for_status()
+        return int(response.json()["id"])
+
+    with ThreadPoolExecutor(args.concurrency) as pool:  # warm-up: sessions, model load
+        list(pool.map(post, range(10**6, 10**6 + 20)))
+    time.sleep(3)
+    started = time.time()
+    offset = args.serial_offset
+
+    def paced(index: int) -> int:
+        if args.rate:  # open loop: part i leaves the line at i / rate seconds
+            delay = started + index / args.rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        return post(offset + index)
+
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        ids = list(pool.map(paced, range(args.parts)))
+    posted = time.time()
+    deadline = time.time() + 600
+    while Inspection.objects.filter(pk__in=ids, status="done").count() < len(ids) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # late pushes and PUBACKs
+    stop.set()
+    client.loop_stop()
+    socket_.close()
+
+    rows = [
+        (pk, got, done)
+        for pk, got, done in Inspection.objects.filter(pk__in=ids, status="done").values_list(
+            "pk", "received_at", "finished_at"
+        )
+        if done is not None
+    ]
+    latencies = [(done - got).total_seconds() * 1000 for _, got, done in rows]
+    first = min(got for _, got, _ in rows)
+    last = max(done for _, _, done in rows)
+    ppm = len(rows) / max((last - first).total_seconds(), 1e-9) * 60
+    finished = {pk: done for pk, _, done in rows}
+    ws = [(pushes[pk] - finished[pk].timestamp()) * 1000 for pk in pushes if pk in finished]
+    verdicts = dict(Verdict.objects.filter(inspection_id__in=ids, is_final=True).values_list("pk", "created_at"))
+    mqtt_lat = [(published[vid] - created.timestamp()) * 1000 for vid, created in verdicts.items() if vid in published]
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    table = [
+        ("parts posted", str(len(ids))),
+        ("parts routed (done)", str(len(rows))),
+        ("posting wall time, s", f"{posted - started:.1f}"),
+        ("parts per minute (first receipt to last route)", f"{ppm:.0f}"),
+        ("post -> routed p50, ms", fmt(percentile(latencies, 50))),
+        ("post -> routed p95, ms", fmt(percentile(latencies, 95))),
+        ("post -> routed p99, ms", fmt(percentile(latencies, 99))),
+        ("parts pushed to the reviewer", str(len(ws))),
+        ("websocket push p95 (commit -> screen), ms", fmt(percentile(ws, 95))),
+        ("final verdicts published to MQTT", f"{len(mqtt_lat)}/{len(verdicts)}"),
+        ("MQTT publish p95 (verdict -> subscriber), ms", fmt(percentile(mqtt_lat, 95))),
+    ]
+    headline = {
+        "parts_per_minute": round(ppm),
+        "p50_ms": round(percentile(latencies, 50) or 0, 1),
+        "p99_ms": round(percentile(latencies, 99) or 0, 1),
+        "ws_push_p95_ms": round(percentile(ws, 95) or 0, 1),
+        "mqtt_p95_ms": round(percentile(mqtt_lat, 95) or 0, 1),
+    }
+    return {"table": table, "headline": headline, "_": datetime.now()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
