@@ -57,10 +57,12 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "input_size": [256, 256],
         "epochs": 25,
         "batch_size": 8,
-        "learning_rate": 3e-3,
+        "learning_rate": 1e-3,
         "weight_decay": 1e-4,
         "freeze_through_block": 0,
-        "standardize": True,
+        # Measured on MTD: standardised input with lr 3e-3 collapsed (val IoU 0.08, early
+        # stop); raw input with 1e-3 reached 0.26. The two were not separated for lack of time.
+        "standardize": False,
         "good_fraction": 0.3,
         "val_fraction": 0.2,
         "patience": 6,
