@@ -1,0 +1,113 @@
+"""Stations and their tokens (project admins)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inspection import selectors, services
+from inspection.errors import NotFound
+from inspection.models import (
+    Station,
+    StationToken,
+)
+from inspection.permissions import CAN_ADMINISTER, IsPerson
+from inspection.serializers import (
+    StationCreateInputSerializer,
+    StationOutputSerializer,
+    StationTokenCreateInputSerializer,
+    StationTokenOutputSerializer,
+)
+
+# --- stations and their tokens (project admins) ------------------------------------------
+
+
+class StationFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+    class Meta:
+        model = Station
+        fields = ["project"]
+
+
+class StationListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    """GET: the stations of the caller's projects. POST (project admins): add a station."""
+
+    permission_classes = [IsPerson]
+    serializer_class = StationOutputSerializer
+    filterset_class = StationFilter
+    ordering_fields = ["id"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Station]:
+        return selectors.stations_for(user=self.request.user)
+
+    @extend_schema(request=StationCreateInputSerializer, responses={201: StationOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = StationCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        project = selectors.access_project(user=request.user, project_id=fields["project"], roles=CAN_ADMINISTER)
+        station = services.station_create(project=project, line_name=fields["line"], station_name=fields["name"])
+        return Response(StationOutputSerializer(station).data, status=status.HTTP_201_CREATED)
+
+
+class StationTokenIssueApi(APIView):
+    """Issue a token for a station. The token is in this response only; Loupe keeps a hash."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=StationTokenCreateInputSerializer, responses={201: None})
+    def post(self, request: Request, pk: int) -> Response:
+        station = selectors.stations_for(user=request.user).filter(pk=pk).first()
+        if station is None:
+            raise NotFound("Station not found.")
+        selectors.access_project(user=request.user, project_id=station.project_id, roles=CAN_ADMINISTER)
+        serializer = StationTokenCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ttl_days = serializer.validated_data.get("ttl_days")
+        token, raw = services.station_token_issue(
+            station=station,
+            label=serializer.validated_data["description"],
+            ttl=timedelta(days=ttl_days) if ttl_days else None,
+            actor=request.user,
+        )
+        return Response(
+            {**StationTokenOutputSerializer(token).data, "token": raw},
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+class StationTokenFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+    class Meta:
+        model = StationToken
+        fields = ["station"]
+
+
+class StationTokenListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsPerson]
+    serializer_class = StationTokenOutputSerializer
+    filterset_class = StationTokenFilter
+    ordering_fields = ["id"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[StationToken]:
+        return selectors.station_tokens_for(user=self.request.user)
+
+
+class StationTokenRevokeApi(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, pk: int) -> Response:
+        token = selectors.station_tokens_for(user=request.user).filter(pk=pk).first()
+        if token is None:
+            raise NotFound("Station token not found.")
+        services.station_token_revoke(token=token, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
