@@ -12,7 +12,16 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation.models import Annotation
-from inspection.models import Inspection, Membership, Project, Verdict
+from inspection.models import (
+    Inspection,
+    Membership,
+    ModelVersion,
+    Project,
+    StationToken,
+    Verdict,
+    Webhook,
+    WebhookDelivery,
+)
 from inspection.services import inspection_run
 from review.models import ReviewItem
 from review.services import review_decide
@@ -31,6 +40,9 @@ class Tenant:
     verdict: Verdict
     annotation: Annotation
     membership: Membership
+    model_version: ModelVersion
+    delivery: WebhookDelivery
+    token: StationToken
 
 
 def build_tenant(seed: int) -> Tenant:
@@ -62,6 +74,12 @@ def build_tenant(seed: int) -> Tenant:
         verdict=verdict,
         annotation=Annotation.objects.get(review_item=decided),
         membership=Membership.objects.get(user=reviewer, project=project),
+        model_version=ModelVersion.objects.create(project=project, kind="anomaly", status="ready"),
+        delivery=WebhookDelivery.objects.create(
+            webhook=Webhook.objects.create(project=project, url="https://mes.example.com/hook", secret="s" * 64),
+            verdict=verdict,
+        ),
+        token=StationToken.objects.filter(station__project=project).first() or StationToken(),
     )
 
 
@@ -79,7 +97,36 @@ DETAIL_URLS: list[tuple[str, Callable[[Tenant], str]]] = [
     ("review item", lambda t: f"/api/v1/review-items/{t.item.pk}"),
     ("annotation", lambda t: f"/api/v1/annotations/{t.annotation.pk}"),
     ("membership", lambda t: f"/api/v1/memberships/{t.membership.pk}"),
+    ("model version", lambda t: f"/api/v1/model-versions/{t.model_version.pk}"),
+    ("webhook delivery", lambda t: f"/api/v1/webhook-deliveries/{t.delivery.pk}"),
+    ("routing", lambda t: f"/api/v1/projects/{t.project.pk}/routing"),
 ]
+
+ACTION_URLS: list[tuple[str, Callable[[Tenant], str]]] = [
+    ("decide", lambda t: f"/api/v1/review-items/{t.item.pk}/decide"),
+    ("release", lambda t: f"/api/v1/review-items/{t.item.pk}/release"),
+    ("deploy", lambda t: f"/api/v1/model-versions/{t.model_version.pk}/deploy"),
+    ("cancel training", lambda t: f"/api/v1/model-versions/{t.model_version.pk}/cancel"),
+    ("recalibrate", lambda t: f"/api/v1/projects/{t.project.pk}/recalibrate"),
+    ("deactivate webhook", lambda t: f"/api/v1/webhooks/{t.delivery.webhook_id}/deactivate"),
+    ("revoke token", lambda t: f"/api/v1/station-tokens/{t.token.pk}/revoke"),
+    ("issue token", lambda t: f"/api/v1/stations/{t.inspection.station_id}/tokens"),
+]
+
+
+@pytest.mark.parametrize(("noun", "url_of"), ACTION_URLS, ids=[noun for noun, _ in ACTION_URLS])
+def test_every_action_on_project_b_answers_404_to_project_a_and_changes_nothing(
+    tenants: tuple[Tenant, Tenant], noun: str, url_of: Callable[[Tenant], str]
+) -> None:
+    a, b = tenants
+    client = APIClient()
+    client.force_authenticate(a.admin)
+    before = _snapshot()
+
+    response = client.post(url_of(b), {"outcome": "pass"}, format="json")
+
+    assert response.status_code == 404, (noun, response.status_code)
+    assert _snapshot() == before
 
 
 @pytest.mark.parametrize(("noun", "url_of"), DETAIL_URLS, ids=[noun for noun, _ in DETAIL_URLS])
@@ -158,6 +205,9 @@ def _snapshot() -> tuple[Any, ...]:
         Verdict.objects.count(),
         Annotation.objects.count(),
         Inspection.objects.count(),
+        list(ModelVersion.objects.values_list("id", "status").order_by("id")),
+        list(Webhook.objects.values_list("id", "is_active").order_by("id")),
+        list(StationToken.objects.values_list("id", "revoked_at").order_by("id")),
     )
 
 
