@@ -47,8 +47,8 @@
   socket.onclose = () => { statusLine.textContent = "Disconnected: reload to reconnect"; };
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
-    if (event.event === "review.item.added") render(event.payload);
-    else if (event.event === "review.item.decided") drop(event.payload.id);
+    if (event.event === "review.item.added" || event.event === "review.item.released") render(event.payload);
+    else if (event.event === "review.item.decided" || event.event === "review.item.claimed") drop(event.payload.id);
   };
   load();
 })();
