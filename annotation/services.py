@@ -17,6 +17,7 @@ def annotation_record_review_decision(
     defect_class: DefectClass | None,
     comment: str,
     model_version: str,
+    shapes_on: tuple[int, list[dict[str, Any]]] | None = None,
 ) -> list[Annotation]:
     """One image-level label per image of the part, with the review as provenance.
 
@@ -37,6 +38,8 @@ def annotation_record_review_decision(
                 defect_class=defect_class,
                 comment=comment,
                 model_version=model_version,
+                # The reviewer's corrected boxes / polygons belong to the image they were drawn on.
+                shapes=shapes_on[1] if shapes_on and shapes_on[0] == image_id else [],
             )
             for image_id in image_ids
         ]

@@ -66,6 +66,7 @@ class ReviewItemDecideApi(APIView):
             outcome=serializer.validated_data["outcome"],
             defect_class_id=serializer.validated_data.get("defect_class"),
             comment=serializer.validated_data["comment"],
+            shapes=serializer.validated_data.get("shapes"),
         )
         if verdict is None:  # a golden item: the reviewer was scored, the part is unchanged
             return Response({"golden": True}, status=status.HTTP_201_CREATED)

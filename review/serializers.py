@@ -67,6 +67,9 @@ class ReviewDecisionInputSerializer(StrictInputSerializer):
     outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
     defect_class = serializers.IntegerField(required=False, allow_null=True)
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    shapes = serializers.JSONField(
+        required=False, allow_null=True, help_text="Corrected boxes / polygons on the image shown, in pixels."
+    )
 
 
 class ReviewClaimInputSerializer(StrictInputSerializer):

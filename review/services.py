@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotation.services import annotation_record_review_decision
+from annotation.shapes import validate_shapes
 from inspection.errors import Conflict, InvalidInput
 from inspection.models import DefectClass, Inspection, Part, Verdict
 from inspection.services import verdict_record_final
@@ -59,6 +60,7 @@ def review_decide(
     outcome: str,
     defect_class_id: int | None = None,
     comment: str = "",
+    shapes: list[Any] | None = None,
 ) -> Verdict | None:
     """Record a reviewer's decision: the part's final verdict plus its training labels.
 
@@ -71,8 +73,14 @@ def review_decide(
         defect_class = DefectClass.objects.filter(pk=defect_class_id, project_id=item.project_id).first()
         if defect_class is None:
             raise InvalidInput("Unknown defect class for this project.", code="unknown_defect_class")
+    clean_shapes: list[dict[str, Any]] = []
+    if shapes:
+        if item.inspection is None:
+            raise InvalidInput("This item has no image to draw on.", code="invalid_shape")
+        image = item.inspection.image
+        clean_shapes = validate_shapes(shapes, width=image.width, height=image.height)
     with transaction.atomic():
-        locked = ReviewItem.objects.select_for_update().select_related("part").get(pk=item.pk)
+        locked = ReviewItem.objects.select_for_update().select_related("part", "inspection").get(pk=item.pk)
         if locked.status == ReviewItem.Status.DECIDED:
             raise Conflict("This item has already been decided.", code="already_decided")
         if (
@@ -102,6 +110,7 @@ def review_decide(
             defect_class=defect_class,
             comment=comment,
             model_version=locked.model_version,
+            shapes_on=(locked.inspection.image_id, clean_shapes) if locked.inspection and clean_shapes else None,
         )
         locked.status = ReviewItem.Status.DECIDED
         locked.decided_by = reviewer
