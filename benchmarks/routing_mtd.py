@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             truth.append(sample.label is not None)
         return np.array(defect), np.array(disagree), np.array(truth)
 
-    cal_scores, cal_disagree, cal_truth = scores(calibration)
+    cal_scores, _, cal_truth = scores(calibration)  # thresholds see every human-decided part
     eval_scores, eval_disagree, eval_truth = scores(evaluation)
     log("")
     log(
