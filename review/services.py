@@ -80,7 +80,7 @@ def review_decide(
         image = item.inspection.image
         clean_shapes = validate_shapes(shapes, width=image.width, height=image.height)
     with transaction.atomic():
-        locked = ReviewItem.objects.select_for_update().select_related("part", "inspection").get(pk=item.pk)
+        locked = ReviewItem.objects.select_for_update(of=("self",)).select_related("part", "inspection").get(pk=item.pk)
         if locked.status == ReviewItem.Status.DECIDED:
             raise Conflict("This item has already been decided.", code="already_decided")
         if (

@@ -261,7 +261,10 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
     started = time.perf_counter()
     with transaction.atomic():
         locked = (
-            Inspection.objects.select_for_update().select_related("part", "project").filter(pk=inspection_id).first()
+            Inspection.objects.select_for_update(of=("self",))
+            .select_related("part", "project")
+            .filter(pk=inspection_id)
+            .first()
         )
         if locked is None or locked.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
             return locked
@@ -305,7 +308,9 @@ def _dead_letter(inspection: Inspection) -> Inspection:
         inspection.deliveries - 1,
     )
     with transaction.atomic():
-        locked = Inspection.objects.select_for_update().select_related("part", "project").get(pk=inspection.pk)
+        locked = (
+            Inspection.objects.select_for_update(of=("self",)).select_related("part", "project").get(pk=inspection.pk)
+        )
         if locked.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
             return locked
         locked.status = Inspection.Status.FAILED
