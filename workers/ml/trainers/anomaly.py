@@ -1,0 +1,165 @@
+"""Anomaly trainer: PatchCore-style memory bank of good-part patch features."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from workers.ml.errors import TrainingDataError
+from workers.ml.metrics import binary_auroc, threshold_for_false_reject
+from workers.ml.networks import PatchCoreNet
+from workers.ml.trainers.common import TrainedModel, load_images, to_tensor
+from workers.ml.training import RunControl, is_good
+from workers.ml.types import Progress, Sample
+
+
+def greedy_coreset(features: torch.Tensor, size: int, *, projection: int, seed: int) -> torch.Tensor:
+    """Indices of ``size`` rows chosen by greedy k-centre (PatchCore coreset selection).
+
+    Distances are computed in a random ``projection``-dimensional space (Johnson-
+    Lindenstrauss), which keeps the choice nearly the same at a fraction of the cost:
+    O(size * rows * projection).
+    """
+    if size >= len(features):
+        return torch.arange(len(features))
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.randn(features.shape[1], projection, generator=generator) / math.sqrt(projection)
+    projected = features @ matrix
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(len(features), (1,), generator=generator))
+    nearest = ((projected - projected[chosen[0]]) ** 2).sum(dim=1)
+    for index in range(1, size):
+        chosen[index] = int(nearest.argmax())
+        nearest = torch.minimum(nearest, ((projected - projected[chosen[index]]) ** 2).sum(dim=1))
+    return chosen
+
+
+def train_anomaly(
+    *, samples: Sequence[Sample], good_class: str, params: dict[str, Any], control: RunControl, seed: int
+) -> TrainedModel:
+    """Fit a PatchCore memory bank on good samples only.
+
+    A ``val_fraction`` of the goods is held out: their scores set the image threshold
+    (``target_false_reject``) and the heatmap scale. Defect samples, if given, are not
+    learned from; they only add a validation AUROC to the metrics.
+    """
+    goods = [s for s in samples if is_good(s, good_class)]
+    defects = [s for s in samples if not is_good(s, good_class)]
+    if len(goods) < 2:
+        raise TrainingDataError("an anomaly model needs at least two good samples")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(goods))
+    n_val = min(max(1, round(len(goods) * float(params["val_fraction"]))), len(goods) - 1)
+    fit_goods = [goods[i] for i in sorted(order[n_val:])]
+    val_goods = [goods[i] for i in sorted(order[:n_val])]
+    size = (int(params["input_size"][0]), int(params["input_size"][1]))
+    architecture: dict[str, Any] = {
+        "backbone": "efficientnet-lite0",
+        "method": "patchcore",
+        "taps": [int(t) for t in params["taps"]],
+        "neighbourhood": int(params["neighbourhood"]),
+        "blur_sigma": float(params["blur_sigma"]),
+        "standardize": bool(params["standardize"]),
+        "aggregation": str(params["aggregation"]),
+    }
+    network = PatchCoreNet(
+        taps=architecture["taps"],
+        neighbourhood=architecture["neighbourhood"],
+        bank_size=1,
+        blur_sigma=architecture["blur_sigma"],
+        pretrained=bool(params["pretrained"]),
+        standardize=architecture["standardize"],
+        aggregation=architecture["aggregation"],
+    ).eval()
+
+    chunks: list[torch.Tensor] = []
+    chunk_size = 16
+    total = math.ceil(len(fit_goods) / chunk_size)
+    for chunk_index, start in enumerate(range(0, len(fit_goods), chunk_size)):
+        control.check()
+        images = load_images(fit_goods[start : start + chunk_size], size, control)
+        with torch.inference_mode():
+            patches = network.features(network.standardize(to_tensor(images)))
+        chunks.append(patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]))
+        control.report(Progress(chunk_index + 1, total, 0.0, None, "feature_chunks"))
+    features = torch.cat(chunks)
+    del chunks
+    generator = torch.Generator().manual_seed(seed)
+    candidates = int(params["coreset_candidates"])
+    if len(features) > candidates:
+        # Uniform pre-sampling bounds the coreset cost; neighbouring patches of the same
+        # image are near-duplicates, so little is lost.
+        features = features[torch.randperm(len(features), generator=generator)[:candidates]]
+    control.check()
+    bank_size = min(int(params["bank_size"]), len(features))
+    if params["bank_selection"] == "coreset":
+        chosen = greedy_coreset(features, bank_size, projection=int(params["coreset_projection"]), seed=seed)
+    elif params["bank_selection"] == "random":
+        # With mean aggregation the bank must keep the density of typical patches; a
+        # k-centre coreset over-represents outliers (MTD: 0.968 vs 0.988 image AUROC,
+        # benchmarks/README.md).
+        chosen = torch.randperm(len(features), generator=generator)[:bank_size]
+    else:
+        raise ValueError(f"unknown bank_selection {params['bank_selection']!r}")
+    bank = features[chosen].contiguous()
+    architecture["bank_size"] = bank_size
+    # The bank size is only known now; PatchCore does not train the extractor, so the
+    # final network simply takes over the ImageNet feature weights.
+    extractor = network.features
+    network = PatchCoreNet(
+        taps=architecture["taps"],
+        neighbourhood=architecture["neighbourhood"],
+        bank_size=bank_size,
+        blur_sigma=architecture["blur_sigma"],
+        pretrained=False,
+        standardize=architecture["standardize"],
+        aggregation=architecture["aggregation"],
+    )
+    network.features.load_state_dict(extractor.state_dict())
+    network.set_memory_bank(bank)
+    network.eval()
+    control.check()
+
+    val_images = load_images(val_goods, size, control)
+    val_scores, val_maps = _score(network, val_images)
+    threshold = threshold_for_false_reject(val_scores, float(params["target_false_reject"]))
+    # Patch level: the largest (blurred) patch distance seen on a held-out good part.
+    # It, not the image threshold, draws the mask: with mean aggregation many patches of
+    # a good part exceed the image threshold.
+    pixel_threshold = float(np.nextafter(np.float32(val_maps.max()), np.float32(np.inf)))
+    thresholds = {
+        "image_score": threshold,
+        "pixel_score": pixel_threshold,
+        "heatmap_low": float(np.median(val_maps)),
+        "heatmap_high": 1.5 * pixel_threshold,
+    }
+    metrics: dict[str, Any] = {"bank_size": bank_size, "fit_images": len(fit_goods), "val_goods": len(val_goods)}
+    if defects:
+        defect_scores, _ = _score(network, load_images(defects, size, control))
+        scores = np.concatenate([val_scores, defect_scores])
+        truth = np.concatenate([np.zeros(len(val_scores)), np.ones(len(defect_scores))])
+        metrics["val_image_auroc"] = binary_auroc(truth, scores)
+        metrics["val_defect_recall"] = float((defect_scores >= threshold).mean())
+    return TrainedModel(
+        network=network,
+        class_names=[good_class, "anomaly"],
+        architecture=architecture,
+        thresholds=thresholds,
+        metrics=metrics,
+        output_names=["score", "patch_scores"],
+        memory_bank=bank.numpy(),
+    )
+
+
+def _score(network: PatchCoreNet, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores, maps = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), 8):
+            image_scores, patch_scores = network(to_tensor(images[start : start + 8]))
+            scores.append(image_scores.numpy())
+            maps.append(patch_scores.numpy())
+    return np.concatenate(scores), np.concatenate(maps)

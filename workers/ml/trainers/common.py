@@ -1,0 +1,135 @@
+"""What the three trainers share: the fitted-model record, image loading, tensors, optimiser.
+
+Images are decoded once and kept in memory at the network's input size (uint8), which is
+what makes several epochs over ~1000 images affordable on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.ml.errors import TrainingDataError
+from workers.ml.export import export_onnx, quantize_int8
+from workers.ml.imaging import read_image, read_mask, resize
+from workers.ml.training import (
+    MEMORY_BANK_NAME,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    RunControl,
+    is_good,
+)
+from workers.ml.types import Sample
+
+DEFECT_LABEL = "defect"
+
+
+@dataclass
+class TrainedModel:
+    """A fitted network and the manifest fields that describe it."""
+
+    network: nn.Module
+    class_names: list[str]
+    architecture: dict[str, Any]
+    thresholds: dict[str, float]
+    metrics: dict[str, Any]
+    output_names: list[str]
+    calibration_images: np.ndarray | None = None
+    # Scores int8 vs fp32 ONNX on the validation split: (fp32 path, int8 path) -> metrics.
+    int8_check: Callable[[Path, Path], dict[str, float]] | None = None
+    extra_manifest: dict[str, Any] = field(default_factory=dict)
+    memory_bank: np.ndarray | None = None
+
+    def write(self, directory: Path, *, params: dict[str, Any], control: RunControl) -> None:
+        """Write weights, ONNX (and INT8 ONNX if asked) into ``directory``."""
+        self.network.eval()
+        state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+        if self.memory_bank is not None:
+            # The bank goes to a .npy (allow_pickle=False on load), not into weights.pt.
+            state.pop("memory_bank", None)
+            state.pop("bank_sq_norm", None)
+            np.save(directory / MEMORY_BANK_NAME, self.memory_bank.astype(np.float32), allow_pickle=False)
+        torch.save(state, directory / WEIGHTS_NAME)
+        size = (int(params["input_size"][0]), int(params["input_size"][1]))
+        export_onnx(self.network, directory / ONNX_NAME, input_size=size, output_names=self.output_names)
+        control.check()
+        if params.get("int8") and self.calibration_images is not None:
+            batches = [self.calibration_images[i : i + 4] for i in range(0, len(self.calibration_images), 4)]
+            quantize_int8(directory / ONNX_NAME, directory / ONNX_INT8_NAME, batches)
+            if self.int8_check is not None:
+                self.metrics.update(self.int8_check(directory / ONNX_NAME, directory / ONNX_INT8_NAME))
+
+
+def load_images(samples: Sequence[Sample], size: tuple[int, int], control: RunControl) -> np.ndarray:
+    """Decode and resize every sample image: uint8 (N, H, W, 3)."""
+    images = np.empty((len(samples), size[0], size[1], 3), dtype=np.uint8)
+    for index, sample in enumerate(samples):
+        if index % 32 == 0:
+            control.check()
+        images[index] = resize(read_image(sample.image_path), size)
+    return images
+
+
+def load_masks(samples: Sequence[Sample], size: tuple[int, int], good_class: str) -> np.ndarray:
+    """Defect masks resized to ``size`` (nearest): uint8 (N, H, W) {0, 1}."""
+    masks = np.zeros((len(samples), size[0], size[1]), dtype=np.uint8)
+    for index, sample in enumerate(samples):
+        if sample.mask_path is None and not sample.polygons:
+            if not is_good(sample, good_class):
+                raise TrainingDataError(f"defect sample {sample.image_path.name} has neither mask nor polygons")
+            continue
+        full = read_mask(sample.mask_path, sample.polygons, image_shape(sample.image_path))
+        masks[index] = (resize(full * 255, size) > 127).astype(np.uint8)
+    return masks
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    image = read_image(path)
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float32 NCHW 0..255."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
+
+
+def to_train_tensor(images: np.ndarray) -> torch.Tensor:
+    """Like ``to_tensor`` but channels-last, the layout the training networks use."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+
+
+def channels_last(network: nn.Module, enabled: bool) -> None:
+    # Channels-last makes PyTorch's CPU depthwise convolutions ~1.5x faster to train;
+    # export and saved weights use the default layout.
+    layout = torch.channels_last if enabled else torch.contiguous_format
+    network.to(memory_format=layout)  # type: ignore[call-overload]  # stub omits memory_format
+
+
+def predict_in_batches(
+    network: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, batch_size: int = 32
+) -> torch.Tensor:
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            outputs.append(network(to_tensor(images[start : start + batch_size])))
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def make_optimizer(network: nn.Module, params: dict[str, Any], steps: int) -> tuple[Any, Any]:
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=float(params["learning_rate"]), weight_decay=float(params["weight_decay"])
+    )
+    # One-cycle: short warm-up protects the pretrained features from the large early
+    # gradients of a freshly initialised head; cosine decay to the end.
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=float(params["learning_rate"]), total_steps=max(steps, 1), pct_start=0.15
+    )
+    return optimizer, scheduler

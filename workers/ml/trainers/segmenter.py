@@ -1,0 +1,135 @@
+"""Segmenter trainer: U-Net over Lite0 from defect masks or rasterised polygons."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.ml.augment import build_augmentation
+from workers.ml.errors import TrainingDataError
+from workers.ml.metrics import mask_iou_dice
+from workers.ml.networks import SegmenterNet
+from workers.ml.trainers.common import (
+    DEFECT_LABEL,
+    TrainedModel,
+    channels_last,
+    load_images,
+    load_masks,
+    make_optimizer,
+    predict_in_batches,
+    to_tensor,
+    to_train_tensor,
+)
+from workers.ml.training import RunControl, is_good, stratified_split
+from workers.ml.types import Progress, Sample
+
+
+def _dice_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    probabilities = torch.sigmoid(logits)
+    intersection = (probabilities * masks).sum(dim=(1, 2, 3))
+    total = probabilities.sum(dim=(1, 2, 3)) + masks.sum(dim=(1, 2, 3))
+    return (1.0 - (2.0 * intersection + 1.0) / (total + 1.0)).mean()
+
+
+def train_segmenter(
+    *, samples: Sequence[Sample], good_class: str, params: dict[str, Any], control: RunControl, seed: int
+) -> TrainedModel:
+    """Train the U-Net on defect masks (files or rasterised polygons).
+
+    Good samples contribute empty masks, subsampled to ``good_fraction`` of the defect
+    count so they do not drown the rare defect pixels. Loss: BCE + soft Dice. Early
+    stopping on validation mean IoU over defect images; the pixel threshold is then
+    chosen on the same split.
+    """
+    defects = [s for s in samples if not is_good(s, good_class)]
+    goods = [s for s in samples if is_good(s, good_class)]
+    if not defects:
+        raise TrainingDataError("a segmenter needs defect samples with masks or polygons")
+    rng = np.random.default_rng(seed)
+    keep_goods = round(len(defects) * float(params["good_fraction"]))
+    goods = [goods[i] for i in sorted(rng.permutation(len(goods))[:keep_goods])]
+    chosen = [*defects, *goods]
+    labels = [good_class if is_good(s, good_class) else str(s.label) for s in chosen]
+    size = (int(params["input_size"][0]), int(params["input_size"][1]))
+    images = load_images(chosen, size, control)
+    masks = load_masks(chosen, size, good_class)
+    train_idx, val_idx = stratified_split(labels, float(params["val_fraction"]), seed)
+    val_defect_idx = [i for i in val_idx if labels[i] != good_class]
+    if not val_defect_idx:
+        raise TrainingDataError("too few defect samples for a validation split")
+
+    network = SegmenterNet(pretrained=bool(params["pretrained"]), standardize=bool(params["standardize"]))
+    network.encoder.freeze_through(int(params["freeze_through_block"]))
+    channels_last(network, True)
+    augment = build_augmentation(seed=seed, strength=float(params["augment"]))
+    batch_size = int(params["batch_size"])
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+    epochs = int(params["epochs"])
+    optimizer, scheduler = make_optimizer(network, params, epochs * steps_per_epoch)
+    best_iou = -1.0
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch = 0
+    val_images = images[val_defect_idx]
+    val_masks = masks[val_defect_idx]
+    for epoch in range(epochs):
+        network.train()
+        order = rng.permutation(np.asarray(train_idx))
+        running = 0.0
+        for step in range(steps_per_epoch):
+            control.check()
+            batch_idx = order[step * batch_size : (step + 1) * batch_size]
+            if len(batch_idx) < 2:  # batch norm needs two samples
+                continue
+            pairs = [augment(image=images[i], mask=masks[i]) for i in batch_idx]
+            batch = to_train_tensor(np.stack([p["image"] for p in pairs]))
+            target = torch.from_numpy(np.stack([p["mask"] for p in pairs])[:, None].astype(np.float32))
+            logits = network.logits(batch)
+            loss = F.binary_cross_entropy_with_logits(logits, target) + _dice_loss(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]  # sum of tensors loses its type in torch stubs
+            optimizer.step()
+            scheduler.step()
+            running += float(loss.detach())
+        network.eval()
+        probabilities = predict_in_batches(network, val_images, batch_size=8).numpy()[:, 0]
+        iou, _ = mask_iou_dice(probabilities >= 0.5, val_masks > 0)
+        control.report(Progress(epoch + 1, epochs, running / steps_per_epoch, iou, "val_iou"))
+        if iou > best_iou:
+            best_iou, best_epoch = iou, epoch + 1
+            best_state = copy.deepcopy(network.state_dict())
+        elif epoch + 1 - best_epoch >= int(params["patience"]):
+            break
+        if control.minutes() > float(params["max_minutes"]):
+            break
+    assert best_state is not None
+    network.load_state_dict(best_state)
+    channels_last(network, False)
+    network.eval()
+    probabilities = predict_in_batches(network, val_images, batch_size=8).numpy()[:, 0]
+    candidates = [0.3, 0.4, 0.5, 0.6, 0.7]
+    scored = [(mask_iou_dice(probabilities >= t, val_masks > 0)[0], t) for t in candidates]
+    best_val_iou, threshold = max(scored)
+    _, dice = mask_iou_dice(probabilities >= threshold, val_masks > 0)
+    defect_class = defects[0].label if len({s.label for s in defects}) == 1 else DEFECT_LABEL
+    calibration = images[np.asarray(train_idx)[rng.permutation(len(train_idx))[:8]]]
+    return TrainedModel(
+        network=network,
+        class_names=[good_class, str(defect_class)],
+        architecture={
+            "backbone": "efficientnet-lite0",
+            "decoder": "unet",
+            "skips": list(SegmenterNet.SKIPS),
+            "standardize": bool(params["standardize"]),
+        },
+        thresholds={"pixel_probability": threshold, "min_defect_pixels": int(params["min_defect_pixels"])},
+        metrics={"val_iou": best_val_iou, "val_dice": dice, "best_epoch": best_epoch},
+        output_names=["probability"],
+        calibration_images=to_tensor(calibration).numpy(),
+        extra_manifest={"defect_class": str(defect_class)},
+    )
