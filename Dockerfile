@@ -6,7 +6,8 @@ ARG EXTRAS=ml
 ARG TORCH_SPEC=torch==2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    LOUPE_VAR_DIR=/var/lib/loupe LOUPE_STATIC_ROOT=/app/static DJANGO_SETTINGS_MODULE=loupe.settings
+    LOUPE_VAR_DIR=/var/lib/loupe LOUPE_STATIC_ROOT=/app/static DJANGO_SETTINGS_MODULE=loupe.settings \
+    OMP_WAIT_POLICY=PASSIVE
 
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 curl \
     && rm -rf /var/lib/apt/lists/* \

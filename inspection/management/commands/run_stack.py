@@ -44,8 +44,11 @@ class Command(BaseCommand):
 
             # Own sessions: the terminal's Ctrl-C reaches only this supervisor, which then
             # stops the children in order (server first, workers next, Redis last).
+            # Idle OpenMP threads must not spin: on a small box they starve the other processes.
+            env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+
             def spawn(name: str, argv: list[str]) -> None:
-                children.append((name, subprocess.Popen(argv, start_new_session=True, env=os.environ.copy())))
+                children.append((name, subprocess.Popen(argv, start_new_session=True, env=env)))
 
             host, port = options["host"], str(options["port"])
             celery = [python, "-m", "celery", "-A", "loupe", "worker", "--loglevel", "INFO"]
