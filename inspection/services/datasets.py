@@ -18,8 +18,8 @@ from PIL import Image as PILImage
 from annotation.models import Annotation
 from inspection.errors import InvalidImage
 from inspection.imaging import normalise_image
-from inspection.models import DefectClass, Image, Part, Project, Verdict
-from inspection.services.inspections import store_image_bytes
+from inspection.models import DefectClass, Part, Project, Verdict
+from inspection.services.inspections import image_record, store_image_bytes
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,7 @@ def dataset_import_item(*, project: Project, item: DatasetItem, author: Any = No
         shapes.append({"type": "mask", "file": _store_mask(item.mask_path, (normalised.width, normalised.height))})
     key, _ = store_image_bytes(normalised)
     with transaction.atomic():
-        image, _ = Image.objects.get_or_create(
-            sha256=normalised.sha256,
-            defaults={
-                "file": key,
-                "format": normalised.format,
-                "width": normalised.width,
-                "height": normalised.height,
-                "bytes": len(normalised.content),
-            },
-        )
+        image = image_record(normalised, key)
         if Annotation.objects.filter(project=project, image=image, source=Annotation.Source.IMPORT).exists():
             return False
         part, _ = Part.objects.get_or_create(project=project, serial=item.serial[:128])

@@ -72,16 +72,7 @@ def inspection_submit(
     key, wrote_file = store_image_bytes(normalised)
     try:
         with transaction.atomic():
-            image, _ = Image.objects.get_or_create(
-                sha256=normalised.sha256,
-                defaults={
-                    "file": key,
-                    "format": normalised.format,
-                    "width": normalised.width,
-                    "height": normalised.height,
-                    "bytes": len(normalised.content),
-                },
-            )
+            image = image_record(normalised, key)
             part, _ = Part.objects.get_or_create(
                 project_id=station.project_id, serial=part_serial, defaults={"sku": sku, "lot": lot}
             )
@@ -123,6 +114,21 @@ def _same_or_conflict(existing: Inspection, normalised: NormalisedImage) -> Subm
     if existing.image.sha256 != normalised.sha256:
         raise Conflict("This Idempotency-Key was already used for a different image.", code="idempotency_key_reused")
     return SubmitResult(inspection=existing, created=False)
+
+
+def image_record(normalised: NormalisedImage, key: str) -> Image:
+    """The Image row of stored content (one per SHA-256), created on first sight."""
+    image, _ = Image.objects.get_or_create(
+        sha256=normalised.sha256,
+        defaults={
+            "file": key,
+            "format": normalised.format,
+            "width": normalised.width,
+            "height": normalised.height,
+            "bytes": len(normalised.content),
+        },
+    )
+    return image
 
 
 def store_image_bytes(normalised: NormalisedImage) -> tuple[str, bool]:
