@@ -10,7 +10,15 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo run test pytest lint typecheck migrate clean
+# The browser front end (TypeScript, Vite) and Debian's Chromium for its tests.
+NPM ?= npm
+FRONTEND_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json | cksum | cut -d' ' -f1)
+FRONTEND_SOURCES := $(shell find frontend/src -type f) frontend/vite.config.ts frontend/tsconfig.json
+FRONTEND_BUILD := frontend/static/frontend/app/manifest.json
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install demo run test pytest lint typecheck migrate clean frontend frontend-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +30,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-migrate: install
+$(FRONTEND_STAMP): frontend/package-lock.json
+	cd frontend && $(NPM) ci --no-audit --no-fund --loglevel=error
+	rm -f frontend/node_modules/.installed-*
+	touch $@
+
+$(FRONTEND_BUILD): $(FRONTEND_STAMP) $(FRONTEND_SOURCES)
+	cd frontend && $(NPM) run --silent build
+
+frontend: $(FRONTEND_BUILD)
+
+# Type check and unit tests (Vitest) of the front end.
+frontend-test: $(FRONTEND_STAMP)
+	cd frontend && npx tsc --noEmit && npx vitest run
+
+# Browser tests drive Debian's Chromium; no tool downloads a browser of its own.
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+migrate: install frontend
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
@@ -43,12 +70,12 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
-pytest: install
+pytest: install frontend $(CHROMIUM)
 	$(PY) -m pytest
 
 # Lint, types, then the suite. Uses DATABASE_URL / REDIS_URL when set (CI: PostgreSQL and
 # Redis), else SQLite and an embedded Redis.
-test: lint typecheck pytest
+test: lint typecheck frontend-test pytest
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache frontend/node_modules frontend/static/frontend/app

@@ -18,7 +18,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", frontend_views.home, name="home"),
+    path("", frontend_views.app, name="home"),
     path("review/", frontend_views.review_console, name="review-console"),
     path("accounts/login/", auth_views.LoginView.as_view(template_name="frontend/login.html"), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

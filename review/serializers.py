@@ -16,6 +16,8 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
 
     part = serializers.SerializerMethodField()
     image = serializers.SerializerMethodField()
+    scores = serializers.SerializerMethodField()
+    overlays = serializers.SerializerMethodField()
     station = serializers.SerializerMethodField()
     sla_due_at = serializers.SerializerMethodField()
 
@@ -30,6 +32,8 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
             "part",
             "station",
             "image",
+            "scores",
+            "overlays",
             "created_at",
             "sla_due_at",
             "claimed_by",
@@ -45,6 +49,34 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
             return None
         station = item.inspection.station
         return {"id": station.pk, "name": station.name, "line": station.line.name}
+
+    def get_scores(self, item: ReviewItem) -> dict[str, Any]:
+        """What the models said about the part, for the reviewer (numbers and flags only)."""
+        if item.inspection is None:
+            return {}
+        scores = item.inspection.scores or {}
+        keep = (
+            "probabilities",
+            "defect_probability",
+            "anomaly_score",
+            "anomaly_ratio",
+            "defect_score",
+            "defect_pixels",
+        )
+        return {key: scores[key] for key in keep if key in scores} | {
+            "predicted_class": scores.get("predicted_class"),
+            "flags": {k: bool(scores[k]) for k in ("classifier_flag", "anomaly_flag") if k in scores},
+        }
+
+    def get_overlays(self, item: ReviewItem) -> dict[str, str | None]:
+        """URLs of the anomaly heatmap and the defect mask, where the models drew them."""
+        inspection = item.inspection
+        if inspection is None:
+            return {"heatmap": None, "mask": None}
+        return {
+            "heatmap": reverse("inspection-heatmap", kwargs={"pk": inspection.pk}) if inspection.heatmap_file else None,
+            "mask": reverse("inspection-mask", kwargs={"pk": inspection.pk}) if inspection.mask_file else None,
+        }
 
     def get_image(self, item: ReviewItem) -> dict[str, Any] | None:
         if item.inspection is None:

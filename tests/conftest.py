@@ -165,6 +165,13 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
         ],
         env,
     )
+    # The web process serves the built front end from STATIC_ROOT (WhiteNoise reads it at start).
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     web = _spawn(
         "web",
         [

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 
 def binary_auroc(truth: np.ndarray, scores: np.ndarray) -> float:
@@ -87,7 +87,9 @@ def classification_report(
     # Rejected parts take their most likely defect class; accepted parts are good.
     decided = np.where(rejected, 1 + probabilities[:, 1:].argmax(axis=1), 0)
     good = targets == 0
-    per_class = f1_score(targets, decided, labels=list(range(len(class_names))), average=None, zero_division=0)
+    labels = list(range(len(class_names)))
+    per_class = f1_score(targets, decided, labels=labels, average=None, zero_division=0)
+    confusion = confusion_matrix(targets, decided, labels=labels)
     return {
         "accuracy": float((decided == targets).mean()),
         "argmax_accuracy": float((predicted == targets).mean()),
@@ -96,6 +98,8 @@ def classification_report(
         "defect_auroc": binary_auroc((~good).astype(int), defect_probability),
         "ece": expected_calibration_error(probabilities, targets),
         "f1": {name: float(score) for name, score in zip(class_names, per_class, strict=True)},
+        # Rows: true class, columns: the decided class (after the defect threshold).
+        "confusion": {"labels": list(class_names), "matrix": confusion.astype(int).tolist()},
     }
 
 

@@ -1,0 +1,317 @@
+// Training view: start a job, watch its loss and metric curves update live, read a model's
+// metrics (per-class figures, confusion matrix), deploy or retire a version.
+
+import { api, ApiError, type Page as ApiPage } from "../api";
+import { chartIn, type Chart } from "../charts";
+import type { Page, PageContext } from "../context";
+import { h, percent, replaceChildren } from "../dom";
+
+export interface ProgressPoint {
+  epoch: number;
+  epochs: number;
+  loss: number;
+  metric: number | null;
+}
+
+export interface ModelVersion {
+  id: number;
+  project: number;
+  kind: "classifier" | "anomaly" | "segmenter";
+  status: string;
+  author: string | null;
+  training_images: number;
+  hyperparameters: Record<string, unknown>;
+  metrics: Record<string, unknown>;
+  progress: { epoch?: number; epochs?: number; loss?: number; metric?: number | null; metric_name?: string; history?: ProgressPoint[] };
+  error: string;
+  created_at: string;
+  finished_at: string | null;
+  deployed_at: string | null;
+}
+
+/** Merge a live progress event into the version it belongs to. */
+export function applyProgress(version: ModelVersion, payload: Record<string, unknown>): ModelVersion {
+  const history = Array.isArray(payload.history) ? (payload.history as ProgressPoint[]) : version.progress.history;
+  return {
+    ...version,
+    status: typeof payload.status === "string" ? payload.status : version.status,
+    progress: {
+      ...version.progress,
+      epoch: (payload.epoch as number | undefined) ?? version.progress.epoch,
+      epochs: (payload.epochs as number | undefined) ?? version.progress.epochs,
+      loss: (payload.loss as number | undefined) ?? version.progress.loss,
+      metric: (payload.metric as number | null | undefined) ?? version.progress.metric,
+      metric_name: (payload.metric_name as string | undefined) ?? version.progress.metric_name,
+      history,
+    },
+  };
+}
+
+export const trainingPage: Page = (context: PageContext) => {
+  const versions = new Map<number, ModelVersion>();
+  let selected: number | null = null;
+  let curve: Chart | null = null;
+  let perClass: Chart | null = null;
+
+  const message = h("p", { class: "message", role: "alert", id: "training-message" });
+  const table = h("tbody", { id: "versions" });
+  const detail = h("section", { class: "version-detail", id: "version-detail", aria: { label: "Model version" } });
+  const kind = h(
+    "select",
+    { id: "train-kind", name: "kind" },
+    h("option", { value: "classifier" }, "Classifier"),
+    h("option", { value: "anomaly" }, "Anomaly detector"),
+    h("option", { value: "segmenter" }, "Segmenter"),
+  );
+  const epochs = h("input", { id: "train-epochs", type: "number", attrs: { min: "1", max: "200", placeholder: "default" } });
+  const size = h("input", { id: "train-size", type: "number", attrs: { min: "32", max: "512", step: "32", placeholder: "default" } });
+
+  const form = h(
+    "form",
+    {
+      class: "train-form",
+      on: {
+        submit: async (event) => {
+          event.preventDefault();
+          message.textContent = "";
+          const hyperparameters: Record<string, number | number[]> = {};
+          if (epochs.value) hyperparameters.epochs = Number(epochs.value);
+          if (size.value) hyperparameters.input_size = [Number(size.value), Number(size.value)];
+          try {
+            const version = await api<ModelVersion>("model-versions", {
+              method: "POST",
+              body: { project: context.project.id, kind: kind.value, hyperparameters },
+            });
+            versions.set(version.id, version);
+            selected = version.id;
+            render();
+            context.announce(`Training of model ${version.id} started.`);
+          } catch (error) {
+            message.textContent = error instanceof ApiError ? error.detail : String(error);
+          }
+        },
+      },
+    },
+    h("h2", {}, "Start a training job"),
+    h("label", { for: "train-kind" }, "Model kind"),
+    kind,
+    h("label", { for: "train-epochs" }, "Epochs"),
+    epochs,
+    h("label", { for: "train-size" }, "Image size (px)"),
+    size,
+    h("button", { type: "submit", id: "train-start" }, "Start training"),
+  );
+
+  replaceChildren(
+    context.root,
+    h(
+      "div",
+      { class: "training" },
+      h("h1", {}, "Training: ", context.project.name),
+      form,
+      message,
+      h(
+        "table",
+        { class: "versions" },
+        h("caption", {}, "Model versions"),
+        h(
+          "thead",
+          {},
+          h("tr", {}, ...["Version", "Kind", "Status", "Progress", "Headline", "Actions"].map((c) => h("th", { attrs: { scope: "col" } }, c))),
+        ),
+        table,
+      ),
+      detail,
+    ),
+  );
+
+  async function act(version: ModelVersion, action: "deploy" | "retire" | "cancel"): Promise<void> {
+    try {
+      const updated = await api<ModelVersion>(`model-versions/${version.id}/${action}`, { method: "POST" });
+      versions.set(updated.id, updated);
+      await load();
+      context.announce(`Model ${version.id}: ${action} done.`);
+    } catch (error) {
+      message.textContent = error instanceof ApiError ? error.detail : String(error);
+    }
+  }
+
+  function render(): void {
+    const rows = [...versions.values()].sort((a, b) => b.id - a.id);
+    replaceChildren(
+      table,
+      ...rows.map((v) =>
+        h(
+          "tr",
+          { data: { version: String(v.id), status: v.status }, class: v.id === selected ? "selected" : "" },
+          h("td", {}, h("button", { type: "button", class: "link", on: { click: () => select(v.id) } }, `#${v.id}`)),
+          h("td", {}, v.kind),
+          h("td", { class: `status status-${v.status}` }, v.status),
+          h("td", { class: "progress-cell" }, progressText(v)),
+          h("td", {}, headline(v)),
+          h(
+            "td",
+            {},
+            v.status === "ready" || v.status === "retired"
+              ? h("button", { type: "button", data: { action: "deploy" }, on: { click: () => void act(v, "deploy") } }, "Deploy")
+              : null,
+            v.status === "deployed" || v.status === "ready"
+              ? h("button", { type: "button", data: { action: "retire" }, on: { click: () => void act(v, "retire") } }, "Retire")
+              : null,
+            v.status === "training"
+              ? h("button", { type: "button", data: { action: "cancel" }, on: { click: () => void act(v, "cancel") } }, "Cancel")
+              : null,
+          ),
+        ),
+      ),
+    );
+    renderDetail();
+  }
+
+  function select(id: number): void {
+    selected = id;
+    render();
+  }
+
+  function renderDetail(): void {
+    const version = selected === null ? undefined : versions.get(selected);
+    curve?.dispose();
+    perClass?.dispose();
+    curve = perClass = null;
+    if (!version) {
+      replaceChildren(detail);
+      return;
+    }
+    const curveBox = h("div", { class: "chart", id: "training-curve", role: "img", aria: { label: "Loss and validation metric per epoch" } });
+    const classBox = h("div", { class: "chart small", id: "per-class", role: "img", aria: { label: "Per-class F1" } });
+    const metrics = version.metrics ?? {};
+    const scalar = Object.entries(metrics).filter(([, value]) => typeof value === "number") as [string, number][];
+    const f1 = (metrics.f1 ?? null) as Record<string, number> | null;
+    const confusion = (metrics.confusion ?? null) as { labels: string[]; matrix: number[][] } | null;
+    replaceChildren(
+      detail,
+      h("h2", {}, `Model #${version.id}: ${version.kind}, ${version.status}`),
+      version.error ? h("p", { class: "error" }, version.error) : null,
+      h("p", { id: "progress-text" }, progressText(version)),
+      curveBox,
+      h(
+        "table",
+        { class: "metrics", id: "metrics" },
+        h("caption", {}, "Metrics on the validation split"),
+        h("tbody", {}, ...scalar.map(([k, v]) => h("tr", {}, h("th", { attrs: { scope: "row" } }, k), h("td", {}, formatMetric(k, v))))),
+      ),
+      f1 ? classBox : null,
+      confusion ? confusionTable(confusion) : null,
+    );
+    curve = chartIn(curveBox, curveOption(version));
+    if (f1) {
+      perClass = chartIn(classBox, {
+        title: { text: "F1 per class", textStyle: { fontSize: 13 } },
+        xAxis: { type: "category", data: Object.keys(f1) },
+        yAxis: { type: "value", min: 0, max: 1 },
+        series: [{ type: "bar", data: Object.values(f1) }],
+      });
+    }
+  }
+
+  async function load(): Promise<void> {
+    const page = await api<ApiPage<ModelVersion>>("model-versions", { query: { project: context.project.id } });
+    versions.clear();
+    for (const version of page.results) versions.set(version.id, version);
+    if (selected === null) selected = page.results[0]?.id ?? null;
+    render();
+  }
+
+  const unsubscribe = context.live.on((event) => {
+    if (event.event !== "training.progress") return;
+    const payload = event.payload as Record<string, unknown>;
+    const id = Number(payload.version);
+    const known = versions.get(id);
+    if (!known) {
+      void load();
+      return;
+    }
+    versions.set(id, applyProgress(known, payload));
+    if (payload.status && payload.status !== "training") {
+      void load(); // finished: fetch its metrics
+      return;
+    }
+    // Update in place, so the chart keeps its state while the curve grows.
+    const row = table.querySelector(`tr[data-version="${id}"] .progress-cell`);
+    if (row) row.textContent = progressText(versions.get(id)!);
+    if (selected === id) {
+      const text = document.getElementById("progress-text");
+      if (text) text.textContent = progressText(versions.get(id)!);
+      curve?.setOption(curveOption(versions.get(id)!));
+    }
+  });
+
+  void load();
+  return () => {
+    unsubscribe();
+    curve?.dispose();
+    perClass?.dispose();
+  };
+};
+
+export function progressText(version: ModelVersion): string {
+  const p = version.progress ?? {};
+  if (!p.epochs) return version.status === "training" ? "starting…" : "";
+  const metric = p.metric === null || p.metric === undefined ? "" : `, ${p.metric_name ?? "metric"} ${p.metric.toFixed(3)}`;
+  return `epoch ${p.epoch}/${p.epochs}, loss ${(p.loss ?? 0).toFixed(4)}${metric}`;
+}
+
+function headline(version: ModelVersion): string {
+  const m = version.metrics ?? {};
+  for (const key of ["defect_recall", "image_auroc", "mean_iou", "accuracy", "auroc", "iou"]) {
+    if (typeof m[key] === "number") return `${key} ${formatMetric(key, m[key] as number)}`;
+  }
+  return "";
+}
+
+function formatMetric(key: string, value: number): string {
+  return /recall|accuracy|reject|iou|dice|auroc|f1/.test(key) ? percent(value) : value.toFixed(4);
+}
+
+function curveOption(version: ModelVersion): Record<string, unknown> {
+  const history = version.progress?.history ?? [];
+  return {
+    legend: { top: 0 },
+    xAxis: { type: "category", name: "epoch", data: history.map((p) => p.epoch) },
+    yAxis: [
+      { type: "value", name: "loss" },
+      { type: "value", name: version.progress?.metric_name ?? "metric", min: 0, max: 1 },
+    ],
+    series: [
+      { name: "loss", type: "line", data: history.map((p) => p.loss), showSymbol: history.length < 40 },
+      {
+        name: version.progress?.metric_name ?? "metric",
+        type: "line",
+        yAxisIndex: 1,
+        data: history.map((p) => p.metric),
+        showSymbol: history.length < 40,
+      },
+    ],
+  };
+}
+
+function confusionTable(confusion: { labels: string[]; matrix: number[][] }): HTMLElement {
+  return h(
+    "table",
+    { class: "confusion", id: "confusion" },
+    h("caption", {}, "Confusion matrix (rows: truth, columns: model)"),
+    h("thead", {}, h("tr", {}, h("td", {}), ...confusion.labels.map((l) => h("th", { attrs: { scope: "col" } }, l)))),
+    h(
+      "tbody",
+      {},
+      ...confusion.matrix.map((row, i) =>
+        h(
+          "tr",
+          {},
+          h("th", { attrs: { scope: "row" } }, confusion.labels[i] ?? ""),
+          ...row.map((n, j) => h("td", { class: i === j ? "diagonal" : n > 0 ? "off" : "" }, String(n))),
+        ),
+      ),
+    ),
+  );
+}

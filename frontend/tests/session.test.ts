@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { Session, sectionsFor } from "../src/session";
+import { applyProgress, type ModelVersion } from "../src/pages/training";
+
+function memoryStorage() {
+  const values = new Map<string, string>();
+  return { getItem: (k: string) => values.get(k) ?? null, setItem: (k: string, v: string) => void values.set(k, v) };
+}
+
+describe("navigation by role", () => {
+  it("shows each role only its pages", () => {
+    expect(sectionsFor("annotator").map((s) => s.path)).toEqual([]);
+    expect(sectionsFor("reviewer").map((s) => s.path)).toEqual(["review"]);
+    expect(sectionsFor("manager").map((s) => s.path)).toEqual(["review", "dashboard", "training"]);
+    expect(sectionsFor("admin").map((s) => s.path)).toEqual(["review", "dashboard", "training"]);
+  });
+
+  it("the project switcher remembers the project and the role follows it", () => {
+    const me = {
+      id: 1,
+      username: "ana",
+      projects: [
+        { id: 4, name: "Tiles", role: "reviewer" as const },
+        { id: 9, name: "Gears", role: "manager" as const },
+      ],
+    };
+    const storage = memoryStorage();
+    const session = new Session(me, storage);
+    expect(session.projectId).toBe(4);
+    expect(session.may("dashboard")).toBe(false);
+    session.projectId = 9;
+    expect(new Session(me, storage).role).toBe("manager");
+    expect(new Session(me, storage).may("dashboard")).toBe(true);
+  });
+
+  it("a remembered project the user lost falls back to one they have", () => {
+    const storage = memoryStorage();
+    storage.setItem("loupe.project", "77");
+    expect(new Session({ id: 1, username: "x", projects: [{ id: 4, name: "T", role: "reviewer" }] }, storage).projectId).toBe(4);
+  });
+});
+
+describe("live training progress", () => {
+  it("merges a progress event into its version", () => {
+    const version: ModelVersion = {
+      id: 3, project: 1, kind: "classifier", status: "training", author: "m", training_images: 10,
+      hyperparameters: {}, metrics: {}, progress: {}, error: "", created_at: "", finished_at: null, deployed_at: null,
+    };
+    const next = applyProgress(version, {
+      version: 3, status: "training", epoch: 2, epochs: 5, loss: 0.4, metric: 0.8, metric_name: "val_accuracy",
+      history: [{ epoch: 1, epochs: 5, loss: 0.7, metric: 0.6 }, { epoch: 2, epochs: 5, loss: 0.4, metric: 0.8 }],
+    });
+    expect(next.progress.epoch).toBe(2);
+    expect(next.progress.history).toHaveLength(2);
+    expect(applyProgress(next, { version: 3, status: "ready" }).status).toBe("ready");
+  });
+});

@@ -1,0 +1,106 @@
+"""The review console in a real browser: parts appear live, claims vanish from other
+screens, decisions are made from the keyboard and can be undone in the grace period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from inspection.models import Verdict
+from review.models import ReviewItem
+from tests.conftest import LiveStack, wait_until
+from tests.factories import make_project, make_station, make_user, part_jpeg
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def post_part(live: LiveStack, station: Any, serial: str, seed: int = 0) -> int:
+    response = requests.post(
+        f"{live.base_url}/api/v1/inspections",
+        headers=station.auth,
+        data={"part_serial": serial, "sku": "PLATE-A"},
+        files={"image": ("cam.jpg", part_jpeg(seed), "image/jpeg")},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    return int(response.json()["id"])
+
+
+def queue_serials(screen: Any) -> list[str]:
+    return list(screen.page.locator("#queue-list .serial").all_inner_texts())
+
+
+def test_a_reviewer_sees_a_new_part_appear_and_fails_it_from_the_keyboard_while_the_other_screen_drops_it(
+    live: LiveStack, open_screen: Any
+) -> None:
+    project = make_project(classes=("crack", HOSTILE))
+    station = make_station(project)
+    first, second = make_user(project, role="reviewer"), make_user(project, role="reviewer")
+    ana = open_screen(first, "review")
+    ben = open_screen(second, "review")
+    for screen in (ana, ben):
+        screen.page.wait_for_selector("#live-status[data-state=live]")
+
+    post_part(live, station, "SN-UI-1")
+
+    # Pushed over the websocket: no reload on either screen.
+    ana.page.wait_for_selector("#queue-list .queue-item >> text=SN-UI-1")
+    ben.page.wait_for_selector("#queue-list .queue-item >> text=SN-UI-1")
+    ana.shot("review-queue")
+
+    ana.page.keyboard.press("n")  # claim the next part
+    ana.page.wait_for_selector("#current-serial >> text=SN-UI-1")
+    ben.page.wait_for_function("() => !document.querySelector('#queue-list .queue-item')")
+    assert queue_serials(ben) == []
+    ana.page.wait_for_selector("#viewer img.base")
+    ana.shot("review-part")
+
+    crack = project.defect_classes.get(name="crack")
+    ana.page.keyboard.press(str(crack.hotkey))  # fail: crack
+    ana.page.wait_for_selector("#undo-bar >> text=Fail: crack")
+    wait_until(lambda: Verdict.objects.filter(part__serial="SN-UI-1", is_final=True).exists(), timeout_s=20)
+
+    verdict = Verdict.objects.get(part__serial="SN-UI-1", is_final=True)
+    assert (verdict.outcome, verdict.source, verdict.defect_class_id, verdict.decided_by_id) == (
+        "fail",
+        "human",
+        crack.pk,
+        first.pk,
+    )
+    # The class called like an HTML tag is a button label, not markup, and ran nothing.
+    hostile_button = ana.page.locator("button.fail", has_text=HOSTILE)
+    assert hostile_button.count() == 1
+    assert ana.page.locator("img[src=x]").count() == 0
+    assert ana.dialogs == [] and ben.dialogs == []
+    assert ana.errors == [] and ben.errors == []
+
+
+def test_the_last_decision_can_be_undone_in_the_grace_period_and_is_never_recorded(
+    live: LiveStack, open_screen: Any
+) -> None:
+    project = make_project()
+    station = make_station(project)
+    reviewer = make_user(project, role="reviewer")
+    screen = open_screen(reviewer, "review")
+    screen.page.wait_for_selector("#live-status[data-state=live]")
+    post_part(live, station, "SN-UNDO-1", seed=1)
+    screen.page.wait_for_selector("#queue-list .queue-item >> text=SN-UNDO-1")
+
+    screen.page.keyboard.press("n")
+    screen.page.wait_for_selector("#current-serial >> text=SN-UNDO-1")
+    screen.page.keyboard.press("p")
+    screen.page.wait_for_selector("#undo")
+    screen.page.keyboard.press("u")
+    screen.page.wait_for_selector("#current-serial >> text=SN-UNDO-1")
+    screen.page.wait_for_timeout(6_000)  # past the grace period: nothing was sent
+
+    assert not Verdict.objects.filter(part__serial="SN-UNDO-1").exists()
+    assert ReviewItem.objects.get(part__serial="SN-UNDO-1").status == "claimed"
+
+    screen.page.keyboard.press("p")
+    wait_until(lambda: Verdict.objects.filter(part__serial="SN-UNDO-1", outcome="pass").exists(), timeout_s=20)
+    assert ReviewItem.objects.get(part__serial="SN-UNDO-1").status == "decided"
