@@ -84,6 +84,7 @@ def open_screen(chromium: Browser, live: Any) -> Iterator[Any]:
         contexts.append(context)
         page = context.new_page()
         screen = Screen(page)
+
         # Any alert() or confirm() means injected script ran (bad-inputs case 20).
         def on_dialog(dialog: Any) -> None:
             screen.dialogs.append(dialog.message)
