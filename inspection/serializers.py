@@ -154,6 +154,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
             "audit_rate",
             "out_of_distribution_ratio",
             "views_per_part",
+            "shifts",
             "defect_classes",
             "created_at",
         ]
@@ -170,6 +171,28 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
     audit_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     out_of_distribution_ratio = serializers.FloatField(min_value=1.0, max_value=100.0, required=False)
     views_per_part = serializers.IntegerField(min_value=1, max_value=32, required=False)
+    shifts = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=24,
+        required=False,
+        help_text='The plant\'s shifts for the dashboards: [{"name": "A", "start": 6}, ...], start an hour 0-23 UTC.',
+    )
+
+    def validate_shifts(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        shifts = []
+        for shift in value:
+            name, start = shift.get("name"), shift.get("start")
+            if set(shift) != {"name", "start"} or not isinstance(name, str) or not 1 <= len(name.strip()) <= 40:
+                raise serializers.ValidationError('Each shift is {"name": text of 1-40 characters, "start": hour}.')
+            if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= 23:
+                raise serializers.ValidationError("A shift starts at a whole hour from 0 to 23 (UTC).")
+            shifts.append({"name": name.strip(), "start": start})
+        if len({shift["name"] for shift in shifts}) != len(shifts):
+            raise serializers.ValidationError("Shift names must differ.")
+        if len({shift["start"] for shift in shifts}) != len(shifts):
+            raise serializers.ValidationError("Two shifts cannot start at the same hour.")
+        return sorted(shifts, key=lambda shift: shift["start"])
 
 
 class MembershipOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

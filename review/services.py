@@ -101,6 +101,7 @@ def review_decide(
             decided_by=reviewer,
             inspection=locked.inspection,
             model_version=locked.model_version,
+            audited_model_decision=locked.model_decision if locked.reason == ReviewItem.Reason.AUDIT_SAMPLE else "",
         )
         annotation_record_review_decision(
             part=locked.part,

@@ -11,6 +11,14 @@ from inspection.apis.auth import (
     LogoutApi,
     MeApi,
 )
+from inspection.apis.dashboards import (
+    DashboardAuditsApi,
+    DashboardAutomationApi,
+    DashboardParetoApi,
+    DashboardSummaryApi,
+    DashboardThroughputApi,
+    DashboardYieldApi,
+)
 from inspection.apis.inspections import (
     InspectionDetailApi,
     InspectionImageApi,
@@ -56,6 +64,12 @@ __all__ = [
     "AuditEventExportApi",
     "AuditEventListApi",
     "CsrfApi",
+    "DashboardAuditsApi",
+    "DashboardAutomationApi",
+    "DashboardParetoApi",
+    "DashboardSummaryApi",
+    "DashboardThroughputApi",
+    "DashboardYieldApi",
     "DefectClassListApi",
     "HealthApi",
     "InspectionDetailApi",

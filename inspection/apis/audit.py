@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from typing import Any
 
 import django_filters
@@ -21,6 +20,7 @@ from inspection.permissions import IsPerson
 from inspection.serializers import (
     AuditEventOutputSerializer,
 )
+from inspection.spreadsheets import csv_cell
 
 # --- audit trail (read and export only: there is no write, edit or delete endpoint) -------
 
@@ -43,15 +43,6 @@ class AuditEventListApi(generics.ListAPIView):  # type: ignore[type-arg]
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
         return selectors.audit_events_for(user=self.request.user)
-
-
-_CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-    # A cell a spreadsheet would evaluate as a formula is made inert (CSV injection).
-    return "'" + text if text.startswith(_CSV_FORMULA_PREFIXES) else text
 
 
 class _Echo:
@@ -92,7 +83,7 @@ class AuditEventExportApi(generics.ListAPIView):  # type: ignore[type-arg]
             yield writer.writerow(columns)
             for event in rows.iterator(chunk_size=2000):
                 yield writer.writerow(
-                    [_csv_cell(getattr(event, "project_id" if c == "project" else c)) for c in columns]
+                    [csv_cell(getattr(event, "project_id" if c == "project" else c)) for c in columns]
                 )
 
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")

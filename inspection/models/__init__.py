@@ -10,6 +10,7 @@ from inspection.models.projects import (
     StationToken,
 )
 from inspection.models.registry import Calibration, ModelVersion
+from inspection.models.rollups import DefectRollup, Period, YieldRollup
 from inspection.models.uploads import Upload
 from inspection.models.webhooks import Webhook, WebhookDelivery
 
@@ -18,12 +19,14 @@ __all__ = [
     "AuditImmutableError",
     "Calibration",
     "DefectClass",
+    "DefectRollup",
     "Image",
     "Inspection",
     "Line",
     "Membership",
     "ModelVersion",
     "Part",
+    "Period",
     "Project",
     "Role",
     "Station",
@@ -32,4 +35,5 @@ __all__ = [
     "Verdict",
     "Webhook",
     "WebhookDelivery",
+    "YieldRollup",
 ]

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+
+
+def default_shifts() -> list[dict[str, Any]]:
+    """Three eight-hour shifts; ``start`` is the hour of the day, UTC, when each begins."""
+    return [{"name": "A", "start": 6}, {"name": "B", "start": 14}, {"name": "C", "start": 22}]
 
 
 class Project(models.Model):
@@ -31,6 +38,10 @@ class Project(models.Model):
     views_per_part = models.PositiveSmallIntegerField(default=1)
     # Chance that a reviewer's next claim is a golden (known-answer) item.
     golden_rate = models.FloatField(default=0.05)
+    # The plant's shifts, for the dashboards: [{"name", "start"}] with start an hour 0-23 in
+    # UTC; each shift runs until the next one starts. Read at query time over the hourly
+    # rollups, so changing it re-labels past hours without any rebuild.
+    shifts = models.JSONField(default=default_shifts)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

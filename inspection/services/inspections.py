@@ -29,6 +29,7 @@ from inspection.models import (
 )
 from inspection.services import routing
 from inspection.services.audit import audit_record
+from inspection.services.rollups import rollup_record_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -390,8 +391,14 @@ def verdict_record_final(
     decided_by: Any = None,
     inspection: Inspection | None = None,
     model_version: str = "",
+    audited_model_decision: str = "",
 ) -> Verdict:
-    """The part's one final verdict. A second final verdict for the same part is a Conflict."""
+    """The part's one final verdict. A second final verdict for the same part is a Conflict.
+
+    Counted in the dashboards' rollups in the same transaction. ``audited_model_decision``
+    is what the models would have decided ("pass"/"fail") when a person decides an audit
+    sample: it makes the verdict an escape or a false reject, or confirms the models.
+    """
     if outcome == Verdict.Outcome.FAIL and source == Verdict.Source.HUMAN and defect_class is None:
         raise InvalidInput("A failed part needs a defect class.", code="defect_class_required")
     if outcome == Verdict.Outcome.PASS and defect_class is not None:
@@ -425,6 +432,7 @@ def verdict_record_final(
                     "inspection": inspection.pk if inspection else None,
                 },
             )
+            rollup_record_verdict(verdict=verdict, audited_model_decision=audited_model_decision)
             verdict_id = verdict.pk
             transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
             from inspection.services.webhooks import webhook_deliveries_queue
