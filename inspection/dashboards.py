@@ -6,12 +6,13 @@ buckets in the range (stations x SKUs x days or hours), not the number of parts
 
 Every chart is ``{"columns": [...], "rows": [...]}``: the rows are what the chart draws and
 what its CSV export holds. Buckets with no decided part are absent, not zero. Times are UTC;
-a shift is the set of hours of the day that ``Project.shifts`` gives it.
+a shift is the set of hours of the day that ``Project.shifts`` gives it, and in a daily
+series a shift counts on the day it began (a night shift from 22:00 belongs to that day).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from django.db.models import QuerySet, Sum
 
 from inspection.errors import InvalidInput
 from inspection.models import DefectClass, DefectRollup, Line, Period, Project, Station, YieldRollup
-from inspection.services.rollups import YIELD_COUNTERS
+from inspection.services.rollups import YIELD_COUNTERS, shift_of_hour
 
 GROUPINGS = ("none", "line", "station", "sku", "shift")
 MAX_RANGE_DAYS = 400
@@ -109,14 +110,6 @@ def _rollups(model: type[Any], query: DashboardQuery, *, period: str) -> QuerySe
     return rows.order_by()
 
 
-def shift_of_hour(shifts: list[dict[str, Any]], hour: int) -> str:
-    """The shift running at ``hour`` (0-23, UTC): the last one started by then, else the one
-    that started the evening before."""
-    ordered = sorted(shifts, key=lambda shift: int(shift["start"]))
-    running = [shift for shift in ordered if int(shift["start"]) <= hour]
-    return str((running or ordered)[-1]["name"])
-
-
 def _labels(query: DashboardQuery) -> dict[Any, str]:
     if query.group_by == "line":
         return dict(Line.objects.filter(project=query.project).values_list("pk", "name"))
@@ -128,57 +121,54 @@ def _labels(query: DashboardQuery) -> dict[Any, str]:
     return {}
 
 
-_GROUP_FIELD = {"none": None, "line": "station__line_id", "station": "station_id", "sku": "sku", "shift": None}
+_GROUP_FIELD = {"line": "station__line_id", "station": "station_id", "sku": "sku"}
+
+# One point of a series: (bucket, group name, group id, sums of the counters asked for).
+Point = tuple[datetime, str, Any, tuple[int, ...]]
 
 
-def _counter_series(query: DashboardQuery) -> list[dict[str, Any]]:
-    """Sums of every counter per (bucket, group), sorted by bucket then group name."""
-    totals: dict[tuple[datetime, Any], dict[str, int]] = defaultdict(lambda: dict.fromkeys(YIELD_COUNTERS, 0))
-    names: dict[Any, str] = {}
+def _series(query: DashboardQuery, counters: Sequence[str]) -> list[Point]:
+    """Sums of ``counters`` per (bucket, group), sorted by bucket then group name.
+
+    One aggregate query over the rollup rows of the range: day rows, hour rows for hourly
+    intervals, shift rows for the shift breakdown per day (a shift counts on the day it began).
+    """
+    # Never NULL: every row of a group has NOT NULL counters.
+    sums = {f"n_{name}": Sum(name) for name in counters}
+    points: list[Point] = []
     if query.group_by == "shift":
-        # Shifts are hours of the day: add up hourly rows, then fold each hour into its shift.
         shifts = query.project.shifts
-        for row in _rollups(YieldRollup, query, period=Period.HOUR).values("bucket").annotate(**_SUMS):
-            hour = row["bucket"].astimezone(UTC)
-            bucket = hour if query.interval == Period.HOUR else hour.replace(hour=0)
-            shift = shift_of_hour(shifts, hour.hour)
-            names[shift] = shift
-            _add(totals[(bucket, shift)], row)
+        period = Period.HOUR if query.interval == Period.HOUR else Period.SHIFT
+        merged: dict[tuple[datetime, str], list[int]] = {}
+        rows = _rollups(YieldRollup, query, period=period).values("bucket").annotate(**sums)
+        for bucket, *counts in rows.values_list("bucket", *sums):
+            bucket = bucket.astimezone(UTC)
+            key = (bucket if period == Period.HOUR else bucket.replace(hour=0), shift_of_hour(shifts, bucket.hour))
+            into = merged.setdefault(key, [0] * len(counters))
+            for index, count in enumerate(counts):
+                into[index] += int(count or 0)
+        points = [(bucket, name, None, tuple(counts)) for (bucket, name), counts in merged.items()]
+    elif query.group_by in _GROUP_FIELD:
+        field, labels = _GROUP_FIELD[query.group_by], _labels(query)
+        rows = _rollups(YieldRollup, query, period=query.interval).values("bucket", field).annotate(**sums)
+        for bucket, group, *counts in rows.values_list("bucket", field, *sums):
+            name = str(group) if query.group_by == "sku" else labels.get(group, str(group))
+            group_id = None if query.group_by == "sku" else group
+            points.append((bucket, name, group_id, tuple(counts)))
     else:
-        field = _GROUP_FIELD[query.group_by]
-        labels = _labels(query)
-        grouped = ["bucket", field] if field else ["bucket"]
-        for row in _rollups(YieldRollup, query, period=query.interval).values(*grouped).annotate(**_SUMS):
-            group = row[field] if field else None
-            if query.group_by in {"line", "station"}:
-                names[group] = labels.get(group, str(group))
-            else:
-                names[group] = str(group) if query.group_by == "sku" else "all"
-            _add(totals[(row["bucket"].astimezone(UTC), group)], row)
-    series = []
-    for (bucket, group), counts in sorted(totals.items(), key=lambda item: (item[0][0], names[item[0][1]])):
-        series.append(
-            {
-                "bucket": _iso(bucket),
-                "group": names[group],
-                "group_id": group if query.group_by in {"line", "station"} else None,
-                **counts,
-            }
-        )
-    return series
+        rows = _rollups(YieldRollup, query, period=query.interval).values("bucket").annotate(**sums)
+        for bucket, *counts in rows.values_list("bucket", *sums):
+            points.append((bucket, "all", None, tuple(counts)))
+    points.sort(key=lambda point: (point[0], point[1]))
+    return points
 
 
-# Aliases differ from the field names: Django refuses an annotation named like a field.
-_SUMS = {f"n_{name}": Sum(name) for name in YIELD_COUNTERS}
+class _Iso(dict[datetime, str]):
+    """ISO 8601 text of each bucket, formatted once per bucket (they repeat across groups)."""
 
-
-def _add(into: dict[str, int], row: dict[str, Any]) -> None:
-    for name in YIELD_COUNTERS:
-        into[name] += int(row[f"n_{name}"] or 0)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def __missing__(self, moment: datetime) -> str:
+        text = self[moment] = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return text
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -190,72 +180,83 @@ _SERIES_KEYS = ["bucket", "group", "group_id"]
 
 def dashboard_yield(query: DashboardQuery) -> dict[str, Any]:
     """First-pass yield: parts passed at their first and only decision over parts decided."""
-    columns = [*_SERIES_KEYS, "parts_decided", "passed", "failed", "first_pass_yield"]
+    iso = _Iso()
     rows = [
-        {**_pick(row, columns), "first_pass_yield": _ratio(row["passed"], row["parts_decided"])}
-        for row in _counter_series(query)
+        {
+            "bucket": iso[bucket],
+            "group": name,
+            "group_id": group_id,
+            "parts_decided": decided,
+            "passed": passed,
+            "failed": failed,
+            "first_pass_yield": _ratio(passed, decided),
+        }
+        for bucket, name, group_id, (decided, passed, failed) in _series(query, ("parts_decided", "passed", "failed"))
     ]
-    return {"columns": columns, "rows": rows}
+    return {"columns": [*_SERIES_KEYS, "parts_decided", "passed", "failed", "first_pass_yield"], "rows": rows}
 
 
 def dashboard_throughput(query: DashboardQuery) -> dict[str, Any]:
     """Parts decided per bucket, and per hour of the bucket (1 or 24 hours)."""
     hours = 1 if query.interval == Period.HOUR else 24
-    columns = [*_SERIES_KEYS, "parts_decided", "parts_per_hour"]
+    iso = _Iso()
     rows = [
-        {**_pick(row, columns), "parts_per_hour": round(row["parts_decided"] / hours, 3)}
-        for row in _counter_series(query)
+        {
+            "bucket": iso[bucket],
+            "group": name,
+            "group_id": group_id,
+            "parts_decided": decided,
+            "parts_per_hour": round(decided / hours, 3),
+        }
+        for bucket, name, group_id, (decided,) in _series(query, ("parts_decided",))
     ]
-    return {"columns": columns, "rows": rows}
+    return {"columns": [*_SERIES_KEYS, "parts_decided", "parts_per_hour"], "rows": rows}
+
+
+_AUTOMATION = ("parts_decided", "auto_passed", "auto_failed", "human_passed", "human_failed")
 
 
 def dashboard_automation(query: DashboardQuery) -> dict[str, Any]:
     """Share of parts whose final verdict came from the models, and how the rest was decided."""
-    columns = [
-        *_SERIES_KEYS,
-        "parts_decided",
-        "auto_passed",
-        "auto_failed",
-        "human_passed",
-        "human_failed",
-        "automation_rate",
-    ]
+    iso = _Iso()
     rows = [
         {
-            **_pick(row, columns),
-            "automation_rate": _ratio(row["auto_passed"] + row["auto_failed"], row["parts_decided"]),
+            "bucket": iso[bucket],
+            "group": name,
+            "group_id": group_id,
+            **dict(zip(_AUTOMATION, counts, strict=True)),
+            "automation_rate": _ratio(counts[1] + counts[2], counts[0]),
         }
-        for row in _counter_series(query)
+        for bucket, name, group_id, counts in _series(query, _AUTOMATION)
     ]
-    return {"columns": columns, "rows": rows}
+    return {"columns": [*_SERIES_KEYS, *_AUTOMATION, "automation_rate"], "rows": rows}
+
+
+_AUDITS = ("audited_auto_passes", "escapes", "audited_auto_fails", "false_rejects")
 
 
 def dashboard_audits(query: DashboardQuery) -> dict[str, Any]:
     """Escape and false-reject rates measured on audit samples: escapes over audited parts
-    the models would have passed; false rejects over audited parts they would have failed."""
-    columns = [
-        *_SERIES_KEYS,
-        "audited_auto_passes",
-        "escapes",
-        "escape_rate",
-        "audited_auto_fails",
-        "false_rejects",
-        "false_reject_rate",
-    ]
+    the models would have passed; false rejects over audited parts they would have failed.
+    Buckets without audits are left out."""
+    iso = _Iso()
     rows = [
         {
-            **_pick(row, columns),
-            "escape_rate": _ratio(row["escapes"], row["audited_auto_passes"]),
-            "false_reject_rate": _ratio(row["false_rejects"], row["audited_auto_fails"]),
+            "bucket": iso[bucket],
+            "group": name,
+            "group_id": group_id,
+            "audited_auto_passes": audited_passes,
+            "escapes": escapes,
+            "escape_rate": _ratio(escapes, audited_passes),
+            "audited_auto_fails": audited_fails,
+            "false_rejects": false_rejects,
+            "false_reject_rate": _ratio(false_rejects, audited_fails),
         }
-        for row in _counter_series(query)
-        if row["audited_auto_passes"] or row["audited_auto_fails"]
+        for bucket, name, group_id, (audited_passes, escapes, audited_fails, false_rejects) in _series(query, _AUDITS)
+        if audited_passes or audited_fails
     ]
-    return {"columns": columns, "rows": rows}
-
-
-def _pick(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    return {name: row[name] for name in columns if name in row}
+    columns = [*_SERIES_KEYS, "audited_auto_passes", "escapes", "escape_rate"]
+    return {"columns": [*columns, "audited_auto_fails", "false_rejects", "false_reject_rate"], "rows": rows}
 
 
 def dashboard_pareto(query: DashboardQuery) -> dict[str, Any]:
@@ -300,7 +301,9 @@ def dashboard_pareto(query: DashboardQuery) -> dict[str, Any]:
 
 def dashboard_summary(query: DashboardQuery) -> dict[str, Any]:
     """Totals over the range (one row) and the project's review backlog now."""
-    sums = _rollups(YieldRollup, query, period=query.interval).aggregate(**_SUMS)
+    sums = _rollups(YieldRollup, query, period=query.interval).aggregate(
+        **{f"n_{name}": Sum(name) for name in YIELD_COUNTERS}
+    )
     totals = {name: int(sums[f"n_{name}"] or 0) for name in YIELD_COUNTERS}
     row = {
         **totals,

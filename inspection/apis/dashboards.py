@@ -40,8 +40,16 @@ class DashboardCsvRenderer(BaseRenderer):
         writer = csv.writer(out)
         writer.writerow(data["columns"])
         for row in data["rows"]:
-            writer.writerow(["" if row[name] is None else csv_cell(row[name]) for name in data["columns"]])
+            writer.writerow([_cell(row[name]) for name in data["columns"]])
         return out.getvalue().encode(self.charset)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return value  # counts and rates: written as they are, nothing to defuse
+    return csv_cell(value)
 
 
 class DashboardQuerySerializer(StrictInputSerializer):

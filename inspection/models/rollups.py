@@ -7,9 +7,10 @@ inspection or verdict tables, so a chart costs the same at ten thousand parts as
 million (bad-inputs case 39). ``inspection.services.rollups`` writes them; ``rollups_rebuild``
 recomputes them from the verdicts.
 
-Two periods are kept: ``hour`` rows serve short ranges and the shift breakdown (a shift is
-a set of hours of the day, see ``Project.shifts``), ``day`` rows serve everything else with
-24 times fewer rows to add up.
+Three periods are kept: ``hour`` rows serve short ranges, ``day`` rows serve long ones with
+24 times fewer rows to add up, and ``shift`` rows (bucket = the moment a shift began, per
+``Project.shifts``) serve the breakdown by shift over long ranges. Shift rows are derived
+from the hour rows again whenever the project's shifts change.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from inspection.models.projects import DefectClass, Project, Station
 class Period(models.TextChoices):
     HOUR = "hour"
     DAY = "day"
+    SHIFT = "shift"
 
 
 class YieldRollup(models.Model):
@@ -30,8 +32,8 @@ class YieldRollup(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="+")
     sku = models.CharField(max_length=128, blank=True)
-    period = models.CharField(max_length=4, choices=Period.choices)
-    bucket = models.DateTimeField()  # start of the hour or day, UTC
+    period = models.CharField(max_length=5, choices=Period.choices)
+    bucket = models.DateTimeField()  # start of the hour, day or shift, UTC
     parts_decided = models.PositiveIntegerField(default=0)
     passed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
@@ -62,7 +64,7 @@ class DefectRollup(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="+")
     sku = models.CharField(max_length=128, blank=True)
-    period = models.CharField(max_length=4, choices=Period.choices)
+    period = models.CharField(max_length=5, choices=Period.choices)
     bucket = models.DateTimeField()
     defect_class = models.ForeignKey(DefectClass, on_delete=models.CASCADE, related_name="+")
     failed = models.PositiveIntegerField(default=0)

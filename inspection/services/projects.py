@@ -144,6 +144,11 @@ def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Pr
                 before=before,
                 after=changes,
             )
+            if "shifts" in changes:
+                # The dashboards' shift rows are keyed by when each shift began: re-cut them.
+                from inspection.services.rollups import rollups_rebuild_shifts
+
+                rollups_rebuild_shifts(project=project)
             if set(changes) & {"target_escape_rate", "target_false_reject_rate", "calibration_confidence"}:
                 # A new operating point: thresholds are refitted at once for the deployed models.
                 from inspection.services.routing import routing_recalibrate

@@ -11,12 +11,12 @@ count behind.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, FilteredRelation, Q
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models import Case, Count, DurationField, F, FilteredRelation, Q, Sum, Value, When
+from django.db.models.functions import ExtractHour, TruncDay, TruncHour
 
 from inspection.models import DefectRollup, Period, Project, Verdict, YieldRollup
 
@@ -65,70 +65,106 @@ def verdict_counters(*, outcome: str, source: str, audited_model_decision: str =
 
 
 def hour_bucket(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _starts(shifts: list[dict[str, Any]]) -> list[int]:
+    return sorted(int(shift["start"]) for shift in shifts) or [0]
+
+
+def shift_of_hour(shifts: list[dict[str, Any]], hour: int) -> str:
+    """The shift running at ``hour`` (0-23, UTC): the last one started by then, else the one
+    that started the evening before."""
+    ordered = sorted(shifts, key=lambda shift: int(shift["start"]))
+    running = [shift for shift in ordered if int(shift["start"]) <= hour]
+    return str((running or ordered)[-1]["name"])
+
+
+def hours_into_shift(shifts: list[dict[str, Any]], hour: int) -> int:
+    """How many hours before ``hour`` the running shift began (0-23)."""
+    starts = _starts(shifts)
+    started = [start for start in starts if start <= hour]
+    return hour - started[-1] if started else hour + 24 - starts[-1]
+
+
+def shift_bucket(moment: datetime, shifts: list[dict[str, Any]]) -> datetime:
+    """The moment the shift running at ``moment`` began (UTC): the key of ``shift`` rows."""
+    hour = hour_bucket(moment)
+    return hour - timedelta(hours=hours_into_shift(shifts, hour.hour))
 
 
 def rollup_record_verdict(*, verdict: Verdict, audited_model_decision: str = "") -> None:
-    """Count one final verdict in the hour and day of its part's production.
+    """Count one final verdict in the hour, day and shift of its part's production.
 
     Call inside the transaction that writes the verdict (``verdict_record_final`` does). The
-    bucket is the ``captured_at`` of the verdict's inspection, in UTC; a verdict without an
-    inspection (its inspection deleted) is not counted, here and in ``rollups_rebuild`` alike.
-    Cost: two upserts, plus two for the defect class of a failed part.
+    buckets follow the ``captured_at`` of the verdict's inspection, in UTC; a verdict without
+    an inspection (its inspection deleted) is not counted, here and in ``rollups_rebuild``
+    alike. Cost: one read of the project's shifts and one multi-row upsert, plus one for the
+    defect class of a failed part.
     """
     inspection = verdict.inspection
     if inspection is None:
         return
-    captured = inspection.captured_at.astimezone(UTC)
+    shifts = Project.objects.filter(pk=verdict.project_id).values_list("shifts", flat=True).get()
     counters = verdict_counters(
         outcome=verdict.outcome, source=verdict.source, audited_model_decision=audited_model_decision
     )
-    sku = verdict.part.sku
-    for period, bucket in ((Period.HOUR, hour_bucket(captured)), (Period.DAY, _day_bucket(captured))):
-        key = {
+    hour = hour_bucket(inspection.captured_at)
+    keys = [
+        {
             "project_id": verdict.project_id,
             "period": period.value,
             "bucket": bucket,
             "station_id": inspection.station_id,
-            "sku": sku,
+            "sku": verdict.part.sku,
         }
-        _upsert(YieldRollup._meta.db_table, key=key, counters=counters)
-        if verdict.defect_class_id is not None and counters["failed"]:
-            _upsert(
-                DefectRollup._meta.db_table,
-                key={**key, "defect_class_id": verdict.defect_class_id},
-                counters={"failed": 1},
-            )
+        for period, bucket in (
+            (Period.HOUR, hour),
+            (Period.DAY, hour.replace(hour=0)),
+            (Period.SHIFT, shift_bucket(hour, shifts)),
+        )
+    ]
+    _upsert(YieldRollup._meta.db_table, keys=keys, counters=counters)
+    if verdict.defect_class_id is not None and counters["failed"]:
+        _upsert(
+            DefectRollup._meta.db_table,
+            keys=[{**key, "defect_class_id": verdict.defect_class_id} for key in keys],
+            counters={"failed": 1},
+        )
 
 
-def _day_bucket(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _upsert(table: str, *, key: dict[str, Any], counters: dict[str, int]) -> None:
+def _upsert(table: str, *, keys: list[dict[str, Any]], counters: dict[str, int]) -> None:
+    """Add ``counters`` to the row of each key, creating it: one statement, one round trip."""
     quote = connection.ops.quote_name
-    columns = [*key, *counters]
+    columns = [*keys[0], *counters]
     values = [
         connection.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
+        for key in keys
         for value in [*key.values(), *counters.values()]
     ]
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(keys))
     increments = ", ".join(
         f"{quote(name)} = {quote(table)}.{quote(name)} + excluded.{quote(name)}" for name in counters
     )
     sql = (
         f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608  (names are ours, quoted)
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(quote(c) for c in key)}) DO UPDATE SET {increments}"
+        f"VALUES {placeholders} "
+        f"ON CONFLICT ({', '.join(quote(c) for c in keys[0])}) DO UPDATE SET {increments}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
 
 
+def _increments(table: str, counters: Sequence[str]) -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(f"{quote(c)} = {quote(table)}.{quote(c)} + excluded.{quote(c)}" for c in counters)
+
+
 def rollups_rebuild(*, project: Project) -> dict[str, int]:
     """Recompute ``project``'s rollups from its final verdicts; returns rows written per table.
 
-    One aggregate query over the verdicts fills the hourly rows, and the daily rows are
-    added up from the hourly ones. For maintenance (after an import, a migration or a change
+    One aggregate query over the verdicts fills the hour rows; the day and shift rows are
+    added up from the hour rows. For maintenance (after an import, a migration or a change
     of counting rules) and the benchmark; verdicts recorded while it runs are counted once
     either way, because its inserts add to rows that appeared meanwhile instead of failing.
     """
@@ -182,6 +218,7 @@ def rollups_rebuild(*, project: Project) -> dict[str, int]:
             counters=("failed",),
         )
         _days_from_hours(project=project)
+        _shifts_from_hours(project=project)
     return {
         "yield_rows": YieldRollup.objects.filter(project=project).count(),
         "defect_rows": DefectRollup.objects.filter(project=project).count(),
@@ -189,33 +226,64 @@ def rollups_rebuild(*, project: Project) -> dict[str, int]:
 
 
 def _days_from_hours(*, project: Project) -> None:
-    from django.db.models import Sum
+    _roll_up_hours(project=project, period=Period.DAY, bucket=TruncDay("bucket"))
 
-    hours = YieldRollup.objects.filter(project=project, period=Period.HOUR).annotate(
-        r_station=F("station_id"), r_sku=F("sku"), r_bucket=TruncDay("bucket")
+
+def rollups_rebuild_shifts(*, project: Project) -> None:
+    """Recompute ``project``'s shift rows from its hour rows, after its shifts changed.
+
+    Cost: one aggregate over the project's hour rows (about stations x SKUs x 8,760 a year).
+    A verdict committed while the shifts change may still land in the old shift's bucket;
+    ``rebuild_rollups`` settles that.
+    """
+    with transaction.atomic():
+        YieldRollup.objects.filter(project=project, period=Period.SHIFT).delete()
+        DefectRollup.objects.filter(project=project, period=Period.SHIFT).delete()
+        _shifts_from_hours(project=project)
+
+
+def _shifts_from_hours(*, project: Project) -> None:
+    shifts = Project.objects.filter(pk=project.pk).values_list("shifts", flat=True).get()  # as committed
+    # The hour of the day says how long ago the running shift began: subtract that.
+    since_start = Case(
+        *[When(r_hour=hour, then=Value(timedelta(hours=hours_into_shift(shifts, hour)))) for hour in range(24)],
+        output_field=DurationField(),
     )
-    daily = hours.values("r_station", "r_sku", "r_bucket").annotate(
-        **{f"n_{name}": Sum(name) for name in YIELD_COUNTERS}
+    _roll_up_hours(project=project, period=Period.SHIFT, bucket=F("bucket") - since_start, hour=ExtractHour("bucket"))
+
+
+def _roll_up_hours(*, project: Project, period: str, bucket: Any, hour: Any = None) -> None:
+    """Add up the project's hour rows into ``period`` rows whose bucket is ``bucket``."""
+    extra = {"r_hour": hour} if hour is not None else {}
+    hours = YieldRollup.objects.filter(project=project, period=Period.HOUR).annotate(
+        **extra, r_station=F("station_id"), r_sku=F("sku")
+    )
+    rolled = (
+        hours.annotate(r_bucket=bucket)
+        .values("r_station", "r_sku", "r_bucket")
+        .annotate(**{f"n_{name}": Sum(name) for name in YIELD_COUNTERS})
     )
     _insert_select(
         YieldRollup._meta.db_table,
         project=project,
-        period=Period.DAY,
-        select=daily.order_by(),
+        period=period,
+        select=rolled.order_by(),
         key_aliases=("r_station", "r_sku", "r_bucket"),
         counters=YIELD_COUNTERS,
     )
     defect_hours = DefectRollup.objects.filter(project=project, period=Period.HOUR).annotate(
-        r_station=F("station_id"), r_sku=F("sku"), r_bucket=TruncDay("bucket"), r_defect_class=F("defect_class_id")
+        **extra, r_station=F("station_id"), r_sku=F("sku"), r_defect_class=F("defect_class_id")
     )
-    defect_days = defect_hours.values("r_station", "r_sku", "r_bucket", "r_defect_class").annotate(
-        n_failed=Sum("failed")
+    defects = (
+        defect_hours.annotate(r_bucket=bucket)
+        .values("r_station", "r_sku", "r_bucket", "r_defect_class")
+        .annotate(n_failed=Sum("failed"))
     )
     _insert_select(
         DefectRollup._meta.db_table,
         project=project,
-        period=Period.DAY,
-        select=defect_days.order_by(),
+        period=period,
+        select=defects.order_by(),
         key_aliases=("r_station", "r_sku", "r_bucket", "r_defect_class"),
         counters=("failed",),
     )
@@ -240,7 +308,8 @@ def _insert_select(
     )
     sql = (
         f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608  (names are ours, quoted)
-        f"SELECT %s, %s, {picked} FROM ({inner}) AS rollup_source WHERE 1 = 1 "
+        # Inserted in bucket order, so that a range of buckets lies in few pages.
+        f"SELECT %s, %s, {picked} FROM ({inner}) AS rollup_source WHERE 1 = 1 ORDER BY {quote('r_bucket')} "
         f"ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET {increments}"
     )
     with connection.cursor() as cursor:

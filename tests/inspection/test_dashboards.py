@@ -15,7 +15,6 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from inspection.dashboards import shift_of_hour
 from inspection.models import (
     DefectClass,
     DefectRollup,
@@ -28,7 +27,7 @@ from inspection.models import (
     YieldRollup,
 )
 from inspection.services import station_create, verdict_record_final
-from inspection.services.rollups import rollup_record_verdict, rollups_rebuild
+from inspection.services.rollups import rollup_record_verdict, rollups_rebuild, shift_bucket, shift_of_hour
 from review.models import ReviewItem
 from review.services import review_decide, review_item_open
 from tests.factories import make_project, make_user
@@ -164,8 +163,10 @@ def test_rollups_kept_as_verdicts_arrive_equal_a_rebuild_from_the_verdicts(plant
     written = rollups_rebuild(project=project)
 
     assert rollup_snapshot(project) == live
-    # 4 hour buckets x stations/SKUs (S1 08 and 09, S2 15 and 16, S3 23, S3/SKU-2 02) + 4 day rows
-    assert written == {"yield_rows": 6 + 4, "defect_rows": 3 + 3}
+    # Hour rows: S1 08 and 09, S2 15 and 16, S3 23, S3/SKU-2 02; day rows: 4 station/SKU
+    # pairs; shift rows: S1 in A, S2 in B, S3 in the C that began on the 10th and the C
+    # that began on the 9th (02:30 on the 10th).
+    assert written == {"yield_rows": 6 + 4 + 4, "defect_rows": 3 + 3 + 3}
     day = YieldRollup.objects.filter(project=project, period="day", station=plant["s3"], sku="SKU-1").get()
     assert (day.parts_decided, day.passed, day.failed, day.human_passed, day.human_failed) == (4, 3, 1, 3, 1)
     assert (day.audited_auto_passes, day.escapes, day.audited_auto_fails, day.false_rejects) == (2, 1, 1, 1)
@@ -184,7 +185,7 @@ def test_the_rebuild_command_restores_lost_rollups(plant: dict[str, Any]) -> Non
     call_command("rebuild_rollups", "--project", project.name, stdout=out)
 
     assert rollup_snapshot(project) == live
-    assert '"yield_rows": 10' in out.getvalue()
+    assert '"yield_rows": 14' in out.getvalue()
 
 
 def test_a_rolled_back_verdict_leaves_no_count(plant: dict[str, Any]) -> None:
@@ -259,7 +260,8 @@ def test_parallel_workers_counting_the_same_bucket_lose_no_count() -> None:
         ("line", {"L1": (6, 4, 2, 0.666667), "L2": (5, 3, 2, 0.6)}),
         ("station", {"L1/S1": (4, 3, 1, 0.75), "L1/S2": (2, 1, 1, 0.5), "L2/S3": (5, 3, 2, 0.6)}),
         ("sku", {"SKU-1": (8, 6, 2, 0.75), "SKU-2": (3, 1, 2, 0.333333)}),
-        ("shift", {"A": (4, 3, 1, 0.75), "B": (2, 1, 1, 0.5), "C": (5, 3, 2, 0.6)}),
+        # Per day, a shift counts on the day it began: 02:30 on the 10th is the 9th's shift C.
+        ("shift", {"A": (4, 3, 1, 0.75), "B": (2, 1, 1, 0.5), "C": (4, 3, 1, 0.75)}),
     ],
 )
 def test_first_pass_yield_by_line_station_sku_and_shift(
@@ -306,8 +308,10 @@ def test_short_ranges_are_hourly_and_shifts_follow_the_projects_definition(plant
 )
 def test_a_shift_runs_until_the_next_one_starts_and_wraps_past_midnight(hour: int, shift: str) -> None:
     shifts = [{"name": "B", "start": 14}, {"name": "A", "start": 6}, {"name": "C", "start": 22}]
+    began = {"A": at(10, 6, 0), "B": at(10, 14, 0), "C": at(10 if hour >= 22 else 9, 22, 0)}[shift]
 
     assert shift_of_hour(shifts, hour) == shift
+    assert shift_bucket(at(10, hour, 45), shifts) == began
 
 
 def test_automation_and_audit_rates(plant: dict[str, Any]) -> None:
@@ -505,6 +509,7 @@ def test_bad_parameters_are_a_400_that_says_why(
 
 
 def test_a_manager_sets_the_shifts_and_bad_ones_are_refused(plant: dict[str, Any]) -> None:
+    build_hand_set(plant)
     project, client = plant["project"], as_user(plant["manager"])
     url = f"/api/v1/projects/{project.pk}"
     shifts = [{"name": "Night", "start": 18}, {"name": "Day", "start": 6}]
@@ -515,6 +520,12 @@ def test_a_manager_sets_the_shifts_and_bad_ones_are_refused(plant: dict[str, Any
 
     in_order = [{"name": "Day", "start": 6}, {"name": "Night", "start": 18}]
     assert ok.status_code == 200 and ok.json()["shifts"] == in_order
+    # The shift rows were re-cut: 15:00 and 16:00 are now the day shift, 23:00 the night.
+    by_shift = {row["group"]: row["parts_decided"] for row in chart(plant, "yield", "group_by=shift")["rows"]}
+    assert by_shift == {"Day": 6, "Night": 4}
+    recut = rollup_snapshot(project)
+    rollups_rebuild(project=project)
+    assert rollup_snapshot(project) == recut
     assert (overlap.status_code, late.status_code) == (400, 400)
     project.refresh_from_db()
     assert project.shifts == in_order
