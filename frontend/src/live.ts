@@ -12,6 +12,7 @@ export class LiveFeed {
   private readonly statusListeners = new Set<StatusListener>();
   private retryMs = 500;
   private closed = false;
+  private state: "connecting" | "live" | "offline" = "offline";
 
   constructor(private readonly url: string = LiveFeed.defaultUrl()) {}
 
@@ -35,12 +36,15 @@ export class LiveFeed {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called now with the current state, then on every change. */
   onStatus(listener: StatusListener): () => void {
     this.statusListeners.add(listener);
+    listener(this.state);
     return () => this.statusListeners.delete(listener);
   }
 
   private setStatus(status: "connecting" | "live" | "offline"): void {
+    this.state = status;
     for (const listener of this.statusListeners) listener(status);
   }
 

@@ -18,6 +18,7 @@ const pages: Record<string, () => Promise<Page>> = {
 const app = document.getElementById("app") as HTMLElement;
 let teardown: () => void = () => undefined;
 let live: LiveFeed | null = null;
+let unwatchLive: () => void = () => undefined;
 
 async function start(): Promise<void> {
   let me: Me;
@@ -105,10 +106,11 @@ function shell(session: Session, path: string): HTMLElement {
     ),
   );
   const liveBadge = h("span", { class: "live-badge", id: "live-status", role: "status" }, "Connecting…");
-  live?.onStatus((state) => {
+  unwatchLive();
+  unwatchLive = live?.onStatus((state) => {
     liveBadge.textContent = state === "live" ? "Live" : state === "connecting" ? "Connecting…" : "Offline";
     liveBadge.dataset.state = state;
-  });
+  }) ?? (() => undefined);
   const logout = h(
     "button",
     {

@@ -60,7 +60,12 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
         return loss
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]  # LBFGS.step is untyped in torch
-    return float(np.clip(float(log_t.detach().exp()), 0.05, 20.0))
+    temperature = float(log_t.detach().exp())
+    # A perfectly separated validation split drives T towards 0 and LBFGS can step to NaN:
+    # then the logits keep their own scale.
+    if not np.isfinite(temperature):
+        return 1.0
+    return float(np.clip(temperature, 0.05, 20.0))
 
 
 def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, bins: int = 10) -> float:

@@ -1,0 +1,53 @@
+"""The training view in a real browser: a manager starts a job, watches the curve grow
+live over the websocket, reads the model's metrics and deploys it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inspection.models import ModelVersion
+from tests.conftest import LiveStack, wait_until
+from tests.factories import make_project, make_user
+from tests.inspection.test_model_serving_live import labelled_goods
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_manager_starts_training_watches_progress_live_and_deploys_the_model(
+    live: LiveStack, open_screen: Any, tmp_path: Path
+) -> None:
+    project = make_project()
+    labelled_goods(project, tmp_path, 12)
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "training")
+    page = screen.page
+    page.wait_for_selector("#live-status[data-state=live]")
+
+    page.select_option("#train-kind", "classifier")
+    page.fill("#train-epochs", "4")
+    page.fill("#train-size", "64")
+    page.click("#train-start")
+
+    # Progress arrives over the websocket: the text and the curve update without a reload.
+    page.wait_for_selector("#progress-text >> text=/epoch [1-4]\\/4/", timeout=120_000)
+    page.wait_for_selector("#training-curve canvas")
+    version = ModelVersion.objects.get(project=project)
+    wait_until(lambda: ModelVersion.objects.get(pk=version.pk).status != "training", timeout_s=180)
+    version.refresh_from_db()
+    assert version.status == "ready", (version.status, version.error)
+    page.wait_for_selector(f"tr[data-version='{version.pk}'][data-status=ready]", timeout=20_000)
+    page.wait_for_selector("#confusion")
+    screen.shot("training")
+
+    labels = page.locator("#confusion thead th").all_inner_texts()
+    assert labels == ["good", "pit"] or set(labels) >= {"pit"}
+    assert page.locator("#metrics").inner_text().count("accuracy") >= 1
+
+    page.click(f"tr[data-version='{version.pk}'] button[data-action=deploy]")
+    page.wait_for_selector(f"tr[data-version='{version.pk}'][data-status=deployed]")
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.DEPLOYED
+    assert screen.errors == [] and screen.dialogs == []
