@@ -3,8 +3,9 @@ day, line or station: automation rate, escape and false-reject rates measured on
 samples, agreement between model and people, and each reviewer's throughput and accuracy
 on golden items.
 
-Computed from the rows in the window on every call; the dashboards' rollups (for plant
-scale) are the front-end issue's work.
+Computed from the rows in the window on every call, so meant for short windows; the
+manager dashboards (``inspection.dashboards``) read rollups kept current as verdicts
+arrive, for plant scale.
 """
 
 from __future__ import annotations

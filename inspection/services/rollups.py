@@ -75,7 +75,7 @@ def _starts(shifts: list[dict[str, Any]]) -> list[int]:
 def shift_of_hour(shifts: list[dict[str, Any]], hour: int) -> str:
     """The shift running at ``hour`` (0-23, UTC): the last one started by then, else the one
     that started the evening before."""
-    ordered = sorted(shifts, key=lambda shift: int(shift["start"]))
+    ordered = sorted(shifts, key=lambda shift: int(shift["start"])) or [{"name": "all", "start": 0}]
     running = [shift for shift in ordered if int(shift["start"]) <= hour]
     return str((running or ordered)[-1]["name"])
 
