@@ -12,7 +12,7 @@ import torch
 from workers.ml.errors import TrainingDataError
 from workers.ml.metrics import binary_auroc, threshold_for_false_reject
 from workers.ml.networks import PatchCoreNet
-from workers.ml.trainers.common import TrainedModel, load_images, to_tensor
+from workers.ml.trainers.common import TrainedModel, load_images, to_tensor, training_device
 from workers.ml.training import RunControl, is_good
 from workers.ml.types import Progress, Sample
 
@@ -76,6 +76,9 @@ def train_anomaly(
         aggregation=architecture["aggregation"],
     ).eval()
 
+    # Feature extraction (the costly part) runs on the training device; the bank is CPU.
+    device = training_device()
+    network.to(device)
     chunks: list[torch.Tensor] = []
     chunk_size = 16
     total = math.ceil(len(fit_goods) / chunk_size)
@@ -83,11 +86,12 @@ def train_anomaly(
         control.check()
         images = load_images(fit_goods[start : start + chunk_size], size, control)
         with torch.inference_mode():
-            patches = network.features(network.standardize(to_tensor(images)))
-        chunks.append(patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]))
+            patches = network.features(network.standardize(to_tensor(images).to(device, non_blocking=True)))
+        chunks.append(patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).cpu())
         control.report(Progress(chunk_index + 1, total, 0.0, None, "feature_chunks"))
     features = torch.cat(chunks)
     del chunks
+    network.to("cpu")
     generator = torch.Generator().manual_seed(seed)
     candidates = int(params["coreset_candidates"])
     if len(features) > candidates:

@@ -25,6 +25,7 @@ from workers.ml.trainers.common import (
     predict_in_batches,
     to_tensor,
     to_train_tensor,
+    training_device,
 )
 from workers.ml.training import RunControl, is_good, stratified_split
 from workers.ml.types import Progress, Sample
@@ -56,6 +57,8 @@ def train_classifier(
         len(class_names), pretrained=bool(params["pretrained"]), standardize=bool(params["standardize"])
     )
     network.encoder.freeze_through(int(params["freeze_through_block"]))
+    device = training_device()
+    network.to(device)
     channels_last(network, True)
     augment = build_augmentation(seed=seed, strength=float(params["augment"]))
     rng = np.random.default_rng(seed)
@@ -89,14 +92,15 @@ def train_classifier(
             control.check()
             batch_idx = drawn[step * batch_size : (step + 1) * batch_size]
             batch = np.stack([augment(image=images[i])["image"] for i in batch_idx])
-            loss = criterion(network.logits(to_train_tensor(batch)), torch.from_numpy(targets[batch_idx]))
+            inputs = to_train_tensor(batch).to(device, non_blocking=True)
+            loss = criterion(network.logits(inputs), torch.from_numpy(targets[batch_idx]).to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             running += float(loss.detach())
         network.eval()
-        val_logits = predict_in_batches(network.logits, val_images)
+        val_logits = predict_in_batches(network.logits, val_images, device=device)
         val_loss = float(F.cross_entropy(val_logits, val_targets))
         val_accuracy = float((val_logits.argmax(1) == val_targets).float().mean())
         control.report(Progress(epoch + 1, epochs, running / steps_per_epoch, val_accuracy, "val_accuracy"))
@@ -109,6 +113,7 @@ def train_classifier(
             break
     assert best_state is not None  # at least one epoch ran
     network.load_state_dict(best_state)
+    network.to("cpu")  # the rest (calibration, export) runs where the artifacts are written
     channels_last(network, False)
     network.eval()
 

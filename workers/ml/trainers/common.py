@@ -6,6 +6,7 @@ what makes several epochs over ~1000 images affordable on 2 CPU cores.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,18 @@ def image_shape(path: Path) -> tuple[int, int]:
     return int(image.shape[0]), int(image.shape[1])
 
 
+def training_device() -> torch.device:
+    """Where training runs: ``LOUPE_TRAIN_DEVICE`` (auto, cpu, cuda, cuda:N); auto picks the
+    GPU when this PyTorch build and host have one. Artifacts are always written from CPU."""
+    wanted = os.environ.get("LOUPE_TRAIN_DEVICE", "auto").strip().lower() or "auto"
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(wanted)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"LOUPE_TRAIN_DEVICE={wanted} but this host or PyTorch build has no CUDA")
+    return device
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float32 NCHW 0..255."""
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
@@ -113,12 +126,19 @@ def channels_last(network: nn.Module, enabled: bool) -> None:
 
 
 def predict_in_batches(
-    network: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, batch_size: int = 32
+    network: Callable[[torch.Tensor], torch.Tensor],
+    images: np.ndarray,
+    batch_size: int = 32,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
+    """Outputs on the CPU, whatever device the network runs on."""
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            outputs.append(network(to_tensor(images[start : start + batch_size])))
+            batch = to_tensor(images[start : start + batch_size])
+            if device is not None:
+                batch = batch.to(device, non_blocking=True)
+            outputs.append(network(batch).cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 

@@ -25,6 +25,7 @@ from workers.ml.trainers.common import (
     predict_in_batches,
     to_tensor,
     to_train_tensor,
+    training_device,
 )
 from workers.ml.training import RunControl, is_good, stratified_split
 from workers.ml.types import Progress, Sample
@@ -66,6 +67,8 @@ def train_segmenter(
 
     network = SegmenterNet(pretrained=bool(params["pretrained"]), standardize=bool(params["standardize"]))
     network.encoder.freeze_through(int(params["freeze_through_block"]))
+    device = training_device()
+    network.to(device)
     channels_last(network, True)
     augment = build_augmentation(seed=seed, strength=float(params["augment"]))
     batch_size = int(params["batch_size"])
@@ -87,8 +90,8 @@ def train_segmenter(
             if len(batch_idx) < 2:  # batch norm needs two samples
                 continue
             pairs = [augment(image=images[i], mask=masks[i]) for i in batch_idx]
-            batch = to_train_tensor(np.stack([p["image"] for p in pairs]))
-            target = torch.from_numpy(np.stack([p["mask"] for p in pairs])[:, None].astype(np.float32))
+            batch = to_train_tensor(np.stack([p["image"] for p in pairs])).to(device, non_blocking=True)
+            target = torch.from_numpy(np.stack([p["mask"] for p in pairs])[:, None].astype(np.float32)).to(device)
             logits = network.logits(batch)
             loss = F.binary_cross_entropy_with_logits(logits, target) + _dice_loss(logits, target)
             optimizer.zero_grad(set_to_none=True)
@@ -97,7 +100,7 @@ def train_segmenter(
             scheduler.step()
             running += float(loss.detach())
         network.eval()
-        probabilities = predict_in_batches(network, val_images, batch_size=8).numpy()[:, 0]
+        probabilities = predict_in_batches(network, val_images, batch_size=8, device=device).numpy()[:, 0]
         iou, _ = mask_iou_dice(probabilities >= 0.5, val_masks > 0)
         control.report(Progress(epoch + 1, epochs, running / steps_per_epoch, iou, "val_iou"))
         if iou > best_iou:
@@ -109,6 +112,7 @@ def train_segmenter(
             break
     assert best_state is not None
     network.load_state_dict(best_state)
+    network.to("cpu")  # threshold search and export run where the artifacts are written
     channels_last(network, False)
     network.eval()
     probabilities = predict_in_batches(network, val_images, batch_size=8).numpy()[:, 0]

@@ -1,0 +1,155 @@
+"""GPU check, run by hand on a host with an NVIDIA GPU (CI never has one).
+
+Trains each model kind on generated parts twice, on the GPU and on the CPU
+(``LOUPE_TRAIN_DEVICE``), checks that the GPU-trained artifact serves through ONNX Runtime
+and PyTorch with agreeing outputs, times GPU eager inference against CPU, and reports
+which ONNX Runtime execution providers this host offers (``CUDAExecutionProvider`` needs
+the ``onnxruntime-gpu`` package).
+
+    python benchmarks/gpu_check.py [--parts 240] [--size 160] [--epochs 6]
+
+Prints a table, then one JSON line of the headline figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from workers.ml.inference import available_providers, load_inferencer
+from workers.ml.training import train
+from workers.ml.types import Prediction, Sample
+from workers.synthetic import DEFECT_KINDS, synthetic_part
+
+
+def dataset(root: Path, parts: int, size: int) -> list[Sample]:
+    samples = []
+    for index in range(parts):
+        defect = None if index % 3 else str(DEFECT_KINDS[(index // 3) % len(DEFECT_KINDS)])
+        part = synthetic_part(10_000 + index, size=size, defect=defect)
+        image_path = root / f"p{index}.png"
+        part.image.save(image_path)
+        mask_path = None
+        if defect is not None:
+            mask_path = root / f"p{index}_mask.png"
+            part.mask.save(mask_path)
+        samples.append(Sample(image_path=image_path, label=defect, mask_path=mask_path))
+    return samples
+
+
+def parity_gap(kind: str, onnx: list[Prediction], eager: list[Prediction]) -> float:
+    """Largest disagreement between the runtimes: probability, relative score, mask pixels."""
+    gaps = []
+    for a, b in zip(onnx, eager, strict=True):
+        if kind == "classifier" and a.probabilities and b.probabilities:
+            gaps += [abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities]
+        elif kind == "anomaly" and a.anomaly_score is not None and b.anomaly_score is not None:
+            gaps.append(abs(a.anomaly_score - b.anomaly_score) / max(1e-6, abs(b.anomaly_score)))
+        elif a.mask is not None and b.mask is not None:
+            gaps.append(float(np.mean(a.mask != b.mask)))
+    return float(max(gaps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", type=int, default=240)
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--epochs", type=int, default=6)
+    args = parser.parse_args()
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    print(f"host: {platform.node()} · torch {torch.__version__} · GPU: {gpu or 'none'}")
+    import onnxruntime as ort
+
+    print(
+        f"onnxruntime {ort.__version__}: providers {ort.get_available_providers()}; Loupe uses {available_providers()}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="loupe-gpu-"))
+    samples = dataset(work, args.parts, args.size)
+    goods = [s for s in samples if s.label is None]
+    params = {
+        "classifier": {"epochs": args.epochs, "input_size": [args.size, args.size], "patience": args.epochs},
+        "segmenter": {"epochs": args.epochs, "input_size": [args.size, args.size], "patience": args.epochs},
+        "anomaly": {"input_size": [args.size, args.size]},
+    }
+    rows: list[dict[str, Any]] = []
+    headline: dict[str, object] = {"gpu": gpu}
+    devices = ["cuda", "cpu"] if gpu else ["cpu"]
+    for kind in ("classifier", "segmenter", "anomaly"):
+        for device in devices:
+            os.environ["LOUPE_TRAIN_DEVICE"] = device
+            out = work / f"{kind}-{device}"
+            started = time.perf_counter()
+            result = train(
+                kind=kind,
+                samples=goods if kind == "anomaly" else samples,
+                good_class="good",
+                out_dir=out,
+                hyperparameters=params[kind],
+                seed=0,
+            )
+            seconds = time.perf_counter() - started
+            metric_name = {"classifier": "accuracy", "segmenter": "val_iou", "anomaly": "val_image_auroc"}[kind]
+            metric = result.metrics.get(metric_name)
+            row: dict[str, Any] = {"kind": kind, "device": device, "train_s": round(seconds, 1), metric_name: metric}
+            if device == devices[0]:
+                # The GPU-trained artifact serves on ONNX Runtime and PyTorch alike.
+                onnx = load_inferencer(out, result.artifacts, backend="onnx")
+                eager = load_inferencer(out, result.artifacts, backend="torch")
+                images = [np.asarray(synthetic_part(99_000 + i, size=args.size).image) for i in range(8)]
+                row["ort_vs_torch_gap"] = round(parity_gap(kind, onnx.predict(images), eager.predict(images)), 6)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        if gpu:
+            headline[f"{kind}_train_speedup"] = round(rows[-1]["train_s"] / max(rows[-2]["train_s"], 1e-3), 2)
+
+    if gpu:
+        from workers.ml.networks import ClassifierNet
+
+        network = ClassifierNet(4, pretrained=True, standardize=True).eval()
+        batch = torch.rand(16, 3, 224, 224) * 255
+        timings = {}
+        for device in ("cuda", "cpu"):
+            model, x = network.to(device), batch.to(device)
+            with torch.inference_mode():
+                for _ in range(3):
+                    model(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                for _ in range(20):
+                    model(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+            timings[device] = (time.perf_counter() - started) / 20 / 16 * 1000
+        headline["eager_ms_per_image_b16"] = {k: round(v, 3) for k, v in timings.items()}
+
+    print()
+    print(f"{'kind':<11} {'device':<6} {'train s':>8}  metric             ORT vs torch gap")
+    for row in rows:
+        name, figure = next(
+            (k, v) for k, v in row.items() if k not in {"kind", "device", "train_s", "ort_vs_torch_gap"}
+        )
+        value = f"{figure:.3f}" if isinstance(figure, float) else str(figure)
+        print(
+            f"{row['kind']:<11} {row['device']:<6} {row['train_s']:>8}  {name}={value:<10} {row.get('ort_vs_torch_gap', '')}"
+        )
+    headline["cuda_execution_provider"] = "CUDAExecutionProvider" in available_providers()
+    print(json.dumps(headline))
+
+
+if __name__ == "__main__":
+    main()
