@@ -67,11 +67,13 @@ class Screen:
         return path
 
     def axe(self) -> list[dict[str, Any]]:
-        """Serious and critical accessibility violations on the page (axe-core, WCAG 2 A/AA)."""
+        """Serious and critical accessibility violations on the page (axe-core, WCAG 2 A/AA).
+        The page's context must bypass CSP: axe is injected as a script."""
         self.page.add_script_tag(path=str(AXE))
         result = self.page.evaluate(
             "async () => await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}})"
         )
+        assert result["passes"], "axe checked nothing"
         return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
@@ -79,8 +81,9 @@ class Screen:
 def open_screen(chromium: Browser, live: Any) -> Iterator[Any]:
     contexts = []
 
-    def open_screen(user: Any, path: str = "") -> Screen:
-        context = chromium.new_context(viewport=VIEWPORT, base_url=live.base_url)
+    def open_screen(user: Any, path: str = "", *, bypass_csp: bool = False) -> Screen:
+        # bypass_csp: only for injecting axe-core; every other test runs under the page's CSP.
+        context = chromium.new_context(viewport=VIEWPORT, base_url=live.base_url, bypass_csp=bypass_csp)
         contexts.append(context)
         page = context.new_page()
         screen = Screen(page)
