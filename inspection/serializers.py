@@ -209,10 +209,11 @@ class MembershipUpdateInputSerializer(StrictInputSerializer):
 
 class StationOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     line = serializers.CharField(source="line.name")
+    line_id = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Station
-        fields = ["id", "project", "line", "name", "is_active"]
+        fields = ["id", "project", "line", "line_id", "name", "is_active"]
 
 
 class StationCreateInputSerializer(StrictInputSerializer):

@@ -1,0 +1,100 @@
+"""The manager's dashboard in a real browser: its figures are the database's, labels stay
+text, CSV exports what a chart shows, and the operating point is set here (audited)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from inspection.models import AuditEvent, Image, Inspection, Part, Project, Verdict
+from inspection.services import station_create
+from inspection.services.inspections import verdict_record_final
+from tests.conftest import LiveStack
+from tests.factories import make_project, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+
+
+def record_verdicts(project: Project, outcomes: list[tuple[str, str | None, str]]) -> None:
+    """Final model verdicts, one inspected part each: (outcome, defect class name, line)."""
+    stations = {line: station_create(project=project, line_name=line, station_name="Cam") for _, _, line in outcomes}
+    image = Image.objects.create(sha256="0" * 64, file="dashboard.png", format="PNG", width=8, height=8, bytes=64)
+    for index, (outcome, defect, line) in enumerate(outcomes):
+        part = Part.objects.create(project=project, serial=f"D-{index}", sku="PLATE-A" if index % 2 else "PLATE-B")
+        inspection = Inspection.objects.create(
+            project=project,
+            part=part,
+            station=stations[line],
+            image=image,
+            captured_at=timezone.now(),
+            status=Inspection.Status.DONE,
+        )
+        verdict_record_final(
+            part=part,
+            outcome=outcome,
+            source=Verdict.Source.MODEL,
+            defect_class=project.defect_classes.get(name=defect) if defect else None,
+            inspection=inspection,
+            model_version="classifier#1",
+        )
+
+
+def test_the_managers_yield_figure_equals_the_database_and_labels_stay_text(live: LiveStack, open_screen: Any) -> None:
+    project = make_project(classes=("crack", HOSTILE))
+    outcomes = (
+        [("pass", None, "Line A")] * 17
+        + [("fail", "crack", "Line A")] * 3
+        + [("fail", HOSTILE, "Line B")] * 5
+        + [("pass", None, "Line B")] * 6
+    )
+    record_verdicts(project, outcomes)
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "dashboard")
+    page = screen.page
+    page.wait_for_selector("#tile-first_pass_yield[data-value]")
+    page.wait_for_selector("#chart-pareto canvas")
+    page.wait_for_selector("#model-versions")
+    screen.shot("dashboard")
+
+    final = Verdict.objects.filter(project=project, is_final=True)
+    expected = final.filter(outcome="pass").count() / final.count()
+    shown = float(page.get_attribute("#tile-first_pass_yield", "data-value") or "nan")
+    assert shown == pytest.approx(expected)
+    assert page.inner_text("#tile-first_pass_yield .figure") == f"{expected * 100:.2f} %"
+    assert page.get_attribute("#tile-parts_decided", "data-value") == str(len(outcomes))
+
+    # The hostile class name is drawn on the canvas as text; nothing it holds ran or landed in the DOM.
+    assert page.locator("img[src=x]").count() == 0
+    assert screen.dialogs == [] and screen.errors == []
+
+    # CSV of the Pareto chart: what the chart shows, the hostile label as a plain cell.
+    href = page.get_attribute("a[data-chart=pareto]", "href")
+    assert href is not None
+    response = page.request.get(href)
+    assert response.status == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text())))
+    assert [(r["defect_class"], r["failed"]) for r in rows] == [(HOSTILE, "5"), ("crack", "3")]
+
+
+def test_the_manager_sets_the_operating_point_from_the_dashboard_and_it_is_audited(
+    live: LiveStack, open_screen: Any
+) -> None:
+    project = make_project()
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "dashboard")
+    page = screen.page
+    page.wait_for_selector("#target-escape")
+
+    page.fill("#target-escape", "1.5")
+    page.click("#save-operating-point")
+    page.wait_for_selector("#operating-point-status >> text=saved")
+
+    project.refresh_from_db()
+    assert project.target_escape_rate == pytest.approx(0.015)
+    assert AuditEvent.objects.filter(project=project, action="project.updated").exists()
