@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
-def record_verdicts(project: Project, outcomes: list[tuple[str, str | None, str]]) -> None:
+def record_verdicts(project: Project, outcomes: Sequence[tuple[str, str | None, str]]) -> None:
     """Final model verdicts, one inspected part each: (outcome, defect class name, line)."""
     stations = {line: station_create(project=project, line_name=line, station_name="Cam") for _, _, line in outcomes}
     image = Image.objects.create(sha256="0" * 64, file="dashboard.png", format="PNG", width=8, height=8, bytes=64)
