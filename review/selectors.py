@@ -3,18 +3,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from inspection.errors import NotFound
+from inspection.models import Inspection
 from inspection.permissions import CAN_REVIEW
 from inspection.selectors import project_ids_for
 from review.models import GoldenPart, ReviewItem
 
 
+def _part_views() -> Prefetch[Any]:
+    # Every camera's image of the part, for the reviewer to look through (one query per page).
+    return Prefetch(
+        "part__inspections", queryset=Inspection.objects.select_related("station", "station__line").order_by("id")
+    )
+
+
 def review_items_for(*, user: Any) -> QuerySet[ReviewItem]:
     """Items of the projects where ``user`` may review, oldest first."""
-    return ReviewItem.objects.filter(project_id__in=project_ids_for(user=user, roles=CAN_REVIEW)).select_related(
-        "part", "inspection", "inspection__station", "inspection__station__line", "inspection__image"
+    return (
+        ReviewItem.objects.filter(project_id__in=project_ids_for(user=user, roles=CAN_REVIEW))
+        .select_related("part", "inspection", "inspection__station", "inspection__station__line", "inspection__image")
+        .prefetch_related(_part_views())
     )
 
 
@@ -33,7 +43,7 @@ def review_items_for_push() -> QuerySet[ReviewItem]:
     """Unscoped on purpose: used only to build the payload for the item's own project group."""
     return ReviewItem.objects.select_related(
         "part", "inspection", "inspection__station", "inspection__station__line", "inspection__image"
-    )
+    ).prefetch_related(_part_views())
 
 
 def review_queue_stats(*, user: Any) -> list[dict[str, Any]]:

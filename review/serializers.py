@@ -18,6 +18,7 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
     image = serializers.SerializerMethodField()
     scores = serializers.SerializerMethodField()
     overlays = serializers.SerializerMethodField()
+    views = serializers.SerializerMethodField()
     station = serializers.SerializerMethodField()
     sla_due_at = serializers.SerializerMethodField()
 
@@ -34,6 +35,7 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
             "image",
             "scores",
             "overlays",
+            "views",
             "created_at",
             "sla_due_at",
             "claimed_by",
@@ -77,6 +79,21 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
             "heatmap": reverse("inspection-heatmap", kwargs={"pk": inspection.pk}) if inspection.heatmap_file else None,
             "mask": reverse("inspection-mask", kwargs={"pk": inspection.pk}) if inspection.mask_file else None,
         }
+
+    def get_views(self, item: ReviewItem) -> list[dict[str, Any]]:
+        """Every camera's image of the part (a part fails if any view fails), the routed one first."""
+        views = sorted(item.part.inspections.all(), key=lambda view: (view.pk != item.inspection_id, view.pk))
+        return [
+            {
+                "inspection": view.pk,
+                "station": f"{view.station.line.name} / {view.station.name}",
+                "url": reverse("inspection-image", kwargs={"pk": view.pk}),
+                "heatmap": reverse("inspection-heatmap", kwargs={"pk": view.pk}) if view.heatmap_file else None,
+                "mask": reverse("inspection-mask", kwargs={"pk": view.pk}) if view.mask_file else None,
+                "flagged": (view.scores or {}).get("decision", {}).get("action") in ("fail", "review"),
+            }
+            for view in views[:16]
+        ]
 
     def get_image(self, item: ReviewItem) -> dict[str, Any] | None:
         if item.inspection is None:

@@ -117,6 +117,15 @@ export interface Project {
   defect_classes: DefectClass[];
 }
 
+export interface PartView {
+  inspection: number;
+  station: string;
+  url: string;
+  heatmap: string | null;
+  mask: string | null;
+  flagged: boolean;
+}
+
 export interface ReviewItem {
   id: number;
   project: number;
@@ -136,6 +145,7 @@ export interface ReviewItem {
     flags?: Record<string, boolean>;
   };
   overlays: { heatmap: string | null; mask: string | null };
+  views?: PartView[];
   created_at: string;
   sla_due_at: string;
   claimed_by: number | null;

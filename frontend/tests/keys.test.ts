@@ -29,6 +29,8 @@ describe("review console keys", () => {
     expect(commandFor({ key: "m" }, classes)).toEqual({ kind: "overlay", overlay: "mask" });
     expect(commandFor({ key: "+" }, classes)).toEqual({ kind: "zoom", factor: 1.25 });
     expect(commandFor({ key: "0" }, classes)).toEqual({ kind: "reset-view" });
+    expect(commandFor({ key: "]" }, classes)).toEqual({ kind: "view", step: 1 });
+    expect(commandFor({ key: "[" }, classes)).toEqual({ kind: "view", step: -1 });
   });
 
   it("leaves browser shortcuts alone", () => {

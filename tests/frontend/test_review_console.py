@@ -104,3 +104,26 @@ def test_the_last_decision_can_be_undone_in_the_grace_period_and_is_never_record
     screen.page.keyboard.press("p")
     wait_until(lambda: Verdict.objects.filter(part__serial="SN-UNDO-1", outcome="pass").exists(), timeout_s=20)
     assert ReviewItem.objects.get(part__serial="SN-UNDO-1").status == "decided"
+
+
+def test_the_reviewer_looks_through_every_camera_view_of_a_part(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    project.views_per_part = 2
+    project.save(update_fields=["views_per_part"])
+    top, side = make_station(project, "Top"), make_station(project, "Side")
+    reviewer = make_user(project, role="reviewer")
+    screen = open_screen(reviewer, "review")
+    screen.page.wait_for_selector("#live-status[data-state=live]")
+    first = post_part(live, top, "SN-VIEWS-1", seed=2)
+    second = post_part(live, side, "SN-VIEWS-1", seed=3)
+    screen.page.wait_for_selector("#queue-list .queue-item >> text=SN-VIEWS-1")
+
+    screen.page.keyboard.press("n")
+    screen.page.wait_for_selector("#views button >> nth=1")
+    shown = screen.page.get_attribute("#viewer img.base", "src")
+    screen.page.keyboard.press("]")
+    switched = screen.page.get_attribute("#viewer img.base", "src")
+
+    assert {shown, switched} == {f"/api/v1/inspections/{first}/image", f"/api/v1/inspections/{second}/image"}
+    assert screen.page.locator("#views button").count() == 2
+    assert ReviewItem.objects.filter(part__serial="SN-VIEWS-1").count() == 1

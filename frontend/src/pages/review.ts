@@ -2,7 +2,7 @@
 // the next part, looks at it (zoom, pan, heatmap and mask overlays, scores, why it was
 // routed) and decides it from the keyboard, with a short grace period to undo.
 
-import { api, ApiError, type DefectClass, type Page as ApiPage, type ReviewItem } from "../api";
+import { api, ApiError, type DefectClass, type Page as ApiPage, type PartView, type ReviewItem } from "../api";
 import type { Page, PageContext } from "../context";
 import { ago, h, percent, replaceChildren } from "../dom";
 import { commandFor, KEY_HELP, type Command } from "../review/keys";
@@ -36,6 +36,8 @@ class ReviewConsole {
   private readonly buffer: DecisionBuffer<Decision>;
   private overlays = { heatmap: false, mask: false };
   private view = { scale: 1, x: 0, y: 0 };
+  private viewIndex = 0;
+  private readonly viewStrip = h("div", { class: "view-strip", id: "views", role: "group", aria: { label: "Camera views" } });
   private claiming = false;
 
   // Elements
@@ -92,6 +94,7 @@ class ReviewConsole {
             this.button("Zoom out (−)", () => this.run({ kind: "zoom", factor: 0.8 })),
             this.button("Fit (0)", () => this.run({ kind: "reset-view" })),
           ),
+          this.viewStrip,
         ),
         h(
           "aside",
@@ -183,6 +186,14 @@ class ReviewConsole {
       case "help":
         this.help.hidden = !this.help.hidden;
         break;
+      case "view": {
+        const count = this.views().length;
+        if (count > 1) {
+          this.viewIndex = (this.viewIndex + command.step + count) % count;
+          this.renderStage();
+        }
+        break;
+      }
     }
   }
 
@@ -268,6 +279,7 @@ class ReviewConsole {
 
   private show(item: ReviewItem): void {
     this.current = item;
+    this.viewIndex = 0;
     this.view = { scale: 1, x: 0, y: 0 };
     this.renderCurrent();
   }
@@ -351,24 +363,59 @@ class ReviewConsole {
     this.renderStage();
   }
 
+  /** The part's camera views; an item from an older server has only its own image. */
+  private views(): PartView[] {
+    const item = this.current;
+    if (!item) return [];
+    if (item.views && item.views.length) return item.views;
+    return item.image
+      ? [{ inspection: item.image.inspection, station: item.station ? `${item.station.line} / ${item.station.name}` : "", url: item.image.url, ...item.overlays, flagged: true }]
+      : [];
+  }
+
   private renderStage(): void {
     const item = this.current;
-    if (!item || !item.image) {
+    const views = this.views();
+    const shown = views[this.viewIndex] ?? views[0];
+    if (!item || !shown) {
       replaceChildren(this.stage);
+      replaceChildren(this.viewStrip);
       return;
     }
-    const layers: HTMLElement[] = [h("img", { src: item.image.url, alt: `Part ${item.part.serial}`, class: "base" })];
-    if (this.overlays.heatmap && item.overlays.heatmap) {
-      layers.push(h("img", { src: item.overlays.heatmap, alt: "Anomaly heatmap", class: "overlay heatmap", id: "overlay-heatmap" }));
+    const layers: HTMLElement[] = [h("img", { src: shown.url, alt: `Part ${item.part.serial}, ${shown.station}`, class: "base" })];
+    if (this.overlays.heatmap && shown.heatmap) {
+      layers.push(h("img", { src: shown.heatmap, alt: "Anomaly heatmap", class: "overlay heatmap", id: "overlay-heatmap" }));
     }
-    if (this.overlays.mask && item.overlays.mask) {
-      layers.push(h("img", { src: item.overlays.mask, alt: "Defect mask", class: "overlay mask", id: "overlay-mask" }));
+    if (this.overlays.mask && shown.mask) {
+      layers.push(h("img", { src: shown.mask, alt: "Defect mask", class: "overlay mask", id: "overlay-mask" }));
     }
     replaceChildren(this.stage, ...layers);
-    for (const [name, on] of Object.entries(this.overlays)) {
+    replaceChildren(
+      this.viewStrip,
+      ...(views.length > 1
+        ? views.map((view, index) =>
+            h(
+              "button",
+              {
+                type: "button",
+                class: view.flagged ? "view flagged" : "view",
+                aria: { pressed: String(index === this.viewIndex) },
+                on: {
+                  click: () => {
+                    this.viewIndex = index;
+                    this.renderStage();
+                  },
+                },
+              },
+              `${index + 1}. ${view.station}${view.flagged ? " (flagged)" : ""}`,
+            ),
+          )
+        : []),
+    );
+    for (const name of ["heatmap", "mask"] as const) {
       const toggle = document.getElementById(`toggle-${name}`);
-      toggle?.setAttribute("aria-pressed", String(on));
-      toggle?.toggleAttribute("disabled", !item.overlays[name as "heatmap" | "mask"]);
+      toggle?.setAttribute("aria-pressed", String(this.overlays[name]));
+      toggle?.toggleAttribute("disabled", !shown[name]);
     }
     this.applyView();
   }

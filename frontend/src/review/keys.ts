@@ -11,6 +11,7 @@ export type Command =
   | { kind: "overlay"; overlay: "heatmap" | "mask" }
   | { kind: "zoom"; factor: number }
   | { kind: "reset-view" }
+  | { kind: "view"; step: 1 | -1 }
   | { kind: "help" };
 
 export interface KeyLike {
@@ -30,6 +31,7 @@ export const KEY_HELP: [string, string][] = [
   ["M", "toggle mask"],
   ["+ / −", "zoom"],
   ["0", "reset zoom"],
+  ["[ / ]", "previous / next camera view"],
   ["?", "show keys"],
 ];
 
@@ -70,6 +72,10 @@ export function commandFor(event: KeyLike, classes: DefectClass[]): Command | nu
       return { kind: "zoom", factor: 0.8 };
     case "0":
       return { kind: "reset-view" };
+    case "]":
+      return { kind: "view", step: 1 };
+    case "[":
+      return { kind: "view", step: -1 };
     case "?":
       return { kind: "help" };
     default:
