@@ -1,6 +1,6 @@
 """Bad-inputs case 20 across every page: defect class, line and station names that hold HTML
-or script URLs
-add no element, in the review console, the dashboard and its charts, and the training view."""
+or script URLs are shown as the characters they are, run nothing and add no element, in the
+review console, the dashboard and its charts, and the training view."""
 
 from __future__ import annotations
 
