@@ -11,6 +11,7 @@ import { Session, sectionsFor } from "./session";
 
 const pages: Record<string, () => Promise<Page>> = {
   review: async () => (await import("./pages/review")).reviewPage,
+  annotate: async () => (await import("./pages/annotate")).annotatePage,
   dashboard: async () => (await import("./pages/dashboard")).dashboardPage,
   training: async () => (await import("./pages/training")).trainingPage,
 };

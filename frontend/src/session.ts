@@ -10,6 +10,7 @@ export interface Section {
 
 export const SECTIONS: Section[] = [
   { path: "review", label: "Review", roles: ["reviewer", "manager", "admin"] },
+  { path: "annotate", label: "Annotate", roles: ["annotator", "reviewer", "manager", "admin"] },
   { path: "dashboard", label: "Dashboard", roles: ["manager", "admin"] },
   { path: "training", label: "Training", roles: ["manager", "admin"] },
 ];
