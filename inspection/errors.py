@@ -15,11 +15,14 @@ class DomainError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
             self.code = code
+        # Plain JSON data the client needs to recover, sent beside code and detail (e.g. the
+        # stored state a stale write lost against).
+        self.extra = extra or {}
 
 
 class InvalidInput(DomainError):
@@ -55,7 +58,7 @@ class Conflict(DomainError):
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response({"code": exc.code, "detail": exc.detail}, status=exc.status)
+        return Response({**exc.extra, "code": exc.code, "detail": exc.detail}, status=exc.status)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, drf_exceptions.APIException):
         detail = response.data

@@ -18,6 +18,7 @@ from inspection.models import (
     Project,
     Station,
     StationToken,
+    TrainingLabels,
     Verdict,
     Webhook,
     WebhookDelivery,
@@ -64,6 +65,29 @@ class DefectClassOutputSerializer(serializers.ModelSerializer):  # type: ignore[
     class Meta:
         model = DefectClass
         fields = ["id", "project", "name", "color", "hotkey"]
+
+
+class DefectClassCreateInputSerializer(StrictInputSerializer):
+    project = serializers.IntegerField()
+    # Any text: stored as text and only ever rendered as text (bad-inputs case 20).
+    name = serializers.CharField(min_length=1, max_length=60, trim_whitespace=False)
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False, default="#e4572e", help_text="#rrggbb")
+    hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True, default=None)
+
+    def validate_name(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("A defect class needs a name.")
+        return value
+
+    def validate_color(self, value: str) -> str:
+        return value.lower()
+
+
+class DefectClassUpdateInputSerializer(DefectClassCreateInputSerializer):
+    project = None  # type: ignore[assignment]  # a class never moves to another project
+    name = serializers.CharField(min_length=1, max_length=60, trim_whitespace=False, required=False)
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False, help_text="#rrggbb")
+    hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
 
 
 class VerdictOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -155,6 +179,8 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
             "out_of_distribution_ratio",
             "views_per_part",
             "shifts",
+            "labels_per_image",
+            "training_labels",
             "defect_classes",
             "created_at",
         ]
@@ -171,6 +197,14 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
     audit_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     out_of_distribution_ratio = serializers.FloatField(min_value=1.0, max_value=100.0, required=False)
     views_per_part = serializers.IntegerField(min_value=1, max_value=32, required=False)
+    labels_per_image = serializers.IntegerField(
+        min_value=1, max_value=5, required=False, help_text="Independent labels wanted per image (k)."
+    )
+    training_labels = serializers.ChoiceField(
+        choices=TrainingLabels.choices,
+        required=False,
+        help_text="single: submitted (agreed) labels train; adjudicated: only a manager's adjudication.",
+    )
     shifts = serializers.ListField(
         child=serializers.DictField(),
         min_length=1,

@@ -19,6 +19,7 @@ urlpatterns = [
     path("projects/<int:pk>/dashboard/pareto", apis.DashboardParetoApi.as_view(), name="dashboard-pareto"),
     path("projects/<int:pk>/dashboard/summary", apis.DashboardSummaryApi.as_view(), name="dashboard-summary"),
     path("defect-classes", apis.DefectClassListApi.as_view(), name="defect-class-list"),
+    path("defect-classes/<int:pk>", apis.DefectClassDetailApi.as_view(), name="defect-class-detail"),
     path("inspections", apis.InspectionListApi.as_view(), name="inspection-list"),
     path("inspections/<int:pk>", apis.InspectionDetailApi.as_view(), name="inspection-detail"),
     path("inspections/<int:pk>/image", apis.InspectionImageApi.as_view(), name="inspection-image"),

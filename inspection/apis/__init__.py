@@ -35,6 +35,7 @@ from inspection.apis.model_versions import (
     ModelVersionListApi,
 )
 from inspection.apis.projects import (
+    DefectClassDetailApi,
     DefectClassListApi,
     MembershipDetailApi,
     MembershipListApi,
@@ -70,6 +71,7 @@ __all__ = [
     "DashboardSummaryApi",
     "DashboardThroughputApi",
     "DashboardYieldApi",
+    "DefectClassDetailApi",
     "DefectClassListApi",
     "HealthApi",
     "InspectionDetailApi",

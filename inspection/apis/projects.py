@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics
+from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,7 +21,9 @@ from inspection.models import (
 from inspection.permissions import CAN_MANAGE, IsPerson
 from inspection.serializers import (
     CalibrationOutputSerializer,
+    DefectClassCreateInputSerializer,
     DefectClassOutputSerializer,
+    DefectClassUpdateInputSerializer,
     MembershipOutputSerializer,
     MembershipUpdateInputSerializer,
     ProjectOutputSerializer,
@@ -65,6 +67,8 @@ class DefectClassFilter(django_filters.FilterSet):  # type: ignore[misc]  # djan
 
 
 class DefectClassListApi(generics.ListAPIView):  # type: ignore[type-arg]
+    """GET: the classes of the caller's projects. POST (managers): add a class to a project."""
+
     permission_classes = [IsPerson]
     serializer_class = DefectClassOutputSerializer
     filterset_class = DefectClassFilter
@@ -73,6 +77,36 @@ class DefectClassListApi(generics.ListAPIView):  # type: ignore[type-arg]
 
     def get_queryset(self) -> QuerySet[DefectClass]:
         return selectors.defect_classes_for(user=self.request.user)
+
+    @extend_schema(request=DefectClassCreateInputSerializer, responses={201: DefectClassOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = DefectClassCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        project = selectors.access_project(user=request.user, project_id=fields.pop("project"), roles=CAN_MANAGE)
+        defect_class = services.defect_class_create(project=project, actor=request.user, **fields)
+        return Response(DefectClassOutputSerializer(defect_class).data, status=status.HTTP_201_CREATED)
+
+
+class DefectClassDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    """GET: one class. PATCH (managers): its name, color or hotkey; audited."""
+
+    permission_classes = [IsPerson]
+    serializer_class = DefectClassOutputSerializer
+
+    def get_queryset(self) -> QuerySet[DefectClass]:
+        return selectors.defect_classes_for(user=self.request.user)
+
+    @extend_schema(request=DefectClassUpdateInputSerializer, responses=DefectClassOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        defect_class = self.get_object()
+        selectors.access_project(user=request.user, project_id=defect_class.project_id, roles=CAN_MANAGE)
+        serializer = DefectClassUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        defect_class = services.defect_class_update(
+            defect_class=defect_class, actor=request.user, **serializer.validated_data
+        )
+        return Response(DefectClassOutputSerializer(defect_class).data)
 
 
 class MembershipFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped

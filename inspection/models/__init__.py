@@ -8,6 +8,7 @@ from inspection.models.projects import (
     Role,
     Station,
     StationToken,
+    TrainingLabels,
 )
 from inspection.models.registry import Calibration, ModelVersion
 from inspection.models.rollups import DefectRollup, Period, YieldRollup
@@ -31,6 +32,7 @@ __all__ = [
     "Role",
     "Station",
     "StationToken",
+    "TrainingLabels",
     "Upload",
     "Verdict",
     "Webhook",

@@ -6,11 +6,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 def default_shifts() -> list[dict[str, Any]]:
     """Three eight-hour shifts; ``start`` is the hour of the day, UTC, when each begins."""
     return [{"name": "A", "start": 6}, {"name": "B", "start": 14}, {"name": "C", "start": 22}]
+
+
+class TrainingLabels(models.TextChoices):
+    SINGLE = "single"  # every submitted label (the agreed one when k > 1) enters training
+    ADJUDICATED = "adjudicated"  # only labels a manager adjudicated enter training
 
 
 class Project(models.Model):
@@ -42,6 +48,11 @@ class Project(models.Model):
     # UTC; each shift runs until the next one starts. Read at query time over the hourly
     # rollups, so changing it re-labels past hours without any rebuild.
     shifts = models.JSONField(default=default_shifts)
+    # Annotation studio: independent labels wanted per image (k); with k > 1 disagreements
+    # go to a manager. Which labels become training data: every submitted (or agreed) label,
+    # or only a manager's adjudicated result.
+    labels_per_image = models.PositiveSmallIntegerField(default=1)
+    training_labels = models.CharField(max_length=12, choices=TrainingLabels.choices, default=TrainingLabels.SINGLE)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -62,6 +73,9 @@ class DefectClass(models.Model):
         ordering = ["project_id", "id"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="defect_class_unique_name"),
+            models.UniqueConstraint(
+                fields=["project", "hotkey"], condition=Q(hotkey__isnull=False), name="defect_class_unique_hotkey"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,8 @@ from inspection.services.inspections import (
     verdict_record_final,
 )
 from inspection.services.projects import (
+    defect_class_create,
+    defect_class_update,
     membership_change_role,
     membership_set,
     project_create,
@@ -26,6 +28,8 @@ from inspection.services.uploads import (
 
 __all__ = [
     "SubmitResult",
+    "defect_class_create",
+    "defect_class_update",
     "inspection_run",
     "inspection_submit",
     "inspection_submit_upload",

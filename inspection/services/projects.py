@@ -121,7 +121,7 @@ def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Pr
     allowed = {
         "name", "description", "auto_pass_threshold", "auto_fail_threshold", "target_escape_rate",
         "target_false_reject_rate", "calibration_confidence", "audit_rate", "out_of_distribution_ratio",
-        "views_per_part", "shifts",
+        "views_per_part", "shifts", "labels_per_image", "training_labels",
     }  # fmt: skip
     unknown = set(changes) - allowed
     if unknown:
@@ -157,3 +157,49 @@ def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Pr
     except IntegrityError:
         raise Conflict("Another project already has this name.") from None
     return project
+
+
+# --- defect classes (the taxonomy annotators label with) ---------------------------------
+
+
+def defect_class_create(
+    *, project: Project, actor: Any, name: str, color: str = "#e4572e", hotkey: int | None = None
+) -> DefectClass:
+    """A new class; its name is unique in the project and so is its hotkey (1-9) when set."""
+    try:
+        with transaction.atomic():
+            defect_class = DefectClass.objects.create(project=project, name=name, color=color, hotkey=hotkey)
+            audit_record(
+                project_id=project.pk,
+                actor=actor,
+                action="defect_class.created",
+                subject=defect_class,
+                after={"name": name, "color": color, "hotkey": hotkey},
+            )
+    except IntegrityError:
+        raise Conflict("Another defect class of this project has this name or hotkey.", code="duplicate") from None
+    return defect_class
+
+
+def defect_class_update(*, defect_class: DefectClass, actor: Any, **changes: Any) -> DefectClass:
+    """Rename, recolour or re-key a class. Labels refer to it by id, so they follow."""
+    unknown = set(changes) - {"name", "color", "hotkey"}
+    if unknown:
+        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.")
+    before = {name: getattr(defect_class, name) for name in changes}
+    for name, value in changes.items():
+        setattr(defect_class, name, value)
+    try:
+        with transaction.atomic():
+            defect_class.save(update_fields=list(changes) or None)
+            audit_record(
+                project_id=defect_class.project_id,
+                actor=actor,
+                action="defect_class.updated",
+                subject=defect_class,
+                before=before,
+                after=changes,
+            )
+    except IntegrityError:
+        raise Conflict("Another defect class of this project has this name or hotkey.", code="duplicate") from None
+    return defect_class

@@ -24,6 +24,14 @@ class Annotation(models.Model):
     review_item = models.ForeignKey(
         "review.ReviewItem", on_delete=models.SET_NULL, null=True, blank=True, related_name="annotations"
     )
+    # Studio labels: the task whose agreed or adjudicated label this is (one per task).
+    label_task = models.OneToOneField(
+        "annotation.LabelTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="training_annotation",
+    )
     outcome = models.CharField(max_length=4, choices=Outcome.choices)
     defect_class = models.ForeignKey(DefectClass, on_delete=models.PROTECT, null=True, blank=True)
     shapes = models.JSONField(default=list, blank=True)  # boxes/polygons in image pixels
