@@ -134,7 +134,7 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
     port = _free_port()
     origin = f"http://127.0.0.1:{port}"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DATABASE_URL": _database_url(),
         "CSRF_TRUSTED_ORIGINS": origin,
         "LOUPE_WS_RECHECK_SECONDS": "1",

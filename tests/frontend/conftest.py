@@ -24,15 +24,20 @@ AXE = REPO / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 # A shop-floor screen.
 VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
 
-# Playwright's sync API runs an event loop in this thread; the tests' own ORM calls are
-# synchronous and safe, so Django's async guard is lifted for this package only.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop in this thread while a module's tests
+# run. Their own ORM calls are synchronous and safe, so Django's async guard is lifted for that
+# time only; the rest of the suite keeps it, and the live server never gets the variable.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield from _launch(sync_playwright)
+
+
+def _launch(sync_playwright: Any) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium).")
     with sync_playwright() as playwright:
