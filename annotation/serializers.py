@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from annotation.masks import api_shapes
 from annotation.models import Annotation, Label, LabelRevision, LabelTask
-from inspection.models import DefectClass
+from inspection.models import DefectClass, Verdict
 from inspection.serializers import StrictInputSerializer
 
 
@@ -153,14 +153,14 @@ class LabelSaveInputSerializer(StrictInputSerializer):
     project's classes; here only the envelope."""
 
     version = serializers.IntegerField(min_value=0, help_text="The version you loaded; 0 to create your label.")
-    outcome = serializers.ChoiceField(choices=["pass", "fail"])
+    outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
     defect_class = serializers.IntegerField(allow_null=True, required=False, default=None)
     shapes = ParsedJSONField(required=False, default=list, help_text="Boxes, polygons and masks.")
     submit = serializers.BooleanField(required=False, default=False)
 
 
 class LabelAdjudicateInputSerializer(StrictInputSerializer):
-    outcome = serializers.ChoiceField(choices=["pass", "fail"])
+    outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
     defect_class = serializers.IntegerField(allow_null=True, required=False, default=None)
     shapes = ParsedJSONField(required=False, default=list)
 

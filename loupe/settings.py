@@ -418,6 +418,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status"; name the label tasks' one instead of a hash suffix.
+    "ENUM_NAME_OVERRIDES": {"LabelTaskStatusEnum": "annotation.models.LabelTask.Status"},
 }
 
 # --- i18n, logging ---------------------------------------------------------------------

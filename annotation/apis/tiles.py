@@ -38,7 +38,7 @@ class InspectionTileApi(APIView):
 
     permission_classes = [IsPersonOrStation]
 
-    @extend_schema(responses={(200, "image/jpeg"): bytes})
+    @extend_schema(operation_id="v1_inspections_tile_retrieve", responses={(200, "image/jpeg"): bytes})
     def get(self, request: Request, pk: int, level: int, col: int, row: int) -> HttpResponse:
         content = tiles.tile_bytes(_inspection(request, pk).image, level=level, col=col, row=row)
         response = HttpResponse(content, content_type="image/jpeg")
