@@ -59,7 +59,8 @@ def existing_inspections(url: str) -> int | None:
 
     try:
         with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT count(*) FROM inspection_inspection").fetchone()
+            # The generated parts only ('B' serials), not the review backlog added after them.
+            row = conn.execute("SELECT count(*) FROM inspection_part WHERE serial LIKE 'B%'").fetchone()
             return int(row[0]) if row else None
     except psycopg.Error:
         return None
