@@ -33,7 +33,11 @@ def access_label_task(*, user: Any, task_id: int, roles: Iterable[str] = CAN_VIE
 
 
 def label_of(*, task: LabelTask, user: Any) -> Label | None:
-    return Label.objects.filter(task=task, author=user).first()
+    """The label ``user`` edits: the image's shared label in a single-pass project, else their own."""
+    from annotation.services.labels import labels_of
+
+    label: Label | None = labels_of(task, user).first()
+    return label
 
 
 def previous_task_of(*, task: LabelTask, user: Any) -> int | None:
@@ -50,10 +54,11 @@ def previous_task_of(*, task: LabelTask, user: Any) -> int | None:
 def label_task_next(*, user: Any, project: Project, order: str, rng: random.Random | None = None) -> LabelTask | None:
     """The next task to offer ``user``: still wanting labels (fewer submitted than
     ``labels_per_image``), not adjudicated, not skipped by them, not already submitted by
-    them. ``active``: highest priority first; ``sequential``: oldest first; ``random``: the
-    first task at or after a random id (cheap on any table size; not exactly uniform when ids
+    them (single-pass: the shared label submitted by anyone counts). ``active``: highest
+    priority first; ``sequential``: oldest first; ``random``: the first task at or after a
+    random id (cheap on any table size; not exactly uniform when ids
     have gaps). Nothing is reserved: with k = 1 two people asking at once may get the same
-    task, and both labels count (the task then needs agreement like any k > 1 task)."""
+    task, and then edit its one shared label (a stale save is a 409, never a lost update)."""
     candidates = (
         LabelTask.objects.filter(project=project, labels_submitted__lt=project.labels_per_image)
         .exclude(status=LabelTask.Status.ADJUDICATED)
@@ -76,7 +81,9 @@ def label_history_for(*, task: LabelTask, user: Any) -> QuerySet[LabelRevision]:
     """Revisions of the task's labels, newest first (at most HISTORY_LIMIT). Managers see
     everyone's; others only their own, so that k independent labels stay independent."""
     revisions = LabelRevision.objects.filter(label__task=task).select_related("author").defer("shapes").order_by("-id")
-    if role_in_project(user=user, project_id=task.project_id) not in CAN_MANAGE:
+    from annotation.services.labels import shared_label
+
+    if not shared_label(task) and role_in_project(user=user, project_id=task.project_id) not in CAN_MANAGE:
         revisions = revisions.filter(label__author=user)
     return revisions[:HISTORY_LIMIT]
 

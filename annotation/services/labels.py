@@ -16,10 +16,23 @@ from inspection.errors import Conflict
 from inspection.models import DefectClass
 
 
+def shared_label(task: LabelTask) -> bool:
+    """Single-pass projects (one label per image) edit one shared label per image: two
+    annotators on the same image are two editors of one document, so the one who saves from
+    a stale version gets 409 and nothing is silently lost (bad-inputs case 38). With k > 1
+    each annotator has their own label, independent for the agreement measure."""
+    return int(task.project.labels_per_image) == 1
+
+
+def labels_of(task: LabelTask, author: Any) -> Any:
+    """The label rows ``author`` edits on ``task``: the shared one, or their own."""
+    return Label.objects.filter(task=task) if shared_label(task) else Label.objects.filter(task=task, author=author)
+
+
 def _stale(task: LabelTask, author: Any) -> Conflict:
     from annotation.serializers import LabelOutputSerializer  # shapes the state, writes nothing
 
-    current = Label.objects.filter(task=task, author=author).first()
+    current = labels_of(task, author).first()
     return Conflict(
         "This label was saved elsewhere since you loaded it (another tab or device); "
         "reload it, or save again with its current version.",
@@ -52,6 +65,12 @@ def label_save(
     now = timezone.now()
     with transaction.atomic():
         if version == 0:
+            if shared_label(task):
+                # One label per image: the first save creates it under the task's row lock;
+                # any other first save, by anyone, finds it and is stale.
+                LabelTask.objects.select_for_update(of=("self",)).filter(pk=task.pk).first()
+                if Label.objects.filter(task=task).exists():
+                    raise _stale(task, author)
             try:
                 with transaction.atomic():  # a savepoint: the unique (task, author) may refuse it
                     label = Label.objects.create(
@@ -76,11 +95,13 @@ def label_save(
             }
             if submit:
                 changes.update(submitted=True, submitted_at=Coalesce(F("submitted_at"), Value(now)))
+            if shared_label(task):
+                changes["author"] = author  # the shared label is by whoever saved it last
             # The compare-and-set; on PostgreSQL a concurrent save of the same version waits for
             # this row lock, then finds version N + 1 and updates nothing.
-            if not Label.objects.filter(task=task, author=author, version=version).update(**changes):
+            if not labels_of(task, author).filter(version=version).update(**changes):
                 raise _stale(task, author)
-            label = Label.objects.get(task=task, author=author)
+            label = labels_of(task, author).get()
         LabelRevision.objects.create(
             label=label,
             version=label.version,

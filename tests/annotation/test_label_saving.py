@@ -269,7 +269,9 @@ def test_history_lists_revisions_newest_first(studio: Studio) -> None:
     assert response.json()[0]["author"] == studio.annotator.username
 
 
-def test_annotators_see_only_their_own_history_and_managers_everyones(studio: Studio) -> None:
+def test_with_k_2_annotators_see_only_their_own_history_and_managers_everyones(studio: Studio) -> None:
+    studio.project.labels_per_image = 2
+    studio.project.save()
     task = studio.task()
     put_json(studio.client(studio.annotator), url(task), fail_label(studio))
     put_json(studio.client(studio.second_annotator), url(task), fail_label(studio))
@@ -302,3 +304,52 @@ def test_a_mask_and_a_holed_polygon_train_as_one_mask_file(studio: Studio) -> No
     pixels = read_pixels(mask_shape["file"])[:, :, 0]
     assert pixels[20:50, 10].all() and not pixels[19, 10] and not pixels[50, 10]
     assert pixels[55, 55] and not pixels[70, 70]  # the hole is cut out
+
+
+# --- single-pass projects: one shared label per image ------------------------------------
+
+
+def test_two_annotators_editing_the_same_image_share_one_label_and_the_stale_save_gets_409(
+    studio: Studio,
+) -> None:
+    task = studio.task()
+    ana, ben = studio.client(studio.annotator), studio.client(studio.second_annotator)
+    assert put_json(ana, url(task), fail_label(studio)).status_code == 200
+    # Ben opens the image: he sees Ana's label, version 1, and both edit it.
+    seen = ben.get(f"/api/v1/label-tasks/{task.pk}").json()["label"]
+    assert seen["version"] == 1
+    assert put_json(ana, url(task), fail_label(studio, version=1, name="pit")).status_code == 200
+
+    stale = put_json(ben, url(task), fail_label(studio, version=1, name="crack"))
+
+    assert stale.status_code == 409
+    assert stale.json()["code"] == "stale_version"
+    assert stale.json()["current"]["version"] == 2
+    assert stale.json()["current"]["defect_class"] == studio.class_id("pit")
+    assert Label.objects.filter(task=task).count() == 1
+    assert Label.objects.get(task=task).defect_class_id == studio.class_id("pit")  # Ben's write did nothing
+    # Saving again from the version he was shown (after merging) goes through, as his.
+    merged = put_json(ben, url(task), fail_label(studio, version=2, name="crack"))
+    assert merged.status_code == 200 and merged.json()["version"] == 3
+    assert Label.objects.get(task=task).author == studio.second_annotator
+
+
+def test_a_second_annotators_first_save_on_a_labelled_image_is_stale_not_a_second_label(studio: Studio) -> None:
+    task = studio.task()
+    assert put_json(studio.client(studio.annotator), url(task), fail_label(studio)).status_code == 200
+
+    response = put_json(studio.client(studio.second_annotator), url(task), fail_label(studio, name="pit"))
+
+    assert response.status_code == 409
+    assert response.json()["current"]["version"] == 1
+    assert Label.objects.filter(task=task).count() == 1
+
+
+def test_the_shared_labels_history_is_everyones_to_see(studio: Studio) -> None:
+    task = studio.task()
+    put_json(studio.client(studio.annotator), url(task), fail_label(studio))
+    put_json(studio.client(studio.second_annotator), url(task), fail_label(studio, version=1, name="pit"))
+
+    history = studio.client(studio.annotator).get(url(task, "history")).json()
+
+    assert [row["author"] for row in history] == [studio.second_annotator.username, studio.annotator.username]

@@ -160,7 +160,7 @@ def test_next_offers_a_task_until_it_has_k_submitted_labels(studio: Studio) -> N
     assert after.status_code == 204
 
 
-def test_detail_has_the_callers_label_the_previous_task_and_the_classes(studio: Studio) -> None:
+def test_detail_has_the_label_the_previous_task_and_the_classes(studio: Studio) -> None:
     earlier, current = studio.task(), studio.task()
     client = studio.client(studio.annotator)
     put_json(client, f"/api/v1/label-tasks/{earlier.pk}/label", fail_label(studio))
@@ -168,7 +168,8 @@ def test_detail_has_the_callers_label_the_previous_task_and_the_classes(studio: 
 
     body = client.get(f"/api/v1/label-tasks/{current.pk}").json()
 
-    assert body["label"] is None  # someone else's label is not the caller's
+    # Single-pass: the image's one shared label, whoever saved it (with k > 1 it would be None).
+    assert body["label"]["version"] == 1
     assert body["previous_task"] == earlier.pk
     assert body["adjudication"] is None
     assert [(c["name"], c["hotkey"]) for c in body["defect_classes"]] == [("scratch", 1), ("pit", 2), ("crack", 3)]
@@ -184,3 +185,14 @@ def test_next_for_a_project_the_caller_is_not_in_is_404_and_a_bad_order_400(stud
     bad_order = post_json(client, "/api/v1/label-tasks/next", {"project": studio.project.pk, "order": "-priority"})
 
     assert (missing.status_code, bad_order.status_code) == (404, 400)
+
+
+def test_with_k_2_the_detail_shows_only_the_callers_own_label(studio: Studio) -> None:
+    studio.project.labels_per_image = 2
+    studio.project.save()
+    task = studio.task()
+    put_json(studio.client(studio.second_annotator), f"/api/v1/label-tasks/{task.pk}/label", fail_label(studio))
+
+    body = studio.client(studio.annotator).get(f"/api/v1/label-tasks/{task.pk}").json()
+
+    assert body["label"] is None  # someone else's independent label is not the caller's
