@@ -1,0 +1,191 @@
+"""The annotation studio in a real browser: draw a box, a polygon and a brush mask, save,
+reload and see them; accept a pre-label; the click assist outlines a generated defect; a
+stale save gets 409 and the work is offered back; class names stay inert text."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+
+from annotation.models import Label, LabelTask
+from inspection.models import Inspection
+from tests.conftest import LiveStack, wait_until
+from tests.factories import make_project, make_station, make_user
+from tests.frontend.test_review_console import post_part
+from workers.ml.polygons import rasterize_polygons
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def blob_image(size: int = 160) -> tuple[bytes, np.ndarray]:
+    """A grey part with one dark elliptical defect; returns the JPEG and the true mask."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:size, 0:size]
+    truth = ((xx - 96) / 22.0) ** 2 + ((yy - 70) / 14.0) ** 2 <= 1.0
+    gray = np.clip(170 + rng.normal(0, 4, (size, size)) - truth * 110, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(gray).convert("RGB").save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue(), truth
+
+
+def task_for(live: LiveStack, station: Any, serial: str, image: bytes | None = None) -> LabelTask:
+    import requests
+
+    if image is None:
+        inspection_id = post_part(live, station, serial)
+    else:
+        response = requests.post(
+            f"{live.base_url}/api/v1/inspections",
+            headers=station.auth,
+            data={"part_serial": serial},
+            files={"image": ("cam.jpg", image, "image/jpeg")},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+        inspection_id = int(response.json()["id"])
+    wait_until(lambda: LabelTask.objects.filter(inspection_id=inspection_id).exists(), timeout_s=30)
+    return LabelTask.objects.get(inspection_id=inspection_id)
+
+
+def canvas_point(screen: Any, x: float, y: float) -> tuple[float, float]:
+    """Screen coordinates of image pixel (x, y) in the studio's current view."""
+    view = screen.page.evaluate("() => window.__loupeStudio.view")
+    box = screen.page.locator("#studio-canvas").bounding_box()
+    return box["x"] + view["x"] + x * view["scale"], box["y"] + view["y"] + y * view["scale"]
+
+
+def drag(screen: Any, a: tuple[float, float], b: tuple[float, float]) -> None:
+    mouse = screen.page.mouse
+    mouse.move(*canvas_point(screen, *a))
+    mouse.down()
+    mouse.move(*canvas_point(screen, *b), steps=8)
+    mouse.up()
+
+
+def open_studio(open_screen: Any, user: Any) -> Any:
+    screen = open_screen(user, "annotate")
+    screen.page.wait_for_selector("#task-title")
+    screen.page.wait_for_function("() => window.__loupeStudio && window.__loupeStudio.view.scale > 0")
+    return screen
+
+
+def test_an_annotator_draws_a_box_a_polygon_and_a_mask_saves_reloads_and_sees_them(
+    live: LiveStack, open_screen: Any
+) -> None:
+    project = make_project(classes=("scratch", "pit", HOSTILE))
+    station = make_station(project)
+    annotator = make_user(project, role="annotator")
+    task = task_for(live, station, "AN-UI-1")
+    screen = open_studio(open_screen, annotator)
+    page = screen.page
+
+    page.keyboard.press("1")  # class: scratch
+    page.keyboard.press("b")
+    drag(screen, (10, 10), (40, 30))
+    page.keyboard.press("2")  # class: pit
+    page.keyboard.press("p")
+    for x, y in [(50, 50), (80, 50), (80, 80), (50, 80)]:
+        page.mouse.click(*canvas_point(screen, x, y))
+    page.keyboard.press("Enter")
+    page.keyboard.press("d")
+    drag(screen, (20, 70), (30, 90))
+    page.wait_for_selector("#save-state >> text=/^Saved, version/", timeout=15_000)
+    screen.shot("studio")
+
+    page.reload()
+    page.wait_for_function("() => window.__loupeStudio && window.__loupeStudio.doc.shapes.length === 3")
+    kinds = page.evaluate("() => window.__loupeStudio.doc.shapes.map((s) => s.type).sort()")
+    assert kinds == ["box", "mask", "polygon"]
+    label = Label.objects.get(task=task)
+    assert sorted(shape["type"] for shape in label.shapes) == ["box", "mask", "polygon"]
+    box = next(shape for shape in label.shapes if shape["type"] == "box")
+    assert box["x"] == pytest.approx(10, abs=1.5) and box["width"] == pytest.approx(30, abs=2)
+    # The class named like an HTML tag is a button label, not markup.
+    assert page.locator("button.class-button", has_text=HOSTILE).count() == 1
+    assert page.locator("img[src=x]").count() == 0
+    assert screen.dialogs == [] and screen.errors == []
+
+
+def test_an_annotator_accepts_the_models_pre_label(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    station = make_station(project)
+    annotator = make_user(project, role="annotator")
+    task = task_for(live, station, "AN-PRE-1")
+    mask = np.zeros((48, 48), dtype=np.uint8)
+    mask[10:30, 12:36] = 255
+    buffer = io.BytesIO()
+    PILImage.fromarray(mask).save(buffer, format="PNG")
+    key = default_storage.save(f"masks/prelabel-{task.inspection_id}.png", ContentFile(buffer.getvalue()))
+    Inspection.objects.filter(pk=task.inspection_id).update(
+        mask_file=key,
+        model_version="segmenter#7",
+        scores={"predicted_class": "pit", "probabilities": {"good": 0.1, "pit": 0.9}, "decision": {"action": "fail"}},
+    )
+    screen = open_studio(open_screen, annotator)
+    screen.page.wait_for_selector("#suggestions >> text=segmenter#7")
+
+    screen.page.keyboard.press("y")
+    screen.page.wait_for_selector("#save-state >> text=/^Saved, version/", timeout=15_000)
+
+    label = Label.objects.get(task=task)
+    [polygon] = [shape for shape in label.shapes if shape["type"] == "polygon"]
+    assert polygon["defect_class"] == project.defect_classes.get(name="pit").pk
+    assert label.defect_class_id == project.defect_classes.get(name="pit").pk
+
+
+def test_the_click_assist_outlines_a_generated_defect(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    station = make_station(project)
+    annotator = make_user(project, role="annotator")
+    image, truth = blob_image()
+    task = task_for(live, station, "AN-ASSIST-1", image)
+    screen = open_studio(open_screen, annotator)
+    page = screen.page
+
+    page.keyboard.press("a")
+    drag(screen, (64, 48), (128, 92))  # a loose box around the dark blob
+    page.wait_for_selector("#suggestions")
+    page.keyboard.press("y")
+    page.wait_for_selector("#save-state >> text=/^Saved, version/", timeout=15_000)
+
+    label = Label.objects.get(task=task)
+    polygons = [shape["points"] for shape in label.shapes if shape["type"] == "polygon"]
+    assert polygons
+    drawn = rasterize_polygons([[tuple(p) for p in points] for points in polygons], truth.shape) > 0
+    iou = (drawn & truth).sum() / (drawn | truth).sum()
+    assert iou > 0.7, iou
+
+
+def test_a_stale_save_gets_409_and_the_work_is_offered_back_to_merge(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    station = make_station(project)
+    first, second = make_user(project, role="annotator"), make_user(project, role="annotator")
+    task_for(live, station, "AN-STALE-1")
+    ana = open_studio(open_screen, first)
+    ben = open_studio(open_screen, second)  # the same image: the queue reserves nothing
+
+    ana.page.keyboard.press("b")
+    drag(ana, (5, 5), (30, 30))
+    ana.page.wait_for_selector("#save-state >> text=/^Saved, version/", timeout=15_000)
+    ben.page.keyboard.press("b")
+    drag(ben, (50, 50), (90, 90))
+
+    # Ben's autosave was based on no label at all: the server says someone saved first.
+    ben.page.wait_for_selector("#conflict:not([hidden])", timeout=15_000)
+    ben.shot("studio-conflict")
+    assert "Your work is kept" in ben.page.inner_text("#conflict")
+    ben.page.click("#conflict-merge")
+    ben.page.wait_for_selector("#save-state >> text=/^Saved, version/", timeout=15_000)
+
+    label = Label.objects.get(task__inspection__part__serial="AN-STALE-1")
+    boxes = sorted(shape["x"] for shape in label.shapes if shape["type"] == "box")
+    assert len(boxes) == 2 and boxes[0] == pytest.approx(5, abs=1.5) and boxes[1] == pytest.approx(50, abs=1.5)
+    assert ben.dialogs == [] and ben.errors == []
