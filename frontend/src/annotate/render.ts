@@ -54,9 +54,8 @@ export class Renderer {
     ctx.setTransform(ratio * view.scale, 0, 0, ratio * view.scale, ratio * view.x, ratio * view.y);
     ctx.imageSmoothingEnabled = view.scale < 2;
     this.drawTiles(ctx, view, width, height);
+    this.drawShapeLayer(ctx, view, width, height, ratio, shapes, palette, overlay);
     const line = 1.5 / view.scale;
-    for (const shape of shapes) this.drawShape(ctx, shape, palette.colorOf(shape.defect_class), line, shape === overlay.selected, false);
-    for (const shape of overlay.suggestions) this.drawShape(ctx, shape, palette.colorOf(shape.defect_class), line, false, true);
     if (overlay.draft && overlay.draft.length) {
       ctx.beginPath();
       const [first, ...rest] = overlay.draft;
@@ -67,8 +66,133 @@ export class Renderer {
       ctx.lineWidth = line;
       ctx.stroke();
     }
+    // Chromium records canvas commands and rasterises later; a one-pixel read forces the
+    // raster now, so a benchmark (which sets this flag) times the whole frame.
+    if ((window as unknown as { __loupeFlushFrames?: boolean }).__loupeFlushFrames) ctx.getImageData(0, 0, 1, 1);
     this.frameTimes.push(performance.now() - started);
     if (this.frameTimes.length > 5000) this.frameTimes.splice(0, 1000);
+  }
+
+  // --- the label layer ---------------------------------------------------------------------
+  // Thousands of filled polygons cost tens of milliseconds to rasterise in software. They are
+  // drawn once into an offscreen layer (the view plus a margin); while the person pans or
+  // zooms, frames only move and scale that bitmap, and the layer is redrawn sharp when the
+  // view has been still for a moment or the labels change.
+
+  private layer: { canvas: HTMLCanvasElement; view: View; key: unknown[]; margin: number } | null = null;
+  private settleTimer: number | null = null;
+  private layerDirty = true;
+  onSettle: (() => void) | null = null;
+
+  /** The labels changed in place (a brush stroke, a dragged vertex): redraw the layer. */
+  invalidateLayer(): void {
+    this.layerDirty = true;
+  }
+
+  private drawShapeLayer(
+    ctx: CanvasRenderingContext2D,
+    view: View,
+    width: number,
+    height: number,
+    ratio: number,
+    shapes: EditorShape[],
+    palette: Palette,
+    overlay: Overlay,
+  ): void {
+    const key = [shapes, overlay.selected, overlay.suggestions];
+    const layer = this.layer;
+    const sameLabels = layer !== null && !this.layerDirty && key.every((k, i) => k === layer.key[i]);
+    if (sameLabels && layer) {
+      const k = view.scale / layer.view.scale;
+      const inside =
+        view.x - layer.view.x * k <= layer.margin * k + 1 &&
+        view.y - layer.view.y * k <= layer.margin * k + 1 &&
+        (layer.canvas.width / ratio - layer.margin) * k + (view.x - layer.view.x * k) >= width - 1 &&
+        (layer.canvas.height / ratio - layer.margin) * k + (view.y - layer.view.y * k) >= height - 1;
+      if (inside) {
+        // Move (and scale) the cached layer: the layer's (0, 0) sits at image point
+        // (-layer.view.x - margin) / layer.view.scale.
+        ctx.save();
+        ctx.setTransform(ratio * k, 0, 0, ratio * k, ratio * (view.x - layer.view.x * k - layer.margin * k), ratio * (view.y - layer.view.y * k - layer.margin * k));
+        ctx.drawImage(layer.canvas, 0, 0, layer.canvas.width / ratio, layer.canvas.height / ratio);
+        ctx.restore();
+        if (Math.abs(k - 1) > 1e-9 || view.x !== layer.view.x || view.y !== layer.view.y) this.settleSoon();
+        return;
+      }
+    }
+    this.renderLayer(view, width, height, ratio, shapes, palette, overlay, key);
+    const fresh = this.layer!;
+    ctx.save();
+    ctx.setTransform(ratio, 0, 0, ratio, -ratio * fresh.margin, -ratio * fresh.margin);
+    ctx.drawImage(fresh.canvas, 0, 0, fresh.canvas.width / ratio, fresh.canvas.height / ratio);
+    ctx.restore();
+  }
+
+  private settleSoon(): void {
+    if (this.settleTimer !== null) window.clearTimeout(this.settleTimer);
+    this.settleTimer = window.setTimeout(() => {
+      this.settleTimer = null;
+      this.layerDirty = true;
+      this.onSettle?.();
+    }, 150);
+  }
+
+  private renderLayer(
+    view: View,
+    width: number,
+    height: number,
+    ratio: number,
+    shapes: EditorShape[],
+    palette: Palette,
+    overlay: Overlay,
+    key: unknown[],
+  ): void {
+    const margin = Math.round(Math.max(width, height) / 4);
+    const canvas = this.layer?.canvas ?? document.createElement("canvas");
+    const w = Math.round((width + 2 * margin) * ratio);
+    const h = Math.round((height + 2 * margin) * ratio);
+    if (canvas.width !== w || canvas.height !== h) {
+      canvas.width = w;
+      canvas.height = h;
+    }
+    const ctx = canvas.getContext("2d")!;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    ctx.setTransform(ratio * view.scale, 0, 0, ratio * view.scale, ratio * (view.x + margin), ratio * (view.y + margin));
+    // Only what can show: shapes whose box meets the layer.
+    const x0 = (-margin - view.x) / view.scale;
+    const y0 = (-margin - view.y) / view.scale;
+    const x1 = (width + margin - view.x) / view.scale;
+    const y1 = (height + margin - view.y) / view.scale;
+    const line = 1.5 / view.scale;
+    for (const shape of shapes) {
+      if (!this.meets(shape, x0, y0, x1, y1)) continue;
+      this.drawShape(ctx, shape, palette.colorOf(shape.defect_class), line, shape === overlay.selected, false);
+    }
+    for (const shape of overlay.suggestions) this.drawShape(ctx, shape, palette.colorOf(shape.defect_class), line, false, true);
+    this.layer = { canvas, view: { ...view }, key, margin };
+    this.layerDirty = false;
+  }
+
+  private readonly bounds = new WeakMap<object, [number, number, number, number]>();
+
+  private meets(shape: EditorShape, x0: number, y0: number, x1: number, y1: number): boolean {
+    if (shape.type === "mask") return true;
+    let box = this.bounds.get(shape);
+    if (!box) {
+      if (shape.type === "box") box = [shape.x, shape.y, shape.x + shape.width, shape.y + shape.height];
+      else {
+        box = [Infinity, Infinity, -Infinity, -Infinity];
+        for (const [x, y] of shape.points) {
+          box[0] = Math.min(box[0], x);
+          box[1] = Math.min(box[1], y);
+          box[2] = Math.max(box[2], x);
+          box[3] = Math.max(box[3], y);
+        }
+      }
+      this.bounds.set(shape, box);
+    }
+    return box[2] >= x0 && box[0] <= x1 && box[3] >= y0 && box[1] <= y1;
   }
 
   private drawTiles(ctx: CanvasRenderingContext2D, view: View, width: number, height: number): void {
@@ -125,12 +249,15 @@ export class Renderer {
   /** Forget the cached geometry of a shape whose points changed in place. */
   invalidate(shape: object): void {
     this.paths.delete(shape);
+    this.bounds.delete(shape);
+    this.layerDirty = true;
   }
 
   /** Repaint the preview of a mask in the given image rectangle (after a brush stroke). */
   updateMask(mask: Mask, x0 = 0, y0 = 0, x1 = mask.width, y1 = mask.height): void {
     const preview = this.previews.get(mask);
     if (preview) this.paintPreview(mask, preview, x0, y0, x1, y1);
+    this.layerDirty = true;
   }
 
   private drawShape(

@@ -158,6 +158,7 @@ class Studio {
     const single = pyramid.levels === 1 && pyramid.tile_size >= Math.max(task.image.width, task.image.height);
     this.renderer = new Renderer(this.canvas, pyramid, (tile) => (single ? task.image.url : `${tiles}/${tile.level}/${tile.col}/${tile.row}`));
     this.renderer.onTile = () => this.draw();
+    this.renderer.onSettle = () => this.draw();
     this.resize();
     this.fitView();
     this.renderSide();
