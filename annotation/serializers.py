@@ -98,6 +98,13 @@ class AdjudicationOutputSerializer(serializers.Serializer):  # type: ignore[type
         return api_shapes(task.adjudicated_shapes)
 
 
+class SubmittedLabelSerializer(LabelOutputSerializer):
+    author = serializers.CharField(source="author.username")
+
+    class Meta(LabelOutputSerializer.Meta):
+        fields = [*LabelOutputSerializer.Meta.fields, "author", "submitted_at"]
+
+
 class LabelTaskDetailOutputSerializer(LabelTaskOutputSerializer):
     """A task as its annotator works on it. Context: ``label`` (the caller's, or None),
     ``previous_task`` (id or None), ``defect_classes`` (the project's)."""
@@ -107,9 +114,13 @@ class LabelTaskDetailOutputSerializer(LabelTaskOutputSerializer):
     previous_task = serializers.SerializerMethodField()
     defect_classes = serializers.SerializerMethodField()
     adjudication = serializers.SerializerMethodField()
+    submitted_labels = serializers.SerializerMethodField()
 
     class Meta(LabelTaskOutputSerializer.Meta):
-        fields = [*LabelTaskOutputSerializer.Meta.fields, "label", "previous_task", "defect_classes", "adjudication"]
+        fields = [
+            *LabelTaskOutputSerializer.Meta.fields,
+            "label", "previous_task", "defect_classes", "adjudication", "submitted_labels",
+        ]  # fmt: skip
 
     @extend_schema_field(LabelOutputSerializer(allow_null=True))
     def get_label(self, task: LabelTask) -> dict[str, Any] | None:
@@ -123,6 +134,11 @@ class LabelTaskDetailOutputSerializer(LabelTaskOutputSerializer):
     @extend_schema_field(LabelTaskDefectClassSerializer(many=True))
     def get_defect_classes(self, task: LabelTask) -> list[dict[str, Any]]:
         return LabelTaskDefectClassSerializer(self.context.get("defect_classes", []), many=True).data  # type: ignore[return-value]
+
+    @extend_schema_field(SubmittedLabelSerializer(many=True))
+    def get_submitted_labels(self, task: LabelTask) -> list[dict[str, Any]]:
+        """Managers: every submitted label of the image, to adjudicate; others: empty."""
+        return SubmittedLabelSerializer(self.context.get("submitted_labels", []), many=True).data  # type: ignore[return-value]
 
     @extend_schema_field(AdjudicationOutputSerializer(allow_null=True))
     def get_adjudication(self, task: LabelTask) -> dict[str, Any] | None:

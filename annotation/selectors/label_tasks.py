@@ -90,9 +90,19 @@ def label_history_for(*, task: LabelTask, user: Any) -> QuerySet[LabelRevision]:
 
 def label_task_context(*, task: LabelTask, user: Any) -> dict[str, Any]:
     """What the studio shows beside a task: the caller's label, the task they labelled
-    before (to copy from) and the project's classes."""
+    before (to copy from), the project's classes and, for managers (who adjudicate), every
+    submitted label."""
+    manages = role_in_project(user=user, project_id=task.project_id) in CAN_MANAGE
     return {
         "label": label_of(task=task, user=user),
         "previous_task": previous_task_of(task=task, user=user),
         "defect_classes": list(DefectClass.objects.filter(project_id=task.project_id).order_by("id")),
+        # For the adjudicator only: every submitted label of the image, side by side.
+        "submitted_labels": (
+            list(
+                Label.objects.filter(task=task, submitted=True).select_related("author").order_by("submitted_at", "id")
+            )
+            if manages
+            else []
+        ),
     }

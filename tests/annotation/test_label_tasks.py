@@ -196,3 +196,28 @@ def test_with_k_2_the_detail_shows_only_the_callers_own_label(studio: Studio) ->
     body = studio.client(studio.annotator).get(f"/api/v1/label-tasks/{task.pk}").json()
 
     assert body["label"] is None  # someone else's independent label is not the caller's
+
+
+def test_the_adjudicator_sees_every_submitted_label_and_annotators_none(studio: Studio) -> None:
+    studio.project.labels_per_image = 2
+    studio.project.save()
+    task = studio.task()
+    put_json(studio.client(studio.annotator), f"/api/v1/label-tasks/{task.pk}/label", fail_label(studio, submit=True))
+    put_json(
+        studio.client(studio.second_annotator),
+        f"/api/v1/label-tasks/{task.pk}/label",
+        fail_label(studio, submit=True, name="pit"),
+    )
+
+    seen_by_manager = studio.client(studio.manager).get(f"/api/v1/label-tasks/{task.pk}").json()
+    seen_by_annotator = studio.client(studio.annotator).get(f"/api/v1/label-tasks/{task.pk}").json()
+
+    assert seen_by_manager["status"] == "needs_adjudication"
+    assert sorted(label["author"] for label in seen_by_manager["submitted_labels"]) == sorted(
+        [studio.annotator.username, studio.second_annotator.username]
+    )
+    assert {label["defect_class"] for label in seen_by_manager["submitted_labels"]} == {
+        studio.class_id("scratch"),
+        studio.class_id("pit"),
+    }
+    assert seen_by_annotator["submitted_labels"] == []
