@@ -96,7 +96,9 @@ class VerdictOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
 
     class Meta:
         model = Verdict
-        fields = ["id", "project", "part", "outcome", "defect_class", "source", "decided_by", "model_version", "created_at"]
+        fields = [
+            "id", "project", "part", "outcome", "defect_class", "source", "decided_by", "model_version", "created_at",
+        ]  # fmt: skip
 
 
 class PartOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
