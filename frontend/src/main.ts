@@ -14,6 +14,7 @@ const pages: Record<string, () => Promise<Page>> = {
   annotate: async () => (await import("./pages/annotate")).annotatePage,
   dashboard: async () => (await import("./pages/dashboard")).dashboardPage,
   training: async () => (await import("./pages/training")).trainingPage,
+  settings: async () => (await import("./pages/settings")).settingsPage,
 };
 
 const app = document.getElementById("app") as HTMLElement;

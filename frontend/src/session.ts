@@ -13,6 +13,7 @@ export const SECTIONS: Section[] = [
   { path: "annotate", label: "Annotate", roles: ["annotator", "reviewer", "manager", "admin"] },
   { path: "dashboard", label: "Dashboard", roles: ["manager", "admin"] },
   { path: "training", label: "Training", roles: ["manager", "admin"] },
+  { path: "settings", label: "Settings", roles: ["manager", "admin"] },
 ];
 
 export function sectionsFor(role: Role | null): Section[] {

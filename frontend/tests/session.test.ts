@@ -11,8 +11,8 @@ describe("navigation by role", () => {
   it("shows each role only its pages", () => {
     expect(sectionsFor("annotator").map((s) => s.path)).toEqual(["annotate"]);
     expect(sectionsFor("reviewer").map((s) => s.path)).toEqual(["review", "annotate"]);
-    expect(sectionsFor("manager").map((s) => s.path)).toEqual(["review", "annotate", "dashboard", "training"]);
-    expect(sectionsFor("admin").map((s) => s.path)).toEqual(["review", "annotate", "dashboard", "training"]);
+    expect(sectionsFor("manager").map((s) => s.path)).toEqual(["review", "annotate", "dashboard", "training", "settings"]);
+    expect(sectionsFor("admin").map((s) => s.path)).toEqual(["review", "annotate", "dashboard", "training", "settings"]);
   });
 
   it("the project switcher remembers the project and the role follows it", () => {

@@ -37,7 +37,13 @@ def test_the_sign_in_page_is_accessible(live: LiveStack, chromium: Any) -> None:
 
 @pytest.mark.parametrize(
     ("role", "page"),
-    [("reviewer", "review"), ("annotator", "annotate"), ("manager", "training"), ("manager", "dashboard")],
+    [
+        ("reviewer", "review"),
+        ("annotator", "annotate"),
+        ("manager", "training"),
+        ("manager", "dashboard"),
+        ("manager", "settings"),
+    ],
 )
 def test_each_page_is_accessible_and_fits_the_shop_floor_screen(
     live: LiveStack, open_screen: Any, role: str, page: str

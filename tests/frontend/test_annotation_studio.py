@@ -189,3 +189,69 @@ def test_a_stale_save_gets_409_and_the_work_is_offered_back_to_merge(live: LiveS
     boxes = sorted(shape["x"] for shape in label.shapes if shape["type"] == "box")
     assert len(boxes) == 2 and boxes[0] == pytest.approx(5, abs=1.5) and boxes[1] == pytest.approx(50, abs=1.5)
     assert ben.dialogs == [] and ben.errors == []
+
+
+def test_a_manager_settles_a_disagreement_from_the_studio(live: LiveStack, open_screen: Any) -> None:
+    from rest_framework.test import APIClient
+
+    from annotation.models import Annotation
+
+    project = make_project()
+    project.labels_per_image = 2
+    project.save(update_fields=["labels_per_image"])
+    station = make_station(project)
+    first, second = make_user(project, role="annotator"), make_user(project, role="annotator")
+    manager = make_user(project, role="manager")
+    task = task_for(live, station, "AN-ADJ-1")
+    for user, name in ((first, "scratch"), (second, "pit")):
+        client = APIClient()
+        client.force_authenticate(user)
+        body = {"version": 0, "outcome": "fail", "defect_class": project.defect_classes.get(name=name).pk,
+                "shapes": [], "submit": True}  # fmt: skip
+        assert client.put(f"/api/v1/label-tasks/{task.pk}/label", body, format="json").status_code == 200
+    task.refresh_from_db()
+    assert task.status == "needs_adjudication"
+
+    screen = open_screen(manager, "annotate")
+    page = screen.page
+    page.wait_for_selector("#next-disputed")
+    page.click("#next-disputed")
+    page.wait_for_selector(f"#adjudication button[data-author='{second.username}']")
+    page.click(f"#adjudication button[data-author='{second.username}']")
+    page.click("#adjudicate")
+
+    wait_until(lambda: LabelTask.objects.get(pk=task.pk).status == "adjudicated", timeout_s=15)
+    training = Annotation.objects.get(label_task=task)
+    assert training.defect_class_id == project.defect_classes.get(name="pit").pk
+    assert screen.errors == []
+
+
+def test_a_manager_configures_classes_and_labelling(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "settings")
+    page = screen.page
+    page.wait_for_selector("#new-class")
+
+    page.fill("#new-class-name", HOSTILE)
+    page.fill("#new-class-hotkey", "7")
+    page.click("#new-class button[type=submit]")
+    page.wait_for_function("() => document.querySelectorAll('#classes tr').length === 4")
+    first = project.defect_classes.order_by("id").first()
+    assert first is not None
+    row = page.locator(f"#classes tr[data-defect-class='{first.pk}']")
+    row.locator("input[type=color]").fill("#00aa55")
+    row.locator("button").click()
+    page.fill("#labels-per-image", "3")
+    page.select_option("#training-labels", "adjudicated")
+    page.click("#labelling-settings button[type=submit]")
+    page.wait_for_timeout(500)
+    screen.shot("settings")
+
+    created = project.defect_classes.get(hotkey=7)
+    assert created.name == HOSTILE
+    first.refresh_from_db()
+    assert first.color == "#00aa55"
+    project.refresh_from_db()
+    assert (project.labels_per_image, project.training_labels) == (3, "adjudicated")
+    assert page.locator("img[src=x]").count() == 0 and screen.dialogs == []

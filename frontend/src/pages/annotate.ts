@@ -38,6 +38,13 @@ export interface LabelTask {
   label: StoredLabel | null;
   previous_task: number | null;
   defect_classes: DefectClass[];
+  submitted_labels?: (StoredLabel & { author: string })[];
+}
+
+interface Labelling {
+  tasks: Record<string, number>;
+  annotators: { username: string; submitted: number; skipped: number; last_at: string | null }[];
+  agreement: { class_kappa: number | null; mean_shape_iou: number | null; tasks_compared: number };
 }
 
 interface Prelabels {
@@ -80,6 +87,9 @@ class Studio {
   private holeFor: Extract<EditorShape, { type: "polygon" }> | null = null;
   private cursor: Point | null = null;
   private order: "active" | "random" | "sequential" = "active";
+  private assistBox: [number, number, number, number] | null = null;
+  private assistPoints: { x: number; y: number; positive: boolean }[] = [];
+  private labelling: Labelling | null = null;
   private readonly classes: DefectClass[];
 
   private readonly canvas = h("canvas", { id: "studio-canvas", tabIndex: 0, aria: { label: "Image to label: scroll to zoom, drag with Space or the right button to pan" } });
@@ -119,8 +129,50 @@ class Studio {
 
   // --- task flow -------------------------------------------------------------------------
 
+  private async loadLabelling(): Promise<void> {
+    try {
+      this.labelling = await api<Labelling>(`projects/${this.context.project.id}/labelling`);
+    } catch {
+      this.labelling = null;
+    }
+  }
+
+  private get manages(): boolean {
+    return this.context.session.role === "manager" || this.context.session.role === "admin";
+  }
+
+  /** Managers: open the next image whose annotators disagree. */
+  private async nextDisputed(): Promise<void> {
+    await this.saveNow();
+    const page = await api<{ results: LabelTask[] }>("label-tasks", { query: { project: this.context.project.id, status: "needs_adjudication" } });
+    const first = page.results[0];
+    if (!first) return this.say("No disputed images.");
+    await this.open(first.id);
+  }
+
+  private async adjudicate(): Promise<void> {
+    if (!this.task) return;
+    try {
+      await api(`label-tasks/${this.task.id}/adjudicate`, { method: "POST", body: toBody(this.doc) });
+      this.dirty = false;
+      this.context.announce("Adjudicated.");
+      await this.loadLabelling();
+      await this.nextDisputed();
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private loadSubmitted(label: StoredLabel & { author: string }): void {
+    this.history.push(fromStored(label));
+    this.renderSide();
+    this.draw();
+    this.say(`Showing ${label.author}'s label; edit it and adjudicate.`);
+  }
+
   private async next(): Promise<void> {
     await this.saveNow();
+    void this.loadLabelling().then(() => this.renderSide());
     try {
       const task = await api<LabelTask | null>("label-tasks/next", { method: "POST", body: { project: this.context.project.id, order: this.order } });
       if (!task) {
@@ -147,6 +199,8 @@ class Studio {
     this.suggestionSource = null;
     this.draft = null;
     this.conflict = null;
+    this.assistBox = null;
+    this.assistPoints = [];
     let pyramid: Pyramid;
     try {
       pyramid = await api<Pyramid>(task.image.tiles.replace(/^\/api\/v1\//, ""));
@@ -207,6 +261,8 @@ class Studio {
   }
 
   private acceptSuggestions(): void {
+    this.assistBox = null;
+    this.assistPoints = [];
     if (!this.suggestions.length && !this.suggestionSource?.defect_class) return;
     const source = this.suggestionSource;
     this.edit({
@@ -220,6 +276,8 @@ class Studio {
   }
 
   private rejectSuggestions(): void {
+    this.assistBox = null;
+    this.assistPoints = [];
     this.suggestions = [];
     this.suggestionSource = null;
     this.renderSide();
@@ -228,16 +286,21 @@ class Studio {
 
   private async assist(box: [number, number, number, number]): Promise<void> {
     if (!this.task || this.activeClass === null) return;
+    this.assistBox = box;
     try {
       const result = await api<{ shapes: Shape[] }>(`label-tasks/${this.task.id}/assist`, {
         method: "POST",
-        body: { box: box.map((v) => Math.round(v)), defect_class: this.activeClass },
+        body: {
+          box: box.map((v) => Math.round(v)),
+          defect_class: this.activeClass,
+          ...(this.assistPoints.length ? { points: this.assistPoints } : {}),
+        },
       });
       this.suggestions = fromStored({ outcome: "fail", defect_class: this.activeClass, shapes: result.shapes }).shapes;
       this.suggestionSource = { model_version: null, outcome: "fail", defect_class: this.activeClass, probabilities: null, shapes: result.shapes };
       this.renderSide();
       this.draw();
-      this.say("Assist found a region: Y accepts it, X rejects it.");
+      this.say("Assist found a region: Y accepts it, X rejects it; click inside (Shift+click outside) to refine.");
     } catch (error) {
       this.fail(error);
     }
@@ -561,9 +624,15 @@ class Studio {
         const box: [number, number, number, number] = [Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0)];
         boxStart = null;
         this.draft = null;
-        if (box[2] >= 2 && box[3] >= 2 && this.activeClass !== null) {
-          if (this.tool === "assist") void this.assist(box);
-          else this.edit({ ...this.doc, outcome: "fail", shapes: [...this.doc.shapes, { type: "box", x: box[0], y: box[1], width: box[2], height: box[3], defect_class: this.activeClass }] });
+        if (this.tool === "assist" && this.assistBox && box[2] < 2 && box[3] < 2) {
+          // A click (not a drag) after a box: a seed point that refines the assist.
+          this.assistPoints.push({ x: Math.round(x1), y: Math.round(y1), positive: !event.shiftKey });
+          void this.assist(this.assistBox);
+        } else if (box[2] >= 2 && box[3] >= 2 && this.activeClass !== null) {
+          if (this.tool === "assist") {
+            this.assistPoints = [];
+            void this.assist(box);
+          } else this.edit({ ...this.doc, outcome: "fail", shapes: [...this.doc.shapes, { type: "box", x: box[0], y: box[1], width: box[2], height: box[3], defect_class: this.activeClass }] });
         }
         this.draw();
       } else if (dragging) {
@@ -769,7 +838,14 @@ class Studio {
   private renderSide(): void {
     const task = this.task;
     if (!task) {
-      replaceChildren(this.side, h("h2", {}, "Labelling"), this.saveState, this.message);
+      replaceChildren(
+        this.side,
+        h("h2", {}, "Labelling"),
+        this.saveState,
+        this.message,
+        this.manages ? h("button", { type: "button", id: "next-disputed", on: { click: () => void this.nextDisputed() } }, `Disputed images (${this.labelling?.tasks.needs_adjudication ?? 0})`) : null,
+        this.progressPanel(),
+      );
       return;
     }
     const className = (id: number | null) => this.classes.find((dc) => dc.id === id)?.name ?? "good";
@@ -803,6 +879,58 @@ class Studio {
       this.doc.shapes.length > 50 ? h("p", {}, `… and ${this.doc.shapes.length - 50} more`) : null,
       h("button", { type: "button", id: "show-history", on: { click: () => void this.showHistory() } }, "History"),
       h("div", { id: "history" }),
+      this.adjudicationPanel(task),
+      this.progressPanel(),
+    );
+  }
+
+  private adjudicationPanel(task: LabelTask): HTMLElement | null {
+    if (!this.manages) return null;
+    const labels = task.submitted_labels ?? [];
+    return h(
+      "section",
+      { class: "adjudication", id: "adjudication", aria: { label: "Adjudication" } },
+      h("h3", {}, "Adjudication"),
+      task.status === "needs_adjudication"
+        ? h(
+            "div",
+            {},
+            h("p", {}, "The annotators disagree. Load a label, correct it, then adjudicate."),
+            ...labels.map((label) =>
+              h(
+                "button",
+                { type: "button", data: { author: label.author }, on: { click: () => this.loadSubmitted(label) } },
+                `${label.author}: ${this.classes.find((dc) => dc.id === label.defect_class)?.name ?? "good"}, ${label.shapes.length} shape(s)`,
+              ),
+            ),
+            h("button", { type: "button", id: "adjudicate", on: { click: () => void this.adjudicate() } }, "Adjudicate (final label)"),
+          )
+        : null,
+      h("button", { type: "button", id: "next-disputed", on: { click: () => void this.nextDisputed() } }, `Disputed images (${this.labelling?.tasks.needs_adjudication ?? 0})`),
+    );
+  }
+
+  private progressPanel(): HTMLElement | null {
+    const stats = this.labelling;
+    if (!stats) return null;
+    const mine = stats.annotators.find((a) => a.username === this.context.session.me.username);
+    const agreement = stats.agreement;
+    return h(
+      "section",
+      { class: "progress", id: "labelling-progress", aria: { label: "Progress" } },
+      h("h3", {}, "Progress"),
+      h("p", {}, `You: ${mine?.submitted ?? 0} submitted, ${mine?.skipped ?? 0} skipped`),
+      h("p", {}, Object.entries(stats.tasks).map(([status, n]) => `${status.replace("_", " ")} ${n}`).join(" · ")),
+      h(
+        "p",
+        { id: "agreement" },
+        agreement.tasks_compared
+          ? `Agreement over ${agreement.tasks_compared} images: class kappa ${agreement.class_kappa === null ? "–" : agreement.class_kappa.toFixed(2)}, shape IoU ${percent(agreement.mean_shape_iou, 0)}`
+          : "Agreement: no image has two labels yet",
+      ),
+      this.manages && stats.annotators.length > 1
+        ? h("ol", { class: "history" }, ...stats.annotators.map((a) => h("li", {}, `${a.username}: ${a.submitted} submitted`)))
+        : null,
     );
   }
 

@@ -1,0 +1,145 @@
+// Project settings for managers: defect classes (name, colour, hotkey) and how labelling
+// works (labels per image, which labels train). Names are any text and shown as text.
+
+import { api, ApiError, type DefectClass } from "../api";
+import type { Page, PageContext } from "../context";
+import { h, replaceChildren } from "../dom";
+
+interface LabellingSettings {
+  labels_per_image: number;
+  training_labels: "single" | "adjudicated";
+}
+
+export const settingsPage: Page = (context: PageContext) => {
+  const project = context.project as typeof context.project & LabellingSettings;
+  const message = h("p", { class: "message", role: "alert", id: "settings-message" });
+  const rows = h("tbody", { id: "classes" });
+
+  const fail = (error: unknown) => {
+    message.textContent = error instanceof ApiError ? error.detail : String(error);
+  };
+
+  function classRow(dc: DefectClass): HTMLElement {
+    const name = h("input", { value: dc.name, aria: { label: `Name of class ${dc.id}` }, attrs: { maxlength: "60" } });
+    const color = h("input", { type: "color", value: dc.color ?? "#e4572e", aria: { label: `Colour of class ${dc.id}` } });
+    const hotkey = h("input", { type: "number", value: dc.hotkey ? String(dc.hotkey) : "", aria: { label: `Hotkey of class ${dc.id}` }, attrs: { min: "1", max: "9" } });
+    return h(
+      "tr",
+      { data: { defectClass: String(dc.id) } },
+      h("td", {}, name),
+      h("td", {}, color),
+      h("td", {}, hotkey),
+      h(
+        "td",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            on: {
+              click: async () => {
+                try {
+                  await api(`defect-classes/${dc.id}`, {
+                    method: "PATCH",
+                    body: { name: name.value, color: color.value, hotkey: hotkey.value ? Number(hotkey.value) : null },
+                  });
+                  message.textContent = "";
+                  context.announce(`Class ${name.value} saved.`);
+                } catch (error) {
+                  fail(error);
+                }
+              },
+            },
+          },
+          "Save",
+        ),
+      ),
+    );
+  }
+
+  const newName = h("input", { id: "new-class-name", attrs: { maxlength: "60" } });
+  const newColor = h("input", { id: "new-class-color", type: "color", value: "#1f5fa8" });
+  const newHotkey = h("input", { id: "new-class-hotkey", type: "number", attrs: { min: "1", max: "9" } });
+  const perImage = h("input", { id: "labels-per-image", type: "number", value: String(project.labels_per_image ?? 1), attrs: { min: "1", max: "5" } });
+  const training = h(
+    "select",
+    { id: "training-labels" },
+    ...(["single", "adjudicated"] as const).map((value) => {
+      const option = h("option", { value }, value === "single" ? "Every agreed label trains" : "Only adjudicated labels train");
+      option.selected = project.training_labels === value;
+      return option;
+    }),
+  );
+
+  replaceChildren(
+    context.root,
+    h(
+      "div",
+      { class: "settings" },
+      h("h1", {}, "Settings: ", project.name),
+      message,
+      h(
+        "table",
+        { class: "data" },
+        h("caption", {}, "Defect classes"),
+        h("thead", {}, h("tr", {}, ...["Name", "Colour", "Hotkey", ""].map((c) => h("th", { attrs: { scope: "col" } }, c)))),
+        rows,
+      ),
+      h(
+        "form",
+        {
+          class: "filters",
+          id: "new-class",
+          on: {
+            submit: async (event) => {
+              event.preventDefault();
+              try {
+                const created = await api<DefectClass>("defect-classes", {
+                  method: "POST",
+                  body: { project: project.id, name: newName.value, color: newColor.value, hotkey: newHotkey.value ? Number(newHotkey.value) : null },
+                });
+                rows.append(classRow(created));
+                newName.value = "";
+                newHotkey.value = "";
+                message.textContent = "";
+              } catch (error) {
+                fail(error);
+              }
+            },
+          },
+        },
+        h("label", { for: "new-class-name" }, "New class", newName),
+        h("label", { for: "new-class-color" }, "Colour", newColor),
+        h("label", { for: "new-class-hotkey" }, "Hotkey", newHotkey),
+        h("button", { type: "submit" }, "Add class"),
+      ),
+      h(
+        "form",
+        {
+          class: "filters",
+          id: "labelling-settings",
+          on: {
+            submit: async (event) => {
+              event.preventDefault();
+              try {
+                await api(`projects/${project.id}`, {
+                  method: "PATCH",
+                  body: { labels_per_image: Number(perImage.value), training_labels: training.value },
+                });
+                message.textContent = "";
+                context.announce("Labelling settings saved.");
+              } catch (error) {
+                fail(error);
+              }
+            },
+          },
+        },
+        h("label", { for: "labels-per-image" }, "Labels per image", perImage),
+        h("label", { for: "training-labels" }, "Training data", training),
+        h("button", { type: "submit" }, "Save labelling settings"),
+      ),
+    ),
+  );
+  for (const dc of project.defect_classes) rows.append(classRow(dc));
+  return () => undefined;
+};
