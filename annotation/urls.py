@@ -5,6 +5,7 @@ from annotation import apis
 urlpatterns = [
     path("annotations", apis.AnnotationListApi.as_view(), name="annotation-list"),
     path("annotations/<int:pk>", apis.AnnotationDetailApi.as_view(), name="annotation-detail"),
+    path("annotations/<int:pk>/image", apis.AnnotationImageApi.as_view(), name="annotation-image"),
     # The annotation studio.
     path("label-tasks", apis.LabelTaskListApi.as_view(), name="label-task-list"),
     path("label-tasks/next", apis.LabelTaskNextApi.as_view(), name="label-task-next"),

@@ -1,6 +1,6 @@
 """HTTP API views, split by aggregate. ``annotation.urls`` imports from here."""
 
-from annotation.apis.annotations import AnnotationDetailApi, AnnotationListApi
+from annotation.apis.annotations import AnnotationDetailApi, AnnotationImageApi, AnnotationListApi
 from annotation.apis.label_tasks import (
     LabelAdjudicateApi,
     LabelAssistApi,
@@ -17,6 +17,7 @@ from annotation.apis.tiles import InspectionTileApi, InspectionTilesApi
 
 __all__ = [
     "AnnotationDetailApi",
+    "AnnotationImageApi",
     "AnnotationListApi",
     "InspectionTileApi",
     "InspectionTilesApi",

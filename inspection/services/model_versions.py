@@ -201,14 +201,29 @@ def training_run(
     from workers.ml.artifacts import VerifiedArtifact
 
     manifest = VerifiedArtifact(version.artifact_dir, result.artifacts).manifest
+    metrics: dict[str, Any] = dict(result.metrics)
+    errors = metrics.get("example_errors")
+    if isinstance(errors, list):
+        # Training sample indices become the labels (annotations) they came from: their image
+        # is served at /api/v1/annotations/{id}/image.
+        metrics["example_errors"] = [_error_with_label(error, chosen) for error in errors if _sample_of(error, chosen)]
     return _finish(
         version,
         status=ModelVersion.Status.READY,
-        metrics=dict(result.metrics),
+        metrics=metrics,
         hyperparameters=dict(result.hyperparameters),
         artifacts=dict(result.artifacts),
         thresholds=dict(manifest.get("thresholds", {})),
     )
+
+
+def _sample_of(error: Any, chosen: list[LabelledImage]) -> bool:
+    return isinstance(error, dict) and isinstance(error.get("sample"), int) and 0 <= error["sample"] < len(chosen)
+
+
+def _error_with_label(error: dict[str, Any], chosen: list[LabelledImage]) -> dict[str, Any]:
+    labelled = chosen[error["sample"]]
+    return {**{k: v for k, v in error.items() if k != "sample"}, "annotation": labelled.annotation_id}
 
 
 def _finish(version: ModelVersion, *, status: str, error: str = "", **fields: Any) -> ModelVersion:

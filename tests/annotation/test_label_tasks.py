@@ -221,3 +221,19 @@ def test_the_adjudicator_sees_every_submitted_label_and_annotators_none(studio: 
         studio.class_id("pit"),
     }
     assert seen_by_annotator["submitted_labels"] == []
+
+
+def test_a_labels_image_is_served_to_the_projects_members_only(studio: Studio, outsider: Any) -> None:
+    from annotation.models import Annotation
+
+    task = studio.task()
+    put_json(studio.client(studio.annotator), f"/api/v1/label-tasks/{task.pk}/label", fail_label(studio, submit=True))
+    annotation = Annotation.objects.get(label_task=task)
+
+    mine = studio.client(studio.manager).get(f"/api/v1/annotations/{annotation.pk}/image")
+    theirs = outsider.get(f"/api/v1/annotations/{annotation.pk}/image")
+
+    assert mine.status_code == 200 and mine["Content-Type"] == "image/jpeg"
+    assert mine["X-Content-Type-Options"] == "nosniff"
+    assert b"".join(mine.streaming_content)[:2] == b"\xff\xd8"  # type: ignore[attr-defined]  # a FileResponse
+    assert theirs.status_code == 404

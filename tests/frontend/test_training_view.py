@@ -51,3 +51,30 @@ def test_a_manager_starts_training_watches_progress_live_and_deploys_the_model(
     version.refresh_from_db()
     assert version.status == ModelVersion.Status.DEPLOYED
     assert screen.errors == [] and screen.dialogs == []
+
+
+def test_a_models_example_errors_show_the_labelled_images(live: LiveStack, open_screen: Any, tmp_path: Path) -> None:
+    from annotation.models import Annotation
+
+    project = make_project()
+    labelled_goods(project, tmp_path, 4)
+    pit = Annotation.objects.filter(project=project, defect_class__name="pit").first()
+    assert pit is not None
+    version = ModelVersion.objects.create(
+        project=project,
+        kind="classifier",
+        status="ready",
+        metrics={
+            "accuracy": 0.75,
+            "example_errors": [{"annotation": pit.pk, "truth": "pit", "predicted": "good", "p_defect": 0.12}],
+        },
+    )
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "training")
+    page = screen.page
+    page.wait_for_selector(f"tr[data-version='{version.pk}']")
+
+    page.wait_for_selector("#example-errors img")
+    page.wait_for_function("() => document.querySelector('#example-errors img').naturalWidth > 0")
+    assert "pit → good" in page.inner_text("#example-errors")
+    screen.shot("training-errors")

@@ -130,3 +130,35 @@ def pixel_auroc(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], max
     truth = np.concatenate([(m > 0).ravel() for m in masks]).astype(np.int8)
     step = max(1, len(scores) // max_pixels)
     return binary_auroc(truth[::step], scores[::step])
+
+
+def example_errors(
+    probabilities: np.ndarray,
+    targets: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    defect_threshold: float,
+    limit: int = 12,
+) -> list[dict[str, Any]]:
+    """The validation images the classifier got wrong at ``defect_threshold``, most confidently
+    wrong first: ``{"index", "truth", "predicted", "p_defect"}`` with ``index`` the row of
+    ``probabilities`` (the caller maps it back to its image)."""
+    defect_probability = 1.0 - probabilities[:, 0]
+    decided = np.where(defect_probability >= defect_threshold, 1 + probabilities[:, 1:].argmax(axis=1), 0)
+    wrong = np.flatnonzero(decided != targets)
+    # Most confident mistakes first: escapes with the lowest P(defect), false rejects and
+    # wrong classes with the highest.
+    confidence = np.where(targets[wrong] == 0, defect_probability[wrong], 1.0 - defect_probability[wrong])
+    confidence = np.where(
+        (targets[wrong] != 0) & (decided[wrong] != 0), probabilities[wrong, decided[wrong]], confidence
+    )
+    order = wrong[np.argsort(-confidence, kind="stable")][:limit]
+    return [
+        {
+            "index": int(i),
+            "truth": class_names[int(targets[i])],
+            "predicted": class_names[int(decided[i])],
+            "p_defect": round(float(defect_probability[i]), 4),
+        }
+        for i in order
+    ]

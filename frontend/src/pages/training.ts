@@ -6,6 +6,13 @@ import { chartIn, type Chart } from "../charts";
 import type { Page, PageContext } from "../context";
 import { h, percent, replaceChildren } from "../dom";
 
+export interface ExampleError {
+  annotation: number;
+  truth: string;
+  predicted: string;
+  p_defect: number;
+}
+
 export interface ProgressPoint {
   epoch: number;
   epochs: number;
@@ -188,6 +195,7 @@ export const trainingPage: Page = (context: PageContext) => {
     const scalar = Object.entries(metrics).filter(([, value]) => typeof value === "number") as [string, number][];
     const f1 = (metrics.f1 ?? null) as Record<string, number> | null;
     const confusion = (metrics.confusion ?? null) as { labels: string[]; matrix: number[][] } | null;
+    const errors = (Array.isArray(metrics.example_errors) ? metrics.example_errors : []) as ExampleError[];
     replaceChildren(
       detail,
       h("h2", {}, `Model #${version.id}: ${version.kind}, ${version.status}`),
@@ -202,6 +210,7 @@ export const trainingPage: Page = (context: PageContext) => {
       ),
       f1 ? classBox : null,
       confusion ? confusionTable(confusion) : null,
+      errors.length ? errorGallery(errors) : null,
     );
     curve = chartIn(curveBox, curveOption(version));
     if (f1) {
@@ -310,6 +319,26 @@ function confusionTable(confusion: { labels: string[]; matrix: number[][] }): HT
           {},
           h("th", { attrs: { scope: "row" } }, confusion.labels[i] ?? ""),
           ...row.map((n, j) => h("td", { class: i === j ? "diagonal" : n > 0 ? "off" : "" }, String(n))),
+        ),
+      ),
+    ),
+  );
+}
+
+function errorGallery(errors: ExampleError[]): HTMLElement {
+  return h(
+    "section",
+    { class: "error-gallery", id: "example-errors", aria: { label: "Example errors" } },
+    h("h3", {}, "Validation images the model got wrong"),
+    h(
+      "ul",
+      {},
+      ...errors.map((error) =>
+        h(
+          "li",
+          {},
+          h("img", { src: `/api/v1/annotations/${error.annotation}/image`, alt: `Labelled ${error.truth}, model said ${error.predicted}` }),
+          h("span", {}, `${error.truth} → ${error.predicted} (P(defect) ${(error.p_defect * 100).toFixed(0)} %)`),
         ),
       ),
     ),

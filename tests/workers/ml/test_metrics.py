@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from workers.ml.metrics import classification_report, fit_temperature
+from workers.ml.metrics import classification_report, example_errors, fit_temperature
 
 
 def test_temperature_is_finite_even_on_a_perfectly_separated_validation_split() -> None:
@@ -42,3 +43,24 @@ def test_the_classification_report_has_a_confusion_matrix_of_decided_classes() -
     # Part 3 (a pit) has P(defect) = 0.4 < 0.5: accepted as good, an escape in row "pit".
     assert report["confusion"] == {"labels": ["good", "crack", "pit"], "matrix": [[1, 0, 0], [0, 1, 0], [1, 0, 1]]}
     assert report["defect_recall"] == 2 / 3
+
+
+def test_example_errors_are_the_most_confident_mistakes_first() -> None:
+    probabilities = np.array(
+        [
+            [0.95, 0.03, 0.02],  # a crack passed with P(defect) 0.05: a confident escape
+            [0.40, 0.50, 0.10],  # a good part failed as crack: a false reject
+            [0.10, 0.85, 0.05],  # right
+            [0.45, 0.20, 0.35],  # a crack called a pit
+        ]
+    )
+    targets = np.array([1, 0, 1, 1])
+
+    errors = example_errors(probabilities, targets, ["good", "crack", "pit"], defect_threshold=0.5)
+
+    assert [(e["index"], e["truth"], e["predicted"]) for e in errors] == [
+        (0, "crack", "good"),
+        (1, "good", "crack"),
+        (3, "crack", "pit"),
+    ]
+    assert errors[0]["p_defect"] == pytest.approx(0.05)

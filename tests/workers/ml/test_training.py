@@ -40,6 +40,23 @@ def test_classifier_artifact_has_manifest_with_hashes_and_calibration(trained_cl
     assert "int8_accuracy_drop" in trained_classifier.result.metrics
 
 
+def test_classifier_reports_its_validation_mistakes_by_training_sample(
+    trained_classifier: Trained, toy_train: ToySet
+) -> None:
+    metrics = trained_classifier.result.metrics
+    errors = metrics["example_errors"]
+    confusion = metrics["confusion"]
+
+    assert isinstance(errors, list) and isinstance(confusion, dict)
+    # As many listed mistakes (up to 12) as the confusion matrix has off the diagonal.
+    matrix = confusion["matrix"]
+    off_diagonal = sum(n for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j)
+    assert len(errors) == min(off_diagonal, 12)
+    for error in errors:
+        sample = toy_train.samples[error["sample"]]
+        assert error["truth"] == (sample.label or "good") and error["predicted"] != error["truth"]
+
+
 def test_anomaly_model_trained_on_good_parts_only_ranks_defects_above_goods(
     trained_anomaly: Trained, toy_test: ToySet
 ) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 
 from workers.ml.augment import build_augmentation
 from workers.ml.errors import TrainingDataError
-from workers.ml.metrics import classification_report, fit_temperature, threshold_for_false_reject
+from workers.ml.metrics import classification_report, example_errors, fit_temperature, threshold_for_false_reject
 from workers.ml.networks import ClassifierNet
 from workers.ml.trainers.common import (
     TrainedModel,
@@ -131,6 +131,11 @@ def train_classifier(
         probabilities, val_targets.numpy(), class_names, defect_threshold=threshold
     )
     metrics.update(best_epoch=best_epoch, temperature=temperature, val_loss=best_loss)
+    # Which training samples (indices into ``samples``) the model gets wrong, for people to look at.
+    metrics["example_errors"] = [
+        {**error, "sample": int(val_idx[error.pop("index")])}
+        for error in example_errors(probabilities, val_targets.numpy(), class_names, defect_threshold=threshold)
+    ]
 
     calibration = images[train_idx][rng.permutation(len(train_idx))[:16]]
 
