@@ -13,60 +13,25 @@ Infinity (which Python's json accepts by default) as well.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import IO, Any
-
-import numpy as np
-from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 
 from annotation import shapes as limits
+from inspection.parsers import NOT_BRACKETS, SafeJSONParser, max_depth
 
 # Opening brackets: a polygon point is one array, a ring one more, a shape one object.
 MAX_DEPTH = 8  # body > shapes > polygon > holes > ring > point is 6 deep
 MAX_ARRAYS = limits.MAX_POINTS_TOTAL + 2 * limits.MAX_SHAPES + 16
 MAX_OBJECTS = 3 * limits.MAX_SHAPES + 16  # a mask shape is 2 objects
-_NOT_BRACKETS = bytes(value for value in range(256) if value not in b"[]{}")
-_CHUNK = 1 << 20
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON.")
+class LabelJSONParser(SafeJSONParser):
+    max_depth = MAX_DEPTH
 
-
-def max_depth(brackets: bytes) -> int:
-    """Deepest nesting of a string of ``[]{}`` only; memory bounded by the chunk size."""
-    raw = np.frombuffer(brackets, dtype=np.uint8)
-    deepest = depth = 0
-    for start in range(0, raw.size, _CHUNK):
-        chunk = raw[start : start + _CHUNK]
-        steps = np.where((chunk == ord("[")) | (chunk == ord("{")), 1, -1).astype(np.int32)
-        running = np.cumsum(steps) + depth
-        deepest = max(deepest, int(running.max()))
-        depth = int(running[-1])
-    return deepest
-
-
-class LabelJSONParser(JSONParser):
-    media_type = "application/json"
-
-    def parse(
-        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
-    ) -> Any:
-        limit = settings.LOUPE_MAX_UPLOAD_BYTES  # the edge's 413 limit; the test client has no edge
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise ParseError(f"The label is larger than {limit} bytes.")
-        brackets = body.translate(None, _NOT_BRACKETS)
+    def check(self, body: bytes) -> None:
+        brackets = body.translate(None, NOT_BRACKETS)
         if brackets.count(b"[") > MAX_ARRAYS or brackets.count(b"{") > MAX_OBJECTS:
             raise ParseError(
                 f"The label holds more than {limits.MAX_POINTS_TOTAL} points or {limits.MAX_SHAPES} shapes."
             )
         if max_depth(brackets) > MAX_DEPTH:
             raise ParseError(f"The label is nested deeper than {MAX_DEPTH} levels.")
-        try:
-            return json.loads(body, parse_constant=_refuse_constant)
-        except (ValueError, RecursionError) as exc:  # RecursionError: "]" in strings can hide depth
-            raise ParseError(f"JSON parse error - {exc}") from None
