@@ -56,9 +56,23 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class TooManyAttempts(DomainError):
+    """429 with Retry-After (seconds)."""
+
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 60) -> None:
+        super().__init__(detail, code=code, extra={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response({**exc.extra, "code": exc.code, "detail": exc.detail}, status=exc.status)
+        refused = Response({**exc.extra, "code": exc.code, "detail": exc.detail}, status=exc.status)
+        if isinstance(exc, TooManyAttempts):
+            refused["Retry-After"] = str(exc.retry_after)
+        return refused
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, drf_exceptions.APIException):
         detail = response.data

@@ -260,6 +260,9 @@ REDIS_BROKER_URL = redis_url_with_db(REDIS_URL, 0)
 REDIS_CACHE_URL = redis_url_with_db(REDIS_URL, 1)
 REDIS_CHANNELS_URL = redis_url_with_db(REDIS_URL, 2)
 
+# One backend, limiting password tries per account (inspection/auth_backends.py).
+AUTHENTICATION_BACKENDS = ["inspection.auth_backends.LockoutModelBackend"]
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -461,3 +464,7 @@ LOUPE_WEBHOOK_ALLOWED_HOSTS = env_list("LOUPE_WEBHOOK_ALLOWED_HOSTS", [])
 LOUPE_WS_RECHECK_SECONDS = env_int("LOUPE_WS_RECHECK_SECONDS", 5, minimum=1)
 # A claimed review item returns to the queue when its reviewer goes quiet this long.
 LOUPE_REVIEW_LEASE_SECONDS = env_int("LOUPE_REVIEW_LEASE_SECONDS", 120, minimum=5)
+# Sign-in lockout per account, counted atomically in Redis whatever address the tries come from
+# (bad-inputs case 8): after this many failures the account refuses sign-ins for the lockout time.
+LOUPE_LOGIN_MAX_FAILURES = env_int("LOUPE_LOGIN_MAX_FAILURES", 10, minimum=1)
+LOUPE_LOGIN_LOCKOUT_SECONDS = env_int("LOUPE_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)

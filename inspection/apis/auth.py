@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import login, logout
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema
@@ -23,6 +23,7 @@ from inspection.permissions import IsPerson
 from inspection.serializers import (
     LoginInputSerializer,
 )
+from inspection.services.sign_in import sign_in_attempt
 
 # --- auth ------------------------------------------------------------------------------
 
@@ -41,7 +42,8 @@ class CsrfApi(APIView):
 
 @method_decorator(csrf_protect, name="post")
 class LoginApi(APIView):
-    """Session login. CSRF-protected (login CSRF) and throttled."""
+    """Session login. CSRF-protected (login CSRF), throttled per address, and limited per
+    account whatever the address (``inspection.services.sign_in``)."""
 
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
@@ -52,8 +54,8 @@ class LoginApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = LoginInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = authenticate(request._request, **serializer.validated_data)
-        if user is None or not user.is_active:
+        user = sign_in_attempt(request=request._request, **serializer.validated_data)
+        if user is None:
             return Response(
                 {"code": "invalid_credentials", "detail": "Wrong username or password."},
                 status=status.HTTP_400_BAD_REQUEST,
