@@ -1,5 +1,15 @@
 # One image for every Loupe process; docker-compose picks the command.
 # Build arg EXTRAS=ml (CPU, default) or EXTRAS=ml,gpu (GPU workers: onnxruntime-gpu).
+
+# The browser front end (TypeScript, Vite) is built in its own stage; only its output ships.
+FROM node:20-bookworm-slim AS frontend
+WORKDIR /frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY frontend/tsconfig.json frontend/vite.config.ts ./
+COPY frontend/src ./src
+RUN npm run build
+
 FROM python:3.11-slim-bookworm
 
 ARG EXTRAS=ml
@@ -20,6 +30,7 @@ COPY inspection ./inspection
 COPY review ./review
 COPY annotation ./annotation
 COPY frontend ./frontend
+COPY --from=frontend /frontend/static/frontend/app ./frontend/static/frontend/app
 COPY workers ./workers
 COPY manage.py ./
 
