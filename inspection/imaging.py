@@ -113,3 +113,27 @@ def normalise_image(stream: IO[bytes], *, max_bytes: int, max_pixels: int) -> No
         height=upright.height,
         sha256=hashlib.sha256(content).hexdigest(),
     )
+
+
+def overlay_png(key: str, *, kind: str) -> bytes:
+    """A stored 8-bit heatmap or mask as an RGBA PNG to lay over the part: the heatmap in the
+    inferno colour map with opacity rising with the score (cold regions stay clear), the mask
+    red at 60 % where defective. Cost: one small PNG decode and encode."""
+    import io
+
+    import cv2
+    import numpy as np
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(key, "rb") as stored:
+        values = np.asarray(PILImage.open(io.BytesIO(stored.read())).convert("L"))
+    if kind == "heatmap":
+        rgb = cv2.cvtColor(cv2.applyColorMap(values, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+        alpha = np.clip(values.astype(np.float32) * 1.6, 0, 220).astype(np.uint8)
+    else:
+        rgb = np.zeros((*values.shape, 3), dtype=np.uint8)
+        rgb[..., 0] = 230
+        alpha = np.where(values > 127, 153, 0).astype(np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -7,8 +7,8 @@ from typing import Any
 import django_filters
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
-from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from django.http import FileResponse, HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from inspection import selectors, services
 from inspection.auth import station_of
 from inspection.errors import Forbidden, InvalidInput, NotFound
+from inspection.imaging import overlay_png
 from inspection.models import (
     Inspection,
     Part,
@@ -135,21 +136,39 @@ class InspectionImageApi(APIView):
 
 
 class InspectionOverlayApi(APIView):
-    """The anomaly heatmap or defect mask the models drew for an inspection, as a PNG."""
+    """The anomaly heatmap or defect mask the models drew for an inspection, as a PNG: the
+    stored 8-bit values, or with ``?render=overlay`` coloured with transparency to lay over the
+    part (heatmap: inferno, opacity rising with the score; mask: red where defective)."""
 
     permission_classes = [IsPersonOrStation]
     overlay = "heatmap"
 
-    @extend_schema(responses={(200, "image/png"): bytes})
-    def get(self, request: Request, pk: int) -> FileResponse:
+    @extend_schema(
+        parameters=[OpenApiParameter("render", str, enum=["raw", "overlay"])],
+        responses={(200, "image/png"): bytes},
+    )
+    def get(self, request: Request, pk: int) -> HttpResponse | FileResponse:
+        render = request.query_params.get("render", "raw")
+        if render not in ("raw", "overlay") or set(request.query_params) - {"render"}:
+            raise InvalidInput("The only parameter is render=raw|overlay.", code="invalid_parameter")
         inspection = selectors.inspections_for(user=request.user).filter(pk=pk).first()
         key = getattr(inspection, f"{self.overlay}_file", "") if inspection else ""
         if inspection is None or not key:
             raise NotFound(f"No {self.overlay} for this inspection.")
+        if render == "overlay":
+            return _png_response(overlay_png(key, kind=self.overlay))
         response = FileResponse(default_storage.open(key, "rb"), content_type="image/png")
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response
+
+
+def _png_response(content: bytes) -> HttpResponse:
+    response = HttpResponse(content, content_type="image/png")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 # --- parts, verdicts, memberships --------------------------------------------------------

@@ -127,3 +127,34 @@ def test_the_reviewer_looks_through_every_camera_view_of_a_part(live: LiveStack,
     assert {shown, switched} == {f"/api/v1/inspections/{first}/image", f"/api/v1/inspections/{second}/image"}
     assert screen.page.locator("#views button").count() == 2
     assert ReviewItem.objects.filter(part__serial="SN-VIEWS-1").count() == 1
+
+
+def test_the_reviewer_toggles_the_models_heatmap_over_the_part(
+    live: LiveStack, open_screen: Any, register: Any
+) -> None:
+    from inspection.models import ModelVersion, Project
+
+    project = make_project()
+    register(project, "anomaly", status=ModelVersion.Status.DEPLOYED)
+    # Every part to a person, so the heatmap is on the reviewer's screen.
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.0, auto_fail_threshold=1.0, audit_rate=0.0)
+    station = make_station(project)
+    reviewer = make_user(project, role="reviewer")
+    screen = open_screen(reviewer, "review")
+    page = screen.page
+    page.wait_for_selector("#live-status[data-state=live]")
+    post_part(live, station, "SN-HEAT-1", seed=4)
+    page.wait_for_selector("#queue-list .queue-item >> text=SN-HEAT-1", timeout=60_000)
+
+    page.keyboard.press("n")
+    page.wait_for_selector("#current-serial >> text=SN-HEAT-1")
+    page.wait_for_selector("#toggle-heatmap:not([disabled])")
+    page.keyboard.press("h")
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#overlay-heatmap'); return img && img.naturalWidth > 0; }"
+    )
+    assert page.get_attribute("#toggle-heatmap", "aria-pressed") == "true"
+    screen.shot("review-heatmap")
+    page.keyboard.press("h")
+    page.wait_for_selector("#overlay-heatmap", state="detached")
+    assert screen.errors == []

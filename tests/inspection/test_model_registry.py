@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
 from inspection.errors import Conflict
@@ -152,6 +153,13 @@ def test_inference_runs_the_deployed_models_and_stores_scores_overlays_and_laten
     viewer.force_authenticate(make_user(project, role="reviewer"))
     heatmap: Any = viewer.get(f"/api/v1/inspections/{inspection.pk}/heatmap")
     assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
+    # For people: coloured, transparent where the score is low, to lay over the part.
+    overlay: Any = viewer.get(f"/api/v1/inspections/{inspection.pk}/heatmap?render=overlay")
+    assert overlay.status_code == 200 and overlay["Content-Type"] == "image/png"
+    drawn = PILImage.open(io.BytesIO(overlay.content))
+    raw = PILImage.open(io.BytesIO(b"".join(heatmap.streaming_content)))
+    assert drawn.mode == "RGBA" and drawn.size == raw.size
+    assert viewer.get(f"/api/v1/inspections/{inspection.pk}/heatmap?render=svg").status_code == 400
 
 
 @pytest.mark.parametrize(

@@ -384,10 +384,10 @@ class ReviewConsole {
     }
     const layers: HTMLElement[] = [h("img", { src: shown.url, alt: `Part ${item.part.serial}, ${shown.station}`, class: "base" })];
     if (this.overlays.heatmap && shown.heatmap) {
-      layers.push(h("img", { src: shown.heatmap, alt: "Anomaly heatmap", class: "overlay heatmap", id: "overlay-heatmap" }));
+      layers.push(h("img", { src: `${shown.heatmap}?render=overlay`, alt: "Anomaly heatmap", class: "overlay heatmap", id: "overlay-heatmap" }));
     }
     if (this.overlays.mask && shown.mask) {
-      layers.push(h("img", { src: shown.mask, alt: "Defect mask", class: "overlay mask", id: "overlay-mask" }));
+      layers.push(h("img", { src: `${shown.mask}?render=overlay`, alt: "Defect mask", class: "overlay mask", id: "overlay-mask" }));
     }
     replaceChildren(this.stage, ...layers);
     replaceChildren(
