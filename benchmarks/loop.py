@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     var = Path(tempfile.mkdtemp(prefix="loupe-loop-"))
     os.environ["LOUPE_VAR_DIR"] = str(var)
+    # Measured as deployed: DEBUG off (on, every query is also logged in memory: ~18 % slower).
+    os.environ.setdefault("DEBUG", "false")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loupe.settings")
     database_url = os.environ.get("DATABASE_URL", f"sqlite:///{var}/bench.sqlite3")
     os.environ["DATABASE_URL"] = database_url

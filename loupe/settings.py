@@ -218,6 +218,13 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     _database["TEST"] = {"NAME": str(VAR_DIR / "test-loupe.sqlite3")}
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 8)
+if _database["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE > 0:
+    # Under ASGI each request's sync code runs in a fresh thread, so Django's per-thread
+    # persistent connections were opened anew for every request and left behind; a psycopg
+    # pool per process is reused across threads instead (Django >= 5.1, psycopg[pool]).
+    _database["CONN_MAX_AGE"] = 0
+    _database.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
