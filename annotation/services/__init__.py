@@ -4,6 +4,7 @@ from annotation.services.annotations import annotation_record_review_decision, t
 from annotation.services.label_tasks import (
     label_task_adjudicate,
     label_task_create_for,
+    label_task_ensure,
     label_task_priority,
     label_task_skip,
     label_tasks_sync,
@@ -15,6 +16,7 @@ __all__ = [
     "label_save",
     "label_task_adjudicate",
     "label_task_create_for",
+    "label_task_ensure",
     "label_task_priority",
     "label_task_skip",
     "label_tasks_sync",

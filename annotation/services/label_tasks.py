@@ -54,6 +54,18 @@ def label_task_priority(*, scores: dict[str, Any], out_of_distribution_ratio: fl
     return round(uncertainty + disagreement + novelty, 6), reasons
 
 
+def label_task_ensure(*, inspection: Inspection) -> None:
+    """Like ``label_task_create_for`` without reading the row back: one ``INSERT ... ON
+    CONFLICT DO NOTHING``, for the per-part hot path (every finished inspection)."""
+    priority, reasons = label_task_priority(
+        scores=inspection.scores or {}, out_of_distribution_ratio=inspection.project.out_of_distribution_ratio
+    )
+    LabelTask.objects.bulk_create(
+        [LabelTask(project_id=inspection.project_id, inspection=inspection, priority=priority, reasons=reasons)],
+        ignore_conflicts=True,
+    )
+
+
 def label_task_create_for(*, inspection: Inspection) -> LabelTask:
     """The label task of a done inspection, created on first call. Idempotent: a redelivered
     run or the backfill command gets the same row."""

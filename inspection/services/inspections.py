@@ -296,9 +296,9 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
         locked.save()
         _route_part(locked, deployed=bool(deployed), model_version=run.model_version)
         # Every done image becomes a label task in the annotation studio, in this transaction.
-        from annotation.services import label_task_create_for
+        from annotation.services import label_task_ensure
 
-        label_task_create_for(inspection=locked)
+        label_task_ensure(inspection=locked)
         locked.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
         locked.save(update_fields=["latency_ms"])
     return locked
