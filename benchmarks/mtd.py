@@ -264,6 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="1 epoch per supervised kind: checks the script, not the models"
     )
+    parser.add_argument(
+        "--hyperparameters",
+        type=json.loads,
+        default={},
+        help='JSON overrides for the supervised kinds, e.g. \'{"epochs": 40, "max_minutes": 20}\' (experiments)',
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     lines: list[str] = []
@@ -283,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_set = [samples[i] for i in train_idx]
     test_set = [samples[i] for i in test_idx]
     kinds = args.kinds.split(",")
-    quick: dict[str, Any] = {"epochs": 1} if args.quick else {}
+    quick: dict[str, Any] = {**({"epochs": 1} if args.quick else {}), **args.hyperparameters}
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mtd-bench-") as scratch:
         work = Path(scratch)
