@@ -88,7 +88,9 @@ class ReviewItemClaimApi(APIView):
             if wanted not in project_ids:
                 raise NotFound("Project not found.")
             project_ids = [wanted]
-        item = services.review_claim_next(reviewer=request.user, project_ids=project_ids)
+        item = services.review_claim_next(
+            reviewer=request.user, project_ids=project_ids, exclude_ids=serializer.validated_data.get("exclude", [])
+        )
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         item = selectors.review_items_for(user=request.user).get(pk=item.pk)

@@ -123,6 +123,12 @@ class ReviewDecisionInputSerializer(StrictInputSerializer):
 
 class ReviewClaimInputSerializer(StrictInputSerializer):
     project = serializers.IntegerField(required=False, help_text="Only this project's items; default all of yours.")
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        max_length=10,
+        help_text="Items not to hand back: ones the caller decided but may still undo (held in the console).",
+    )
 
 
 class ReviewQueueStatsSerializer(serializers.Serializer):  # type: ignore[type-arg]  # output only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -204,12 +205,20 @@ def _available() -> Q:
     return Q(status=ReviewItem.Status.OPEN) | Q(status=ReviewItem.Status.CLAIMED, lease_expires_at__lt=timezone.now())
 
 
-def review_claim_next(*, reviewer: Any, project_ids: list[int], rng: random.Random | None = None) -> ReviewItem | None:
+def review_claim_next(
+    *,
+    reviewer: Any,
+    project_ids: list[int],
+    rng: random.Random | None = None,
+    exclude_ids: Sequence[int] = (),
+) -> ReviewItem | None:
     """Lease the oldest available item of ``project_ids`` to ``reviewer``, or None.
 
     Two reviewers never hold the same item: the row is locked (PostgreSQL skips rows another
     transaction is claiming; SQLite serialises writers), and availability is re-checked under
-    the lock. A reviewer who already holds a live lease gets that item back, renewed.
+    the lock. A reviewer who already holds a live lease gets that item back, renewed, unless
+    it is in ``exclude_ids``: the console keeps a decided item claimed for a few seconds (so
+    the decision can be undone) while the reviewer moves on to the next one.
     """
     lease = timedelta(seconds=settings.LOUPE_REVIEW_LEASE_SECONDS)
     with transaction.atomic():
@@ -221,6 +230,7 @@ def review_claim_next(*, reviewer: Any, project_ids: list[int], rng: random.Rand
                 claimed_by=reviewer,
                 lease_expires_at__gte=timezone.now(),
             )
+            .exclude(pk__in=list(exclude_ids))
             .first()
         )
         if mine is None:
@@ -230,6 +240,7 @@ def review_claim_next(*, reviewer: Any, project_ids: list[int], rng: random.Rand
         item = mine or (
             ReviewItem.objects.select_for_update(skip_locked=True)
             .filter(_available(), project_id__in=project_ids)
+            .exclude(pk__in=list(exclude_ids))
             .order_by("created_at", "id")
             .first()
         )

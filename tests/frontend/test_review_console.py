@@ -59,6 +59,9 @@ def test_a_reviewer_sees_a_new_part_appear_and_fails_it_from_the_keyboard_while_
     ana.page.wait_for_selector("#viewer img.base")
     ana.shot("review-part")
 
+    # The class named like an HTML tag is a button label, not markup.
+    assert ana.page.locator("button.fail", has_text=HOSTILE).count() == 1
+
     crack = project.defect_classes.get(name="crack")
     ana.page.keyboard.press(str(crack.hotkey))  # fail: crack
     ana.page.wait_for_selector("#undo-bar >> text=Fail: crack")
@@ -71,9 +74,7 @@ def test_a_reviewer_sees_a_new_part_appear_and_fails_it_from_the_keyboard_while_
         crack.pk,
         first.pk,
     )
-    # The class called like an HTML tag is a button label, not markup, and ran nothing.
-    hostile_button = ana.page.locator("button.fail", has_text=HOSTILE)
-    assert hostile_button.count() == 1
+    # ... and ran nothing.
     assert ana.page.locator("img[src=x]").count() == 0
     assert ana.dialogs == [] and ben.dialogs == []
     assert ana.errors == [] and ben.errors == []
@@ -94,6 +95,8 @@ def test_the_last_decision_can_be_undone_in_the_grace_period_and_is_never_record
     screen.page.wait_for_selector("#current-serial >> text=SN-UNDO-1")
     screen.page.keyboard.press("p")
     screen.page.wait_for_selector("#undo")
+    # The decided part is not handed back as the next one while its decision can be undone.
+    screen.page.wait_for_selector("#next-part")
     screen.page.keyboard.press("u")
     screen.page.wait_for_selector("#current-serial >> text=SN-UNDO-1")
     screen.page.wait_for_timeout(6_000)  # past the grace period: nothing was sent

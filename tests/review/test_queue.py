@@ -148,3 +148,22 @@ def test_reviewers_claiming_at_the_same_moment_never_get_the_same_item() -> None
     assert len(got) == 4 and len(set(got)) == 4  # every item to exactly one reviewer
     holders = dict(ReviewItem.objects.values_list("pk", "claimed_by"))
     assert {item_id: holder for holder, item_id in claimed.items() if item_id} == holders
+
+
+@pytest.mark.django_db
+def test_a_reviewer_moving_on_from_a_decision_still_in_its_undo_grace_gets_a_different_item() -> None:
+    project = make_project()
+    first, second = queue_parts(project, 2)
+    user = make_user(project, role="reviewer")
+    reviewer = as_user(user)
+
+    held: Any = reviewer.post("/api/v1/review-items/claim", {}, format="json")
+    moved_on: Any = reviewer.post("/api/v1/review-items/claim", {"exclude": [first.pk]}, format="json")
+    nothing_left: Any = reviewer.post("/api/v1/review-items/claim", {"exclude": [first.pk, second.pk]}, format="json")
+
+    assert held.json()["id"] == first.pk and moved_on.json()["id"] == second.pk
+    assert nothing_left.status_code == 204
+    first.refresh_from_db()
+    assert first.status == "claimed" and first.claimed_by == user  # still mine, to decide or undo
+    too_many: Any = reviewer.post("/api/v1/review-items/claim", {"exclude": list(range(11))}, format="json")
+    assert too_many.status_code == 400

@@ -201,9 +201,11 @@ class ReviewConsole {
     if (this.current || this.claiming) return;
     this.claiming = true;
     try {
+      // A decided item still in its undo grace stays claimed by me: ask for a different one.
+      const held = this.buffer.held;
       const item = await api<ReviewItem | null>("review-items/claim", {
         method: "POST",
-        body: { project: this.context.project.id },
+        body: { project: this.context.project.id, ...(held ? { exclude: [held.itemId] } : {}) },
       });
       if (item) {
         this.queue.remove(item.id);
