@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 from inspection.models import ModelVersion
 
 if TYPE_CHECKING:
@@ -36,7 +38,12 @@ def inferencer_for(version: ModelVersion) -> Inferencer:
             return current[1]
         from workers.ml.inference import load_inferencer
 
-        inferencer = load_inferencer(version.artifact_dir, version.artifacts, backend="onnx")
+        inferencer = load_inferencer(
+            version.artifact_dir,
+            version.artifacts,
+            backend="onnx",
+            intra_op_threads=settings.LOUPE_INFERENCE_THREADS,
+        )
         _loaded[slot] = (version.pk, inferencer)
         return inferencer
 

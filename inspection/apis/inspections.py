@@ -99,7 +99,9 @@ class InspectionListApi(generics.ListAPIView):  # type: ignore[type-arg]
             result = services.inspection_submit_upload(upload=upload, **metadata)
         else:
             result = services.inspection_submit(station=station, image_file=fields["image"], **metadata)
-        inspection = selectors.inspections_for(user=request.user).get(pk=result.inspection.pk)
+        inspection = result.inspection
+        if not result.complete:
+            inspection = selectors.inspections_for(user=request.user).get(pk=inspection.pk)
         return Response(
             InspectionOutputSerializer(inspection).data,
             status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK,

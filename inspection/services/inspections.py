@@ -30,6 +30,7 @@ from inspection.models import (
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.rollups import rollup_record_verdict
+from inspection.sql import insert_unless_exists
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 class SubmitResult:
     inspection: Inspection
     created: bool
+    # The inspection, its part, station and image are loaded, and the part is new (so it has
+    # no verdict): the answer can be written without reading anything back.
+    complete: bool = False
 
 
 def inspection_submit(
@@ -59,6 +63,10 @@ def inspection_submit(
     same part from the same station, returns the first inspection (``created=False``) and
     queues nothing. Nothing is stored unless the image passes every check; a failure after
     the file was written removes the file again.
+
+    Cost on the line's hot path: one transaction of three single-statement inserts (image,
+    part, inspection); a race with a concurrent or repeated post rolls it back whole and
+    answers with the post that won.
     """
     normalised = normalise_image(
         image_file, max_bytes=settings.LOUPE_MAX_UPLOAD_BYTES, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS
@@ -74,41 +82,50 @@ def inspection_submit(
     try:
         with transaction.atomic():
             image = image_record(normalised, key)
-            part, _ = Part.objects.get_or_create(
-                project_id=station.project_id, serial=part_serial, defaults={"sku": sku, "lot": lot}
+            part, part_created = part_record(project_id=station.project_id, serial=part_serial, sku=sku, lot=lot)
+            inspection = Inspection.objects.create(
+                project_id=station.project_id,
+                part=part,
+                station=station,
+                image=image,
+                captured_at=captured_at or timezone.now(),
+                idempotency_key=idempotency_key or None,
             )
-            try:
-                with transaction.atomic():
-                    inspection = Inspection.objects.create(
-                        project_id=station.project_id,
-                        part=part,
-                        station=station,
-                        image=image,
-                        captured_at=captured_at or timezone.now(),
-                        idempotency_key=idempotency_key or None,
-                    )
-            except IntegrityError:
-                # A concurrent or repeated post won the race: same key or same content.
-                existing = _find_duplicate(station=station, part=part, image=image, idempotency_key=idempotency_key)
-                if existing is None:
-                    raise
-                return _same_or_conflict(existing, normalised)
+            if part_created:
+                part.final_verdicts = []  # type: ignore[attr-defined]  # the selectors' prefetch: a new part has none
             inspection_id = inspection.pk
             # robust: if the broker is down the row stays pending and the reconciler queues it.
             transaction.on_commit(lambda: _enqueue_inference(inspection_id), robust=True)
+    except IntegrityError:
+        # A concurrent or repeated post won the race (same key, or same image of the same part):
+        # this transaction rolled back whole; answer with the inspection that won.
+        _remove_unreferenced(key, wrote_file)
+        existing = _find_duplicate(
+            station=station, part_serial=part_serial, sha256=normalised.sha256, idempotency_key=idempotency_key
+        )
+        if existing is None:
+            raise
+        return _same_or_conflict(existing, normalised)
     except BaseException:
-        if wrote_file and not Image.objects.filter(file=key).exists():
-            default_storage.delete(key)
+        _remove_unreferenced(key, wrote_file)
         raise
-    return SubmitResult(inspection=inspection, created=True)
+    return SubmitResult(inspection=inspection, created=True, complete=part_created)
 
 
-def _find_duplicate(*, station: Station, part: Part, image: Image, idempotency_key: str | None) -> Inspection | None:
+def _remove_unreferenced(key: str, wrote_file: bool) -> None:
+    if wrote_file and not Image.objects.filter(file=key).exists():
+        default_storage.delete(key)
+
+
+def _find_duplicate(
+    *, station: Station, part_serial: str, sha256: str, idempotency_key: str | None
+) -> Inspection | None:
+    found = Inspection.objects.select_related("image")
     if idempotency_key:
-        found = Inspection.objects.filter(station=station, idempotency_key=idempotency_key).first()
-        if found is not None:
-            return found
-    return Inspection.objects.filter(station=station, part=part, image=image).first()
+        by_key = found.filter(station=station, idempotency_key=idempotency_key).first()
+        if by_key is not None:
+            return by_key
+    return found.filter(station=station, part__serial=part_serial, image__sha256=sha256).first()
 
 
 def _same_or_conflict(existing: Inspection, normalised: NormalisedImage) -> SubmitResult:
@@ -119,17 +136,29 @@ def _same_or_conflict(existing: Inspection, normalised: NormalisedImage) -> Subm
 
 def image_record(normalised: NormalisedImage, key: str) -> Image:
     """The Image row of stored content (one per SHA-256), created on first sight."""
-    image, _ = Image.objects.get_or_create(
-        sha256=normalised.sha256,
-        defaults={
-            "file": key,
-            "format": normalised.format,
-            "width": normalised.width,
-            "height": normalised.height,
-            "bytes": len(normalised.content),
-        },
-    )
-    return image
+    values = {
+        "sha256": normalised.sha256,
+        "file": key,
+        "format": normalised.format,
+        "width": normalised.width,
+        "height": normalised.height,
+        "bytes": len(normalised.content),
+        "created_at": timezone.now(),
+    }
+    image_id = insert_unless_exists(Image, values=values, unique=["sha256"])
+    if image_id is None:
+        return Image.objects.get(sha256=normalised.sha256)
+    return Image(pk=image_id, **values)
+
+
+def part_record(*, project_id: int, serial: str, sku: str = "", lot: str = "") -> tuple[Part, bool]:
+    """``(part, created)``: the project's part with this serial, created on first sight with
+    ``sku`` and ``lot`` (a later post does not change them)."""
+    values = {"project_id": project_id, "serial": serial, "sku": sku, "lot": lot, "created_at": timezone.now()}
+    part_id = insert_unless_exists(Part, values=values, unique=["project", "serial"])
+    if part_id is None:
+        return Part.objects.get(project_id=project_id, serial=serial), False
+    return Part(pk=part_id, **values), True
 
 
 def store_image_bytes(normalised: NormalisedImage) -> tuple[str, bool]:
@@ -150,6 +179,22 @@ def _enqueue_publish(verdict_id: int) -> None:
 
     if settings.MQTT_URL:
         verdict_publish_task.delay(verdict_id)
+
+
+def _publish_now(verdict: Verdict) -> None:
+    """Publish from this process right after the commit (an inference worker: its MQTT
+    connection is open and everything the message needs is loaded). When the broker does not
+    acknowledge in time, the publish task takes over and retries with backoff."""
+    from inspection.mqtt import MqttUnavailable
+    from inspection.services.line_integration import verdict_publish_loaded
+
+    if not settings.MQTT_URL:
+        return
+    try:
+        verdict_publish_loaded(verdict)
+    except MqttUnavailable as error:
+        logger.warning("verdict %s: MQTT publish failed (%s); queued for retry", verdict.pk, error)
+        _enqueue_publish(verdict.pk)
 
 
 def _enqueue_inference(inspection_id: int) -> None:
@@ -258,7 +303,9 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
     Inspection.objects.filter(
         pk=inspection_id, status__in=[Inspection.Status.PENDING, Inspection.Status.RUNNING]
     ).update(deliveries=F("deliveries") + 1, status=Inspection.Status.RUNNING)
-    inspection = Inspection.objects.select_related("part", "project", "image").filter(pk=inspection_id).first()
+    inspection = (
+        Inspection.objects.select_related("part", "project", "image", "station").filter(pk=inspection_id).first()
+    )
     if inspection is None or inspection.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
         return inspection
     if inspection.deliveries > MAX_DELIVERIES:
@@ -266,42 +313,43 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
     deployed = serving.deployed_versions(project_id=inspection.project_id)
     run = run_models(inspection=inspection, deployed=deployed) if deployed else ModelRun()
     started = time.perf_counter()
+    project = inspection.project
+    if deployed:
+        t_pass, t_fail, calibration = routing.thresholds_for(project=project, model_version=run.model_version)
+        view = routing.decide_view(project=project, scores=run.scores, t_pass=t_pass, t_fail=t_fail, error=run.error)
+        run.scores["decision"] = view.as_dict()
+        run.scores["thresholds"] = {"t_pass": t_pass, "t_fail": t_fail, "calibration": getattr(calibration, "pk", None)}
     with transaction.atomic():
-        locked = (
-            Inspection.objects.select_for_update(of=("self",))
-            .select_related("part", "project")
-            .filter(pk=inspection_id)
-            .first()
+        # The status guard and the write in one statement: a redelivery that ran the models
+        # too waits here for this row's lock and then finds it done (rowcount 0).
+        finished_at = timezone.now()
+        written = Inspection.objects.filter(
+            pk=inspection_id, status__in=[Inspection.Status.PENDING, Inspection.Status.RUNNING]
+        ).update(
+            attempts=F("attempts") + 1,
+            model_version=run.model_version,
+            heatmap_file=run.heatmap_file,
+            mask_file=run.mask_file,
+            error=run.error,
+            scores=run.scores,
+            status=Inspection.Status.DONE,
+            finished_at=finished_at,
         )
-        if locked is None or locked.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
-            return locked
-        locked.attempts += 1
-        locked.model_version = run.model_version
-        locked.heatmap_file, locked.mask_file, locked.error = run.heatmap_file, run.mask_file, run.error
-        project = locked.project
-        if deployed:
-            t_pass, t_fail, calibration = routing.thresholds_for(project=project, model_version=run.model_version)
-            view = routing.decide_view(
-                project=project, scores=run.scores, t_pass=t_pass, t_fail=t_fail, error=run.error
-            )
-            run.scores["decision"] = view.as_dict()
-            run.scores["thresholds"] = {
-                "t_pass": t_pass,
-                "t_fail": t_fail,
-                "calibration": getattr(calibration, "pk", None),
-            }
-        locked.scores = run.scores
-        locked.status = Inspection.Status.DONE
-        locked.finished_at = timezone.now()
-        locked.save()
-        _route_part(locked, deployed=bool(deployed), model_version=run.model_version)
+        if not written:
+            return Inspection.objects.filter(pk=inspection_id).first()
+        inspection.attempts += 1
+        inspection.model_version = run.model_version
+        inspection.heatmap_file, inspection.mask_file, inspection.error = run.heatmap_file, run.mask_file, run.error
+        inspection.scores, inspection.status, inspection.finished_at = run.scores, Inspection.Status.DONE, finished_at
+        inspection.part.project = project  # loaded already: the verdict's rollups read its shifts
+        _route_part(inspection, deployed=bool(deployed), model_version=run.model_version)
         # Every done image becomes a label task in the annotation studio, in this transaction.
         from annotation.services import label_task_ensure
 
-        label_task_ensure(inspection=locked)
-        locked.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
-        locked.save(update_fields=["latency_ms"])
-    return locked
+        label_task_ensure(inspection=inspection)
+        inspection.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
+        Inspection.objects.filter(pk=inspection_id).update(latency_ms=inspection.latency_ms)
+    return inspection
 
 
 MAX_DELIVERIES = 3
@@ -352,11 +400,14 @@ def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -
         # Cold start: no deployed model yet, so every part goes to a person.
         review_item_open(part=part, inspection=inspection, reason=ReviewItem.Reason.COLD_START)
         return
-    views = list(
-        Inspection.objects.filter(part=part, status=Inspection.Status.DONE, model_version=model_version)
-        .order_by("id")
-        .values_list("scores", flat=True)
-    )
+    if project.views_per_part <= 1:
+        views = [inspection.scores]  # one camera: nothing to wait for, nothing to read
+    else:
+        views = list(
+            Inspection.objects.filter(part=part, status=Inspection.Status.DONE, model_version=model_version)
+            .order_by("id")
+            .values_list("scores", flat=True)
+        )
     if len(views) < project.views_per_part:
         return  # wait for the other cameras
     decisions = [routing.Decision(**scores["decision"]) for scores in views if "decision" in scores]
@@ -379,6 +430,7 @@ def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -
         defect_class=defect_class,
         inspection=inspection,
         model_version=model_version,
+        publish_now=True,
     )
 
 
@@ -396,12 +448,15 @@ def verdict_record_final(
     inspection: Inspection | None = None,
     model_version: str = "",
     audited_model_decision: str = "",
+    publish_now: bool = False,
 ) -> Verdict:
     """The part's one final verdict. A second final verdict for the same part is a Conflict.
 
     Counted in the dashboards' rollups in the same transaction. ``audited_model_decision``
     is what the models would have decided ("pass"/"fail") when a person decides an audit
     sample: it makes the verdict an escape or a false reject, or confirms the models.
+    ``publish_now``: publish to MQTT from this process after the commit (inference workers,
+    with ``inspection`` and its station loaded) instead of queueing the publish task.
     """
     if outcome == Verdict.Outcome.FAIL and source == Verdict.Source.HUMAN and defect_class is None:
         raise InvalidInput("A failed part needs a defect class.", code="defect_class_required")
@@ -438,7 +493,10 @@ def verdict_record_final(
             )
             rollup_record_verdict(verdict=verdict, audited_model_decision=audited_model_decision)
             verdict_id = verdict.pk
-            transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
+            if publish_now:
+                transaction.on_commit(lambda: _publish_now(verdict), robust=True)
+            else:
+                transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
             from inspection.services.webhooks import webhook_deliveries_queue
 
             webhook_deliveries_queue(verdict=verdict)

@@ -47,7 +47,13 @@ def verdict_publish_mqtt(*, verdict_id: int) -> bool:
     )
     if verdict is None:
         return False
+    verdict_publish_loaded(verdict)
+    return True
+
+
+def verdict_publish_loaded(verdict: Verdict) -> None:
+    """Publish a committed final verdict whose part, defect class, inspection and station are
+    loaded (no query); raises ``MqttUnavailable`` when the broker does not acknowledge."""
     from inspection import mqtt
 
     mqtt.publish(settings.MQTT_URL, verdict_topic(verdict), json.dumps(verdict_message(verdict)).encode())
-    return True

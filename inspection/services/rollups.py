@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, DurationField, F, FilteredRelation, Q, Sum, Value, When
 from django.db.models.functions import ExtractHour, TruncDay, TruncHour
 
-from inspection.models import DefectRollup, Period, Project, Verdict, YieldRollup
+from inspection.models import DefectRollup, Part, Period, Project, Verdict, YieldRollup
 
 YIELD_COUNTERS = (
     "parts_decided",
@@ -99,13 +99,17 @@ def rollup_record_verdict(*, verdict: Verdict, audited_model_decision: str = "")
     Call inside the transaction that writes the verdict (``verdict_record_final`` does). The
     buckets follow the ``captured_at`` of the verdict's inspection, in UTC; a verdict without
     an inspection (its inspection deleted) is not counted, here and in ``rollups_rebuild``
-    alike. Cost: one read of the project's shifts and one multi-row upsert, plus one for the
-    defect class of a failed part.
+    alike. Cost: one multi-row upsert, plus one for the defect class of a failed part, plus a
+    read of the project's shifts unless the verdict's part has its project loaded.
     """
     inspection = verdict.inspection
     if inspection is None:
         return
-    shifts = Project.objects.filter(pk=verdict.project_id).values_list("shifts", flat=True).get()
+    part = verdict.part
+    if Part.project.is_cached(part):
+        shifts = part.project.shifts
+    else:
+        shifts = Project.objects.filter(pk=verdict.project_id).values_list("shifts", flat=True).get()
     counters = verdict_counters(
         outcome=verdict.outcome, source=verdict.source, audited_model_decision=audited_model_decision
     )

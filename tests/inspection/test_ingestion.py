@@ -59,6 +59,31 @@ def test_station_post_answers_202_with_the_inspection_id_and_queues_inference(
     assert len(callbacks) == 1  # exactly one inference enqueued
 
 
+def test_a_station_post_is_one_short_transaction_on_the_line_hot_path(
+    client: APIClient, station: StationWithToken, django_assert_max_num_queries: Any
+) -> None:
+    # Token check (and, at most once a minute, its last-used time), then BEGIN, image, part,
+    # inspection, COMMIT: the answer is written from what was inserted, nothing is read back.
+    with django_assert_max_num_queries(7):
+        response = post_image(client, station, part_jpeg(), part_serial="HOT-1", sku="SKU-1")
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["part"]["serial"] == "HOT-1" and body["part"]["sku"] == "SKU-1" and body["verdict"] is None
+    assert body["station"]["line"] == station.station.line.name and body["image"]["width"] > 0
+
+
+def test_a_second_view_of_a_known_part_keeps_the_part_as_first_posted(
+    client: APIClient, station: StationWithToken
+) -> None:
+    first = post_image(client, station, part_jpeg(seed=1), part_serial="TWO-VIEWS", sku="SKU-A", lot="L1")
+    second = post_image(client, station, part_jpeg(seed=2), part_serial="TWO-VIEWS", sku="SKU-B", lot="L2")
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["part"]["id"] == second.json()["part"]["id"]
+    assert second.json()["part"]["sku"] == "SKU-A" and Part.objects.get(serial="TWO-VIEWS").lot == "L1"
+
+
 def test_same_idempotency_key_returns_the_same_inspection_and_queues_nothing_more(
     client: APIClient, station: StationWithToken, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -16,8 +16,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from rest_framework.test import APIClient
 
+from inspection.models import Project, Verdict
 from inspection.services import inspection_run
 from inspection.services.line_integration import verdict_publish_mqtt, verdict_topic
+from inspection.tasks import verdict_publish_task
 from review.models import ReviewItem
 from review.services import review_decide
 from tests.factories import make_project, make_station, make_user, part_jpeg, upload
@@ -83,6 +85,49 @@ def test_a_final_verdict_is_published_to_its_line_and_station_topic(subscriber: 
     assert message["part_serial"] == "MQ-1" and message["verdict"] == "fail"
     assert message["defect_class"] == "crack" and message["source"] == "human"
     assert message["verdict_id"] == verdict.pk and message["captured_at"] and message["decided_at"]
+
+
+def post_and_run_with_a_model_that_passes_everything(register: Any, serial: str) -> Verdict:
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=1.0, auto_fail_threshold=1.0, audit_rate=0.0)
+    register(project, "classifier", status="deployed")
+    posted: Any = APIClient().post(
+        "/api/v1/inspections", {"part_serial": serial, "image": upload(part_jpeg())}, format="multipart",
+        headers=make_station(project).auth,
+    )  # fmt: skip
+    inspection_run(inspection_id=posted.json()["id"])
+    return Verdict.objects.get(part__serial=serial, is_final=True)
+
+
+def test_a_model_verdict_is_published_by_the_worker_that_decided_it_right_after_the_commit(
+    subscriber: Any, settings: Any, register: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.MQTT_URL = MQTT_URL
+    settings.MQTT_TOPIC_PREFIX = "loupe-test"
+    queued: list[int] = []
+    monkeypatch.setattr(verdict_publish_task, "delay", queued.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        verdict = post_and_run_with_a_model_that_passes_everything(register, "MQ-MODEL")
+
+    topic, message = subscriber.get(timeout=10)
+    assert topic == verdict_topic(verdict)
+    assert (message["verdict_id"], message["verdict"], message["source"]) == (verdict.pk, "pass", "model")
+    assert message["model_version"] == verdict.model_version and message["station"] == verdict.inspection.station_id
+    assert queued == []  # no second message through the task queue
+
+
+def test_when_the_broker_does_not_answer_the_publish_task_takes_over_and_retries(
+    settings: Any, register: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.MQTT_URL = "mqtt://127.0.0.1:9"  # nothing listens on the discard port
+    queued: list[int] = []
+    monkeypatch.setattr(verdict_publish_task, "delay", queued.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        verdict = post_and_run_with_a_model_that_passes_everything(register, "MQ-DOWN")
+
+    assert queued == [verdict.pk]
 
 
 def test_without_a_broker_configured_nothing_is_published(subscriber: Any, settings: Any) -> None:

@@ -234,11 +234,13 @@ def load_inferencer(
     expected_sha256: Mapping[str, str],
     backend: Literal["onnx", "torch"] = "onnx",
     int8: bool = False,
+    intra_op_threads: int = 0,
 ) -> Inferencer:
-    """Build and ``load`` the inferencer for ``backend``; raise on any integrity problem."""
+    """Build and ``load`` the inferencer for ``backend``; raise on any integrity problem.
+    ``intra_op_threads``: ONNX Runtime threads per session (0: one per physical core)."""
     inferencer: _InferencerBase
     if backend == "onnx":
-        inferencer = OnnxInferencer(int8=int8)
+        inferencer = OnnxInferencer(int8=int8, intra_op_threads=intra_op_threads)
     elif backend == "torch":
         if int8:
             raise ValueError("INT8 is served by the onnx backend only")
