@@ -113,6 +113,7 @@ def test_a_model_verdict_is_published_by_the_worker_that_decided_it_right_after_
     topic, message = subscriber.get(timeout=10)
     assert topic == verdict_topic(verdict)
     assert (message["verdict_id"], message["verdict"], message["source"]) == (verdict.pk, "pass", "model")
+    assert verdict.inspection is not None
     assert message["model_version"] == verdict.model_version and message["station"] == verdict.inspection.station_id
     assert queued == []  # no second message through the task queue
 
