@@ -320,6 +320,20 @@ def run_load(
     first = min(got for _, got, _ in rows)
     last = max(done for _, _, done in rows)
     ppm = len(rows) / max((last - first).total_seconds(), 1e-9) * 60
+    # Where the time goes when posting outruns routing: the web's intake, the workers' pace
+    # while they share the CPUs with it, and their pace alone once the posts have stopped.
+    last_post = max(got for _, got, _ in rows)
+    posting_s = max((last_post - first).total_seconds(), 1e-9)
+    routed_while_posting = sum(1 for _, _, done in rows if done <= last_post)
+    draining_s = (last - last_post).total_seconds()
+    phases = [
+        ("  intake while posting, parts/min", f"{len(rows) / posting_s * 60:.0f}"),
+        ("  routed while posting, parts/min", f"{routed_while_posting / posting_s * 60:.0f}"),
+        (
+            "  routed after posting stopped, parts/min",
+            f"{(len(rows) - routed_while_posting) / draining_s * 60:.0f}" if draining_s > 1 else "n/a",
+        ),
+    ]
     finished = {pk: done for pk, _, done in rows}
     ws = [(pushes[pk] - finished[pk].timestamp()) * 1000 for pk in pushes if pk in finished]
     verdicts = dict(Verdict.objects.filter(inspection_id__in=ids, is_final=True).values_list("pk", "created_at"))
@@ -333,6 +347,7 @@ def run_load(
         ("parts routed (done)", str(len(rows))),
         ("posting wall time, s", f"{posted - started:.1f}"),
         ("parts per minute (first receipt to last route)", f"{ppm:.0f}"),
+        *phases,
         ("post -> routed p50, ms", fmt(percentile(latencies, 50))),
         ("post -> routed p95, ms", fmt(percentile(latencies, 95))),
         ("post -> routed p99, ms", fmt(percentile(latencies, 99))),
