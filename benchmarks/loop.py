@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=0.0, help="parts per second for the latency phase (0: 60%% of throughput)"
     )
+    parser.add_argument(
+        "--int8", action="store_true", help="then switch the classifier to its INT8 model and saturate again"
+    )
     parser.add_argument("--mqtt-url", default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "loop-latest.txt")
     args = parser.parse_args(argv)
@@ -139,6 +142,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
             "headline": {**paced["headline"], "parts_per_minute": saturated["headline"]["parts_per_minute"]},
         }
+        if args.int8:
+            # Same stack, same run: the deployed classifier switched to its INT8 model the way a
+            # manager does it (the workers load it on their next part).
+            from inspection.models import ModelVersion
+            from inspection.services.model_versions import model_version_deploy
+
+            version = ModelVersion.objects.get(project=project, kind="classifier")
+            ModelVersion.objects.filter(pk=version.pk).update(status="ready")
+            model_version_deploy(version=ModelVersion.objects.get(pk=version.pk), precision="int8")
+            quantized = run_load(
+                base,
+                project,
+                station_token,
+                reviewer,
+                argparse.Namespace(**{**vars(args), "rate": 0.0, "serial_offset": 2_000_000}),
+            )
+            log(f"INT8 throughput phase: {quantized['headline']}")
+            results["table"] += [("THROUGHPUT, INT8 classifier (same run)", ""), *quantized["table"]]
+            results["headline"]["parts_per_minute_int8"] = quantized["headline"]["parts_per_minute"]
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
@@ -187,7 +209,7 @@ def setup_project(var: Path) -> tuple[Any, str, tuple[str, str]]:
         samples.append(Sample(image_path=path, label=defect))
     version = ModelVersion.objects.create(project=project, kind="classifier", status="training")
     result = train(kind="classifier", samples=samples, good_class="good", out_dir=version.artifact_dir,
-                   hyperparameters={"input_size": [224, 224], "epochs": 1, "int8": False})  # fmt: skip
+                   hyperparameters={"input_size": [224, 224], "epochs": 1, "int8": True})  # fmt: skip
     ModelVersion.objects.filter(pk=version.pk).update(status="deployed", artifacts=result.artifacts)
     # Route about a fifth of the parts to the reviewer so that pushes are measured too.
     Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.35, auto_fail_threshold=0.65, audit_rate=0.0)

@@ -298,6 +298,7 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):  # type: ignore
             "started_at",
             "finished_at",
             "deployed_at",
+            "precision",
         ]
 
     def get_training_images(self, version: ModelVersion) -> int:
@@ -351,3 +352,7 @@ class CalibrationOutputSerializer(serializers.ModelSerializer):  # type: ignore[
             "id", "model_version", "parts", "target_escape_rate", "target_false_reject_rate", "confidence",
             "t_pass", "t_fail", "expected_review_rate", "escape_rate", "false_reject_rate", "curve", "created_at",
         ]  # fmt: skip
+
+
+class ModelVersionDeployInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    precision = serializers.ChoiceField(choices=["fp32", "int8"], default="fp32")

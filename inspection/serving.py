@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from inspection.models import ModelVersion
+from inspection.models import ModelVersion, Precision
 
 if TYPE_CHECKING:
     from workers.ml.inference import Inferencer
 
 _lock = threading.Lock()
-# (project id, kind) -> (version id, its loaded inferencer)
-_loaded: dict[tuple[int, str], tuple[int, Inferencer]] = {}
+# (project id, kind) -> ((version id, precision), its loaded inferencer)
+_loaded: dict[tuple[int, str], tuple[tuple[int, str], Inferencer]] = {}
 
 
 def deployed_versions(*, project_id: int) -> dict[str, ModelVersion]:
@@ -29,12 +29,13 @@ def deployed_versions(*, project_id: int) -> dict[str, ModelVersion]:
 
 
 def inferencer_for(version: ModelVersion) -> Inferencer:
-    """The loaded inferencer of ``version``; every artifact hash is verified on first load
-    (a mismatch raises and nothing is served from that version)."""
+    """The loaded inferencer of ``version`` at its serving precision; every artifact hash is
+    verified on first load (a mismatch raises and nothing is served from that version)."""
     slot = (version.project_id, version.kind)
+    serving = (version.pk, version.precision)
     with _lock:
         current = _loaded.get(slot)
-        if current is not None and current[0] == version.pk:
+        if current is not None and current[0] == serving:
             return current[1]
         from workers.ml.inference import load_inferencer
 
@@ -42,12 +43,13 @@ def inferencer_for(version: ModelVersion) -> Inferencer:
             version.artifact_dir,
             version.artifacts,
             backend="onnx",
+            int8=version.precision == Precision.INT8,
             intra_op_threads=settings.LOUPE_INFERENCE_THREADS,
         )
-        _loaded[slot] = (version.pk, inferencer)
+        _loaded[slot] = (serving, inferencer)
         return inferencer
 
 
 def loaded_version_ids() -> list[int]:
     with _lock:
-        return sorted(version_id for version_id, _ in _loaded.values())
+        return sorted(serving[0] for serving, _ in _loaded.values())

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Session, sectionsFor } from "../src/session";
-import { applyProgress, type ModelVersion } from "../src/pages/training";
+import { applyProgress, int8Offer, type ModelVersion } from "../src/pages/training";
 
 function memoryStorage() {
   const values = new Map<string, string>();
@@ -45,6 +45,7 @@ describe("live training progress", () => {
     const version: ModelVersion = {
       id: 3, project: 1, kind: "classifier", status: "training", author: "m", training_images: 10,
       hyperparameters: {}, metrics: {}, progress: {}, error: "", created_at: "", finished_at: null, deployed_at: null,
+      artifacts: {}, precision: "fp32",
     };
     const next = applyProgress(version, {
       version: 3, status: "training", epoch: 2, epochs: 5, loss: 0.4, metric: 0.8, metric_name: "val_accuracy",
@@ -53,5 +54,20 @@ describe("live training progress", () => {
     expect(next.progress.epoch).toBe(2);
     expect(next.progress.history).toHaveLength(2);
     expect(applyProgress(next, { version: 3, status: "ready" }).status).toBe("ready");
+  });
+});
+
+describe("serving the INT8 model", () => {
+  const base: ModelVersion = {
+    id: 5, project: 1, kind: "classifier", status: "ready", author: "m", training_images: 10,
+    hyperparameters: {}, metrics: {}, progress: {}, error: "", created_at: "", finished_at: null, deployed_at: null,
+    artifacts: { "model.onnx": "a" }, precision: "fp32",
+  };
+
+  it("is offered only when the version has an INT8 model, with its measured accuracy cost", () => {
+    expect(int8Offer(base)).toBeNull();
+    const quantized = { ...base, artifacts: { ...base.artifacts, "model.int8.onnx": "b" }, metrics: { int8_accuracy_drop: 0.0125 } };
+    expect(int8Offer(quantized)).toContain("1.3 points of validation accuracy");
+    expect(int8Offer({ ...quantized, metrics: {} })).toContain("not measured");
   });
 });

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
@@ -18,6 +20,7 @@ from inspection.models import (
 )
 from inspection.permissions import CAN_MANAGE, IsPerson
 from inspection.serializers import (
+    ModelVersionDeployInputSerializer,
     ModelVersionOutputSerializer,
     TrainingStartInputSerializer,
 )
@@ -77,11 +80,19 @@ class ModelVersionActionApi(APIView):
     transitions = {"cancel": training_cancel, "deploy": model_version_deploy, "retire": model_version_retire}
 
     @extend_schema(
-        operation_id="model_versions_transition", request=None, responses={200: ModelVersionOutputSerializer}
+        operation_id="model_versions_transition",
+        request=ModelVersionDeployInputSerializer,
+        responses={200: ModelVersionOutputSerializer},
+        description='deploy takes an optional body {"precision": "fp32" | "int8"}; the others take none.',
     )
     def post(self, request: Request, pk: int, action: str) -> Response:
         if action not in self.transitions:
             raise NotFound(f"Unknown action {action!r}: use cancel, deploy or retire.")
+        options: dict[str, Any] = {}
+        if action == "deploy":
+            serializer = ModelVersionDeployInputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            options["precision"] = serializer.validated_data["precision"]
         version = selectors.access_model_version(user=request.user, version_id=pk, roles=CAN_MANAGE)
-        version = self.transitions[action](version=version, actor=request.user)
+        version = self.transitions[action](version=version, actor=request.user, **options)
         return Response(ModelVersionOutputSerializer(version).data)

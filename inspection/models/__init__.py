@@ -10,7 +10,7 @@ from inspection.models.projects import (
     StationToken,
     TrainingLabels,
 )
-from inspection.models.registry import Calibration, ModelVersion
+from inspection.models.registry import Calibration, ModelVersion, Precision
 from inspection.models.rollups import DefectRollup, Period, YieldRollup
 from inspection.models.uploads import Upload
 from inspection.models.webhooks import Webhook, WebhookDelivery
@@ -28,6 +28,7 @@ __all__ = [
     "ModelVersion",
     "Part",
     "Period",
+    "Precision",
     "Project",
     "Role",
     "Station",

@@ -10,6 +10,13 @@ from django.db.models import Q
 
 from inspection.models.projects import Project
 
+INT8_ARTIFACT = "model.int8.onnx"  # workers.ml.training.ONNX_INT8_NAME
+
+
+class Precision(models.TextChoices):
+    FP32 = "fp32"
+    INT8 = "int8"
+
 
 class ModelVersion(models.Model):
     """One training run of one model kind for one project, and its artifacts.
@@ -51,6 +58,9 @@ class ModelVersion(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
+    # What inference workers serve once deployed: the fp32 model, or the INT8 one the classifier
+    # trainer quantizes (its accuracy cost on the validation split is in ``metrics``).
+    precision = models.CharField(max_length=8, choices=Precision.choices, default=Precision.FP32)
 
     class Meta:
         ordering = ["-id"]
@@ -66,6 +76,16 @@ class ModelVersion(models.Model):
     @property
     def label(self) -> str:
         return f"{self.kind}:{self.pk}"
+
+    @property
+    def serving_label(self) -> str:
+        """What parts were scored by: the label, marked when the INT8 model serves (its scores
+        differ a little from fp32, so it is calibrated on its own)."""
+        return self.label if self.precision == Precision.FP32 else f"{self.label}/{self.precision}"
+
+    @property
+    def has_int8(self) -> bool:
+        return INT8_ARTIFACT in (self.artifacts or {})
 
     @property
     def artifact_dir(self) -> Path:

@@ -228,7 +228,7 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> 
     from inspection import serving
     from inspection.storage import read_pixels, save_png
 
-    run = ModelRun(model_version=",".join(sorted(version.label for version in deployed.values())))
+    run = ModelRun(model_version=",".join(sorted(version.serving_label for version in deployed.values())))
     started = time.perf_counter()
     try:
         pixels = read_pixels(inspection.image.file)

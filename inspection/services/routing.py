@@ -141,7 +141,7 @@ def deployed_label(*, project: Project) -> str:
     from inspection.models import ModelVersion
 
     rows = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.DEPLOYED)
-    return ",".join(sorted(row.label for row in rows))
+    return ",".join(sorted(row.serving_label for row in rows))
 
 
 def routing_recalibrate(*, project_id: int, actor: Any = None) -> Calibration | None:

@@ -46,10 +46,14 @@ def test_a_manager_starts_training_watches_progress_live_and_deploys_the_model(
     assert labels == ["good", "pit"] or set(labels) >= {"pit"}
     assert page.locator("#metrics").inner_text().count("accuracy") >= 1
 
+    # The quantized model is offered beside it, with what it costs in accuracy.
+    offer = page.locator(f"tr[data-version='{version.pk}'] button[data-action=deploy-int8]").get_attribute("title")
+    assert offer is not None and "validation accuracy" in offer
+
     page.click(f"tr[data-version='{version.pk}'] button[data-action=deploy]")
     page.wait_for_selector(f"tr[data-version='{version.pk}'][data-status=deployed]")
     version.refresh_from_db()
-    assert version.status == ModelVersion.Status.DEPLOYED
+    assert version.status == ModelVersion.Status.DEPLOYED and version.precision == "fp32"
     assert screen.errors == [] and screen.dialogs == []
 
 

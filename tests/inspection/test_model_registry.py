@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
 from inspection.errors import Conflict
-from inspection.models import ModelVersion, Project
+from inspection.models import AuditEvent, ModelVersion, Project
 from inspection.services import inspection_run
 from inspection.services.model_versions import model_version_deploy
 from tests.factories import TINY, make_project, make_station, make_user, part_jpeg, upload, write_dataset
@@ -122,6 +122,47 @@ def test_deploying_retires_the_previous_version_of_that_kind_only(register: Call
 
     statuses = dict(ModelVersion.objects.values_list("pk", "status"))
     assert statuses == {old_anomaly.pk: "retired", classifier.pk: "deployed", new_anomaly.pk: "deployed"}
+
+
+def test_a_manager_can_serve_the_int8_model_and_its_parts_are_scored_under_their_own_label(
+    register: Callable[..., ModelVersion],
+) -> None:
+    from inspection import serving
+
+    project = make_project()
+    version = register(project, "classifier")
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+
+    answer = manager.post(f"/api/v1/model-versions/{version.pk}/deploy", {"precision": "int8"}, format="json")
+    posted: Any = APIClient().post(
+        "/api/v1/inspections", {"part_serial": "Q-1", "image": upload(part_jpeg())}, format="multipart",
+        headers=make_station(project).auth,
+    )  # fmt: skip
+    inspection = inspection_run(inspection_id=posted.json()["id"])
+
+    assert answer.status_code == 200 and answer.json()["precision"] == "int8"
+    assert inspection is not None and inspection.status == "done"
+    # Calibrated apart from the fp32 model: its scores differ a little.
+    assert inspection.model_version == f"classifier:{version.pk}/int8"
+    loaded = serving.inferencer_for(ModelVersion.objects.get(pk=version.pk))
+    assert getattr(loaded, "int8", None) is True
+    deployed = AuditEvent.objects.filter(action="model.deployed", object_id=str(version.pk)).get()
+    assert deployed.after["precision"] == "int8"
+
+
+def test_serving_int8_is_refused_with_a_reason_when_the_version_has_none(register: Callable[..., ModelVersion]) -> None:
+    project = make_project()
+    anomaly = register(project, "anomaly")  # the anomaly detector is not quantized
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+
+    missing = manager.post(f"/api/v1/model-versions/{anomaly.pk}/deploy", {"precision": "int8"}, format="json")
+    unknown = manager.post(f"/api/v1/model-versions/{anomaly.pk}/deploy", {"precision": "fp16"}, format="json")
+
+    assert missing.status_code == 400 and missing.json()["code"] == "int8_unavailable"
+    assert unknown.status_code == 400
+    assert ModelVersion.objects.get(pk=anomaly.pk).status == "ready"
 
 
 def test_inference_runs_the_deployed_models_and_stores_scores_overlays_and_latency(

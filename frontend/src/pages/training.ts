@@ -34,6 +34,17 @@ export interface ModelVersion {
   created_at: string;
   finished_at: string | null;
   deployed_at: string | null;
+  artifacts: Record<string, string>;
+  /** What the inference workers serve once deployed. */
+  precision: "fp32" | "int8";
+}
+
+/** The INT8 deploy button's explanation: what the quantized model costs in accuracy. */
+export function int8Offer(version: ModelVersion): string | null {
+  if (!("model.int8.onnx" in (version.artifacts ?? {}))) return null;
+  const drop = version.metrics["int8_accuracy_drop"];
+  const cost = typeof drop === "number" ? `${(drop * 100).toFixed(1)} points of validation accuracy` : "accuracy cost not measured";
+  return `Serve the INT8 model: about half the CPU per part; ${cost}.`;
 }
 
 /** Merge a live progress event into the version it belongs to. */
@@ -132,9 +143,12 @@ export const trainingPage: Page = (context: PageContext) => {
     ),
   );
 
-  async function act(version: ModelVersion, action: "deploy" | "retire" | "cancel"): Promise<void> {
+  async function act(version: ModelVersion, action: "deploy" | "retire" | "cancel", precision?: "int8"): Promise<void> {
     try {
-      const updated = await api<ModelVersion>(`model-versions/${version.id}/${action}`, { method: "POST" });
+      const updated = await api<ModelVersion>(`model-versions/${version.id}/${action}`, {
+        method: "POST",
+        ...(precision ? { body: { precision } } : {}),
+      });
       versions.set(updated.id, updated);
       await load();
       context.announce(`Model ${version.id}: ${action} done.`);
@@ -153,7 +167,7 @@ export const trainingPage: Page = (context: PageContext) => {
           { data: { version: String(v.id), status: v.status }, class: v.id === selected ? "selected" : "" },
           h("td", {}, h("button", { type: "button", class: "link", on: { click: () => select(v.id) } }, `#${v.id}`)),
           h("td", {}, v.kind),
-          h("td", { class: `status status-${v.status}` }, v.status),
+          h("td", { class: `status status-${v.status}` }, v.status === "deployed" && v.precision === "int8" ? "deployed (INT8)" : v.status),
           h("td", { class: "progress-cell" }, progressText(v)),
           h("td", {}, headline(v)),
           h(
@@ -161,6 +175,13 @@ export const trainingPage: Page = (context: PageContext) => {
             {},
             v.status === "ready" || v.status === "retired"
               ? h("button", { type: "button", data: { action: "deploy" }, on: { click: () => void act(v, "deploy") } }, "Deploy")
+              : null,
+            (v.status === "ready" || v.status === "retired") && int8Offer(v)
+              ? h(
+                  "button",
+                  { type: "button", title: int8Offer(v) ?? "", data: { action: "deploy-int8" }, on: { click: () => void act(v, "deploy", "int8") } },
+                  "Deploy INT8",
+                )
               : null,
             v.status === "deployed" || v.status === "ready"
               ? h("button", { type: "button", data: { action: "retire" }, on: { click: () => void act(v, "retire") } }, "Retire")
