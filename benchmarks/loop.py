@@ -151,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             version = ModelVersion.objects.get(project=project, kind="classifier")
             ModelVersion.objects.filter(pk=version.pk).update(status="ready")
             model_version_deploy(version=ModelVersion.objects.get(pk=version.pk), precision="int8")
+            # Deploying recalibrates, and with no human-decided parts scored by the INT8 model yet
+            # the calibration sends every part to review; drop it so that both phases route with
+            # the same fixed project thresholds and only the model's cost differs.
+            from inspection.models import Calibration
+
+            Calibration.objects.filter(project=project).delete()
             quantized = run_load(
                 base,
                 project,
