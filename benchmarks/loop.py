@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reviewer,
             argparse.Namespace(**{**vars(args), "rate": rate, "serial_offset": 500_000}),
         )
-        results = {
+        results: dict[str, Any] = {
             "table": [
                 ("THROUGHPUT (posting as fast as 8 stations can)", ""),
                 *saturated["table"],
