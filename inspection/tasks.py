@@ -66,3 +66,11 @@ def routing_recalibrate_stale_task() -> None:
     from inspection.services.routing import routing_recalibrate_stale
 
     routing_recalibrate_stale()
+
+
+@loupe_task(name="inspection.rescore_calibration", queue=Queue.DEFAULT, soft_time_limit=1800, time_limit=1900)
+def calibration_rescore_task(project_id: int) -> None:
+    """After a deployment: score the decided parts' images with the new set and recalibrate."""
+    from inspection.services.routing import calibration_rescore
+
+    calibration_rescore(project_id=project_id)

@@ -10,7 +10,7 @@ from inspection.models.projects import (
     StationToken,
     TrainingLabels,
 )
-from inspection.models.registry import Calibration, ModelVersion, Precision
+from inspection.models.registry import Calibration, CalibrationScore, ModelVersion, Precision
 from inspection.models.rollups import DefectRollup, Period, YieldRollup
 from inspection.models.uploads import Upload
 from inspection.models.webhooks import Webhook, WebhookDelivery
@@ -19,6 +19,7 @@ __all__ = [
     "AuditEvent",
     "AuditImmutableError",
     "Calibration",
+    "CalibrationScore",
     "DefectClass",
     "DefectRollup",
     "Image",

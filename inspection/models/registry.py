@@ -93,6 +93,24 @@ class ModelVersion(models.Model):
         return Path(settings.VAR_DIR) / "models" / f"project-{self.project_id}" / f"version-{self.pk}"
 
 
+class CalibrationScore(models.Model):
+    """A human-decided part's image scored again by a newly deployed model set, so that the new
+    set is calibrated at once on the parts people already decided instead of sending every part
+    to review until it has served enough of its own (``routing.calibration_rescore``)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="calibration_scores")
+    model_version = models.CharField(max_length=64)  # the deployed set's serving label
+    inspection = models.ForeignKey("inspection.Inspection", on_delete=models.CASCADE, related_name="+")
+    defect_score = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "inspection"], name="calibration_score_unique"),
+        ]
+        indexes = [models.Index(fields=["project", "model_version"])]
+
+
 class Calibration(models.Model):
     """Thresholds fitted for one deployed model set on the project's human-labelled parts."""
 

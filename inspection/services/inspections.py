@@ -221,10 +221,11 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> ModelRun:
+def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion], save_overlays: bool = True) -> ModelRun:
     """The article's cascade: classifier and anomaly detector screen every part; the
     segmenter draws pixel detail only for parts the screen flagged. Cost: one decode plus
-    one forward pass per deployed model (the segmenter only when flagged)."""
+    one forward pass per deployed model (the segmenter only when flagged). ``save_overlays``
+    off: scores only, the inspection's stored heatmap and mask are left as they are."""
     from inspection import serving
     from inspection.storage import read_pixels, save_png
 
@@ -266,7 +267,7 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> 
             flagged |= ratio >= 1.0
             if run.defect_score is None:
                 run.defect_score = min(1.0, max(0.0, ratio / 2.0))  # 0.5 at the threshold
-            if prediction.heatmap is not None:
+            if prediction.heatmap is not None and save_overlays:
                 heat = (np.clip(prediction.heatmap, 0.0, 1.0) * 255).astype(np.uint8)
                 run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", heat)
         segmenter = deployed.get(ModelVersion.Kind.SEGMENTER)
@@ -276,7 +277,8 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]) -> 
             run.latency_ms["segmenter"] = _elapsed_ms(started)
             if prediction.mask is not None:
                 run.scores["defect_pixels"] = int((prediction.mask > 0).sum())
-                run.mask_file = save_png(f"masks/{inspection.pk}.png", prediction.mask)
+                if save_overlays:
+                    run.mask_file = save_png(f"masks/{inspection.pk}.png", prediction.mask)
                 if run.defect_score is None:
                     run.defect_score = 1.0 if run.scores["defect_pixels"] > 0 else 0.0
         if run.defect_score is not None:

@@ -279,6 +279,7 @@ def model_version_deploy(*, version: ModelVersion, actor: Any = None, precision:
         from inspection.services.routing import routing_recalibrate
 
         transaction.on_commit(lambda: routing_recalibrate(project_id=version.project_id, actor=actor), robust=True)
+        transaction.on_commit(lambda: _enqueue_rescore(version.project_id), robust=True)
         audit_record(
             project_id=version.project_id,
             actor=actor,
@@ -309,3 +310,9 @@ def model_version_retire(*, version: ModelVersion, actor: Any = None) -> ModelVe
         )
     version.refresh_from_db()
     return version
+
+
+def _enqueue_rescore(project_id: int) -> None:
+    from inspection.tasks import calibration_rescore_task
+
+    calibration_rescore_task.delay(project_id)

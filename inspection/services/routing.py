@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
-from inspection.models import Calibration, Inspection, Project, Verdict
+from inspection.models import Calibration, CalibrationScore, Inspection, Project, Verdict
 from inspection.services.audit import audit_record
 
 
@@ -89,7 +89,56 @@ def calibration_parts(*, project: Project, model_version: str) -> tuple[np.ndarr
         if isinstance(view_scores, dict) and view_scores.get("defect_score") is not None:
             scores.append(float(view_scores["defect_score"]))
             defective.append(human[part_id] == Verdict.Outcome.FAIL)
+    # Images of decided parts that this set scored after it was deployed (``calibration_rescore``).
+    rescored = CalibrationScore.objects.filter(
+        project=project, model_version=model_version, inspection__part_id__in=list(human)
+    ).values_list("inspection__part_id", "defect_score")
+    for part_id, score in rescored:
+        scores.append(float(score))
+        defective.append(human[part_id] == Verdict.Outcome.FAIL)
     return np.asarray(scores, dtype=np.float64), np.asarray(defective, dtype=bool)
+
+
+def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
+    """Calibrate a newly deployed model set at once: score the images of the latest ``limit``
+    human-decided parts that it has not scored itself, then refit the thresholds. Without this a
+    new deployment (or a switch to INT8) sends every part to review until it has served enough
+    parts that people then decide. Runs the models outside any transaction; idempotent (a
+    rescored image is stored once per set). Returns how many images were scored."""
+    from inspection import serving
+    from inspection.services.inspections import run_models
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return 0
+    label = deployed_label(project=project)
+    if not label:
+        return 0
+    deployed = serving.deployed_versions(project_id=project.pk)
+    decided = list(
+        Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
+        .order_by("-id")
+        .values_list("part_id", flat=True)[:limit]
+    )
+    done_already = CalibrationScore.objects.filter(model_version=label).values("inspection_id")
+    todo = (
+        Inspection.objects.filter(project=project, part_id__in=decided, status=Inspection.Status.DONE)
+        .exclude(model_version=label)
+        .exclude(pk__in=done_already)
+        .select_related("image", "project", "part")
+    )
+    scored = []
+    for inspection in todo.iterator():
+        run = run_models(inspection=inspection, deployed=deployed, save_overlays=False)
+        if run.defect_score is not None and not run.error:
+            scored.append(
+                CalibrationScore(
+                    project=project, model_version=label, inspection=inspection, defect_score=float(run.defect_score)
+                )
+            )
+    CalibrationScore.objects.bulk_create(scored, ignore_conflicts=True)
+    calibration_run(project=project, model_version=label)
+    return len(scored)
 
 
 def calibration_run(*, project: Project, model_version: str, actor: Any = None) -> Calibration:

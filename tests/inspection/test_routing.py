@@ -225,3 +225,45 @@ def test_review_items_record_why_they_were_routed() -> None:
     assert {"cold_start", "uncertain", "model_error", "disagreement", "out_of_distribution", "audit_sample"} <= set(
         ReviewItem.Reason.values
     )
+
+
+def test_a_newly_deployed_model_is_calibrated_at_once_on_the_parts_people_already_decided(register: Any) -> None:
+    from inspection.models import CalibrationScore
+    from inspection.services import inspection_run
+    from inspection.services.model_versions import model_version_deploy
+    from inspection.services.routing import calibration_rescore
+    from review.services import review_decide
+    from tests.factories import part_jpeg, upload
+
+    project = make_project()
+    # The first model is unsure of everything: every part goes to a person, who decides it.
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=-1.0, auto_fail_threshold=2.0, audit_rate=0.0)
+    first = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    station, reviewer = make_station(project), make_user(project)
+    crack = project.defect_classes.get(name="crack")
+    for index in range(6):
+        posted: Any = APIClient().post(
+            "/api/v1/inspections", {"part_serial": f"CAL-{index}", "image": upload(part_jpeg(seed=index))},
+            format="multipart", headers=station.auth,
+        )  # fmt: skip
+        inspection_run(inspection_id=posted.json()["id"])
+        item = ReviewItem.objects.get(part__serial=f"CAL-{index}")
+        if index % 2:
+            review_decide(item=item, reviewer=reviewer, outcome="fail", defect_class_id=crack.pk)
+        else:
+            review_decide(item=item, reviewer=reviewer, outcome="pass")
+    overlays = sorted(Inspection.objects.values_list("heatmap_file", "mask_file"))
+
+    second = register(project, "classifier")
+    model_version_deploy(version=second, precision="int8")
+    scored = calibration_rescore(project_id=project.pk)
+    again = calibration_rescore(project_id=project.pk)
+
+    label = f"classifier:{second.pk}/int8"
+    assert deployed_label(project=project) == label and first.label != second.label
+    assert (scored, again) == (6, 0)  # every decided part once, and only once
+    assert CalibrationScore.objects.filter(model_version=label).count() == 6
+    calibration = Calibration.objects.filter(project=project, model_version=label).first()
+    assert calibration is not None and calibration.parts == 6
+    # Scoring for calibration leaves what the first model drew on those parts as it was.
+    assert sorted(Inspection.objects.values_list("heatmap_file", "mask_file")) == overlays
