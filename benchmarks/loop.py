@@ -143,20 +143,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "headline": {**paced["headline"], "parts_per_minute": saturated["headline"]["parts_per_minute"]},
         }
         if args.int8:
-            # Same stack, same run: the deployed classifier switched to its INT8 model the way a
-            # manager does it (the workers load it on their next part).
+            # Same stack, same run: the deployed classifier switched to its INT8 model (the workers
+            # load it on their next part). Switched in the registry directly, as setup_project
+            # deploys: a deployment through the service recalibrates, and with no human-decided
+            # parts here that calibration would send every part to review; both phases must route
+            # with the same fixed project thresholds so that only the model's cost differs.
             from inspection.models import ModelVersion
-            from inspection.services.model_versions import model_version_deploy
 
-            version = ModelVersion.objects.get(project=project, kind="classifier")
-            ModelVersion.objects.filter(pk=version.pk).update(status="ready")
-            model_version_deploy(version=ModelVersion.objects.get(pk=version.pk), precision="int8")
-            # Deploying recalibrates, and with no human-decided parts scored by the INT8 model yet
-            # the calibration sends every part to review; drop it so that both phases route with
-            # the same fixed project thresholds and only the model's cost differs.
-            from inspection.models import Calibration
-
-            Calibration.objects.filter(project=project).delete()
+            ModelVersion.objects.filter(project=project, kind="classifier").update(precision="int8")
             quantized = run_load(
                 base,
                 project,
