@@ -312,7 +312,7 @@ class TrainingStartInputSerializer(StrictInputSerializer):
 
     def validate_hyperparameters(self, value: dict[str, Any]) -> dict[str, Any]:
         allowed = {
-            "epochs", "batch_size", "learning_rate", "weight_decay", "input_size", "patience",
+            "epochs", "batch_size", "learning_rate", "head_lr_multiplier", "weight_decay", "input_size", "patience",
             "val_fraction", "target_false_reject", "max_minutes", "augment", "int8", "bank_size", "taps",
         }  # fmt: skip
         unknown = sorted(set(value) - allowed)

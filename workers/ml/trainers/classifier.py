@@ -76,7 +76,7 @@ def train_classifier(
     batch_size = int(params["batch_size"])
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     epochs = int(params["epochs"])
-    optimizer, scheduler = make_optimizer(network, params, epochs * steps_per_epoch)
+    optimizer, scheduler = make_optimizer(network, params, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=float(params["label_smoothing"]))
     val_images = images[val_idx]
     val_targets = torch.from_numpy(targets[val_idx])
@@ -85,6 +85,7 @@ def train_classifier(
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = 0
     for epoch in range(epochs):
+        epoch_started = control.minutes()
         network.train()
         drawn = rng.choice(np.asarray(train_idx), size=steps_per_epoch * batch_size, p=weights)
         running = 0.0
@@ -109,7 +110,11 @@ def train_classifier(
             best_state = copy.deepcopy(network.state_dict())
         elif epoch + 1 - best_epoch >= int(params["patience"]):
             break
-        if control.minutes() > float(params["max_minutes"]):
+        elapsed = control.minutes()
+        plan_done = scheduler.end_epoch(
+            epochs_done=epoch + 1, minutes_elapsed=elapsed, minutes_per_epoch=elapsed - epoch_started
+        )
+        if plan_done or elapsed > float(params["max_minutes"]):
             break
     assert best_state is not None  # at least one epoch ran
     network.load_state_dict(best_state)

@@ -74,13 +74,14 @@ def train_segmenter(
     batch_size = int(params["batch_size"])
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     epochs = int(params["epochs"])
-    optimizer, scheduler = make_optimizer(network, params, epochs * steps_per_epoch)
+    optimizer, scheduler = make_optimizer(network, params, steps_per_epoch)
     best_iou = -1.0
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = 0
     val_images = images[val_defect_idx]
     val_masks = masks[val_defect_idx]
     for epoch in range(epochs):
+        epoch_started = control.minutes()
         network.train()
         order = rng.permutation(np.asarray(train_idx))
         running = 0.0
@@ -108,7 +109,11 @@ def train_segmenter(
             best_state = copy.deepcopy(network.state_dict())
         elif epoch + 1 - best_epoch >= int(params["patience"]):
             break
-        if control.minutes() > float(params["max_minutes"]):
+        elapsed = control.minutes()
+        plan_done = scheduler.end_epoch(
+            epochs_done=epoch + 1, minutes_elapsed=elapsed, minutes_per_epoch=elapsed - epoch_started
+        )
+        if plan_done or elapsed > float(params["max_minutes"]):
             break
     assert best_state is not None
     network.load_state_dict(best_state)
