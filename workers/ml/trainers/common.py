@@ -147,12 +147,13 @@ class BudgetSchedule:
     """Learning rate per step: linear warm-up to ``max_lr``, then cosine decay to zero at
     the last *planned* step.
 
-    The plan starts as ``epochs`` epochs and shrinks (never grows) when the measured
-    epoch time says they would not finish within ``max_minutes``. Without this a run cut
-    by the clock stops at a high learning rate, far from the annealed weights a finished
-    schedule ends on (MTD segmenter, 2-core box: stopped at epoch 16 of 25 mid-decay).
-    With an idle machine and a generous budget the plan is never touched, so a seed still
-    trains the same model.
+    The plan is at most ``epochs`` epochs, fewer when the median epoch time so far says
+    they would not finish within ``max_minutes``; it is re-made after every epoch, so one
+    slow epoch (another job on the machine) costs a few epochs, not the rest of the budget.
+    Without this a run cut by the clock stops at a high learning rate, far from the
+    annealed weights a finished schedule ends on (MTD segmenter, 2-core box: stopped at
+    epoch 16 of 25, mid-decay). On a machine fast enough for every epoch the plan never
+    changes, so a seed still trains the same model.
     """
 
     WARMUP = 0.15
@@ -164,8 +165,10 @@ class BudgetSchedule:
         self.optimizer = optimizer
         self.max_lr = max_lr
         self.steps_per_epoch = max(1, steps_per_epoch)
-        self.planned_epochs = max(1, epochs)
+        self.epochs = max(1, epochs)
+        self.planned_epochs = self.epochs
         self.max_minutes = max_minutes
+        self._epoch_minutes: list[float] = []
         self.steps_done = 0
         self._apply()
 
@@ -192,9 +195,10 @@ class BudgetSchedule:
 
     def end_epoch(self, *, epochs_done: int, minutes_elapsed: float, minutes_per_epoch: float) -> bool:
         """Re-plan after an epoch; True when the plan is complete and training should stop."""
-        if minutes_per_epoch > 0:
-            affordable = int((self.max_minutes - minutes_elapsed) / minutes_per_epoch)
-            self.planned_epochs = max(epochs_done, min(self.planned_epochs, epochs_done + affordable))
+        self._epoch_minutes.append(max(0.0, minutes_per_epoch))
+        typical = float(np.median(self._epoch_minutes))
+        affordable = int((self.max_minutes - minutes_elapsed) / typical) if typical > 0 else self.epochs
+        self.planned_epochs = max(epochs_done, min(self.epochs, epochs_done + affordable))
         return epochs_done >= self.planned_epochs
 
 
