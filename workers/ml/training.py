@@ -76,6 +76,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "max_minutes": 9.0,
         "augment": 1.0,
         "int8": False,
+        "bf16": False,
         "pretrained": True,
     },
     "anomaly": {

@@ -197,3 +197,19 @@ def test_same_seed_trains_the_same_anomaly_model(trained_anomaly: Trained, toy_t
         seed=0,
     )
     assert again.artifacts["memory_bank.npy"] == trained_anomaly.result.artifacts["memory_bank.npy"]
+
+
+def test_segmenter_trains_under_bf16_autocast_and_exports_fp32(toy_train: ToySet, tmp_path: Path) -> None:
+    result = train(
+        kind="segmenter",
+        samples=toy_train.samples,
+        good_class=GOOD,
+        out_dir=tmp_path / "seg",
+        hyperparameters={**FAST["segmenter"], "epochs": 3, "bf16": True},
+        seed=0,
+    )
+    val_iou = result.metrics["val_iou"]
+    assert isinstance(val_iou, float) and val_iou > 0.2
+    inferencer = load_inferencer(tmp_path / "seg", result.artifacts)
+    (prediction,) = inferencer.predict([np.zeros((64, 64, 3), dtype=np.uint8)])
+    assert prediction.heatmap is not None and prediction.heatmap.dtype == np.float32

