@@ -11,28 +11,39 @@ from typing import Any
 from django.db import connection, models
 
 
-def insert_unless_exists(model: type[models.Model], *, values: dict[str, Any], unique: list[str]) -> int | None:
+def insert_unless_exists(
+    model: type[models.Model], *, values: dict[str, Any], unique: list[str], unique_where: str = ""
+) -> int | None:
     """``INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id``: the new row's id, or None
     when a row with the same ``unique`` key exists (or is being inserted by a transaction that
     then commits). One round trip where ``get_or_create`` takes four (SELECT, SAVEPOINT,
     INSERT, RELEASE), and no exception to recover from when two requests race.
 
     ``values`` maps field names to Python values (auto_now_add fields must be given).
+    ``unique_where`` names a partial unique index by its predicate, a boolean column of the
+    model (``"is_final"``): both databases need it to match the index's ``WHERE``.
     """
     meta = model._meta
     quote = connection.ops.quote_name
     fields = [_concrete(model, name) for name in values]
     columns = ", ".join(quote(str(field.column)) for field in fields)
     params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values(), strict=True)]
-    conflict = ", ".join(quote(str(_concrete(model, name).column)) for name in unique)
+    conflict = "(" + ", ".join(quote(str(_concrete(model, name).column)) for name in unique) + ")"
+    if unique_where:
+        conflict += f" WHERE {quote(str(_concrete(model, unique_where).column))}"
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(params))}) "  # noqa: S608  (names are ours, quoted)
-        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {quote(str(meta.pk.column))}"
+        f"ON CONFLICT {conflict} DO NOTHING RETURNING {quote(str(meta.pk.column))}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return int(row[0]) if row else None
+
+
+def quoted_column(model: type[models.Model], name: str) -> str:
+    """The quoted column of field ``name`` of ``model``, for hand-written hot-path SQL."""
+    return str(connection.ops.quote_name(str(_concrete(model, name).column)))
 
 
 def _concrete(model: type[models.Model], name: str) -> models.Field[Any, Any]:

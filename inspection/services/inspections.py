@@ -321,6 +321,8 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
         view = routing.decide_view(project=project, scores=run.scores, t_pass=t_pass, t_fail=t_fail, error=run.error)
         run.scores["decision"] = view.as_dict()
         run.scores["thresholds"] = {"t_pass": t_pass, "t_fail": t_fail, "calibration": getattr(calibration, "pk", None)}
+    # Per stage, in ms; "route" is the routing decision (the writes below are not in it).
+    latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
     with transaction.atomic():
         # The status guard and the write in one statement: a redelivery that ran the models
         # too waits here for this row's lock and then finds it done (rowcount 0).
@@ -334,6 +336,7 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
             mask_file=run.mask_file,
             error=run.error,
             scores=run.scores,
+            latency_ms=latency_ms,
             status=Inspection.Status.DONE,
             finished_at=finished_at,
         )
@@ -343,14 +346,13 @@ def inspection_run(*, inspection_id: int) -> Inspection | None:
         inspection.model_version = run.model_version
         inspection.heatmap_file, inspection.mask_file, inspection.error = run.heatmap_file, run.mask_file, run.error
         inspection.scores, inspection.status, inspection.finished_at = run.scores, Inspection.Status.DONE, finished_at
+        inspection.latency_ms = latency_ms
         inspection.part.project = project  # loaded already: the verdict's rollups read its shifts
         _route_part(inspection, deployed=bool(deployed), model_version=run.model_version)
         # Every done image becomes a label task in the annotation studio, in this transaction.
         from annotation.services import label_task_ensure
 
         label_task_ensure(inspection=inspection)
-        inspection.latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
-        Inspection.objects.filter(pk=inspection_id).update(latency_ms=inspection.latency_ms)
     return inspection
 
 
@@ -396,11 +398,14 @@ def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -
     from review.services import review_item_open
 
     part, project = inspection.part, inspection.project
-    if Verdict.objects.filter(part=part, is_final=True).exists():
-        return
+
+    def decided() -> bool:
+        return Verdict.objects.filter(part=part, is_final=True).exists()
+
     if not deployed:
         # Cold start: no deployed model yet, so every part goes to a person.
-        review_item_open(part=part, inspection=inspection, reason=ReviewItem.Reason.COLD_START)
+        if not decided():
+            review_item_open(part=part, inspection=inspection, reason=ReviewItem.Reason.COLD_START)
         return
     if project.views_per_part <= 1:
         views = [inspection.scores]  # one camera: nothing to wait for, nothing to read
@@ -410,11 +415,13 @@ def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -
             .order_by("id")
             .values_list("scores", flat=True)
         )
-    if len(views) < project.views_per_part:
-        return  # wait for the other cameras
+    if len(views) < project.views_per_part or (project.views_per_part > 1 and decided()):
+        return  # wait for the other cameras; or a late view of a part decided already
     decisions = [routing.Decision(**scores["decision"]) for scores in views if "decision" in scores]
     decision = routing.audit_draw(project=project, decision=routing.decide_part(decisions))
     if decision.action == "review":
+        if decided():
+            return
         item, created = review_item_open(
             part=part, inspection=inspection, reason=decision.reason, model_version=model_version
         )
@@ -425,7 +432,8 @@ def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -
     defect_class = None
     if decision.action == "fail" and decision.defect_class:
         defect_class = DefectClass.objects.filter(project=project, name=decision.defect_class).first()
-    verdict_record_final(
+    # A part decided already (a repeat post, a person faster than the models) keeps its verdict.
+    verdict_record_final_unless_decided(
         part=part,
         outcome=Verdict.Outcome.FAIL if decision.action == "fail" else Verdict.Outcome.PASS,
         source=Verdict.Source.MODEL,
@@ -460,51 +468,88 @@ def verdict_record_final(
     ``publish_now``: publish to MQTT from this process after the commit (inference workers,
     with ``inspection`` and its station loaded) instead of queueing the publish task.
     """
+    verdict = verdict_record_final_unless_decided(
+        part=part,
+        outcome=outcome,
+        source=source,
+        defect_class=defect_class,
+        decided_by=decided_by,
+        inspection=inspection,
+        model_version=model_version,
+        audited_model_decision=audited_model_decision,
+        publish_now=publish_now,
+    )
+    if verdict is None:
+        raise Conflict("This part already has a final verdict.", code="already_decided")
+    return verdict
+
+
+def verdict_record_final_unless_decided(
+    *,
+    part: Part,
+    outcome: str,
+    source: str,
+    defect_class: DefectClass | None = None,
+    decided_by: Any = None,
+    inspection: Inspection | None = None,
+    model_version: str = "",
+    audited_model_decision: str = "",
+    publish_now: bool = False,
+) -> Verdict | None:
+    """``verdict_record_final``, answering None (and writing nothing) when the part already
+    has a final verdict. Cost on the inference hot path: one ``INSERT ... ON CONFLICT DO
+    NOTHING`` against the one-final-verdict index (no read first, no savepoint), the audit
+    row, the rollup upserts and a read of the project's webhooks."""
     if outcome == Verdict.Outcome.FAIL and source == Verdict.Source.HUMAN and defect_class is None:
         raise InvalidInput("A failed part needs a defect class.", code="defect_class_required")
     if outcome == Verdict.Outcome.PASS and defect_class is not None:
         raise InvalidInput("A passed part has no defect class.", code="defect_class_not_allowed")
     if defect_class is not None and defect_class.project_id != part.project_id:
         raise InvalidInput("Unknown defect class for this project.", code="unknown_defect_class")
-    try:
-        with transaction.atomic():
-            verdict = Verdict.objects.create(
-                project_id=part.project_id,
-                part=part,
-                outcome=outcome,
-                defect_class=defect_class,
-                source=source,
-                decided_by=decided_by,
-                inspection=inspection,
-                model_version=model_version,
-                is_final=True,
-            )
-            audit_record(
-                project_id=part.project_id,
-                actor=decided_by or f"model:{model_version}",
-                action="verdict.recorded",
-                subject=verdict,
-                after={
-                    "part": part.serial,
-                    "outcome": outcome,
-                    "defect_class": defect_class.name if defect_class else None,
-                    "source": source,
-                    "model_version": model_version,
-                    "inspection": inspection.pk if inspection else None,
-                },
-            )
-            rollup_record_verdict(verdict=verdict, audited_model_decision=audited_model_decision)
-            verdict_id = verdict.pk
-            if publish_now:
-                transaction.on_commit(lambda: _publish_now(verdict), robust=True)
-            else:
-                transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
-            from inspection.services.webhooks import webhook_deliveries_queue
+    values = {
+        "project_id": part.project_id,
+        "part_id": part.pk,
+        "outcome": outcome,
+        "defect_class_id": defect_class.pk if defect_class else None,
+        "source": source,
+        "decided_by_id": getattr(decided_by, "pk", None),
+        "inspection_id": inspection.pk if inspection else None,
+        "model_version": model_version,
+        "is_final": True,
+        "created_at": timezone.now(),
+    }
+    # No savepoint: nothing in here is expected to fail, and a conflict is not an error.
+    with transaction.atomic(savepoint=False):
+        verdict_id = insert_unless_exists(Verdict, values=values, unique=["part"], unique_where="is_final")
+        if verdict_id is None:
+            return None
+        verdict = Verdict(pk=verdict_id, **values)
+        verdict.part, verdict.defect_class, verdict.inspection = part, defect_class, inspection
+        if decided_by is not None:
+            verdict.decided_by = decided_by
+        audit_record(
+            project_id=part.project_id,
+            actor=decided_by or f"model:{model_version}",
+            action="verdict.recorded",
+            subject=verdict,
+            after={
+                "part": part.serial,
+                "outcome": outcome,
+                "defect_class": defect_class.name if defect_class else None,
+                "source": source,
+                "model_version": model_version,
+                "inspection": inspection.pk if inspection else None,
+            },
+        )
+        rollup_record_verdict(verdict=verdict, audited_model_decision=audited_model_decision)
+        if publish_now:
+            transaction.on_commit(lambda: _publish_now(verdict), robust=True)
+        else:
+            transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
+        from inspection.services.webhooks import webhook_deliveries_queue
 
-            webhook_deliveries_queue(verdict=verdict)
-            return verdict
-    except IntegrityError:
-        raise Conflict("This part already has a final verdict.", code="already_decided") from None
+        webhook_deliveries_queue(verdict=verdict)
+        return verdict
 
 
 def inspections_requeue_stale(*, older_than: timedelta = timedelta(minutes=2), limit: int = 1000) -> int:

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
@@ -29,6 +29,7 @@ from inspection.errors import InvalidInput
 from inspection.models import Project, Verdict, Webhook, WebhookDelivery
 from inspection.services.audit import audit_record
 from inspection.services.line_integration import verdict_message
+from inspection.sql import quoted_column
 
 SIGNATURE_HEADER = "X-Loupe-Signature"
 TIMESTAMP_HEADER = "X-Loupe-Timestamp"
@@ -100,9 +101,23 @@ def webhook_deactivate(*, webhook: Webhook, actor: Any = None) -> Webhook:
 
 
 def webhook_deliveries_queue(*, verdict: Verdict) -> list[int]:
-    """One pending delivery per active webhook of the verdict's project (inside its transaction)."""
-    hooks = Webhook.objects.filter(project_id=verdict.project_id, is_active=True)
-    created = [WebhookDelivery.objects.get_or_create(webhook=hook, verdict=verdict)[0].pk for hook in hooks]
+    """One pending delivery per active webhook of the verdict's project (inside its transaction);
+    the ids of the deliveries created. Idempotent per (webhook, verdict). It runs for every
+    verdict, so it is one statement: ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``."""
+    quote = connection.ops.quote_name
+    delivery = {name: quoted_column(WebhookDelivery, name) for name in
+                ("webhook", "verdict", "status", "attempts", "error", "created_at")}  # fmt: skip
+    hook = {name: quoted_column(Webhook, name) for name in ("id", "project", "is_active")}
+    sql = (
+        f"INSERT INTO {quote(WebhookDelivery._meta.db_table)} ({', '.join(delivery.values())}) "  # noqa: S608  (names are ours, quoted)
+        f"SELECT {hook['id']}, %s, %s, 0, '', %s FROM {quote(Webhook._meta.db_table)} "
+        f"WHERE {hook['project']} = %s AND {hook['is_active']} "
+        f"ON CONFLICT ({delivery['webhook']}, {delivery['verdict']}) DO NOTHING RETURNING id"
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [verdict.pk, WebhookDelivery.Status.PENDING.value, now, verdict.project_id])
+        created = [int(row[0]) for row in cursor.fetchall()]
     for delivery_id in created:
         transaction.on_commit(lambda d=delivery_id: _enqueue(d), robust=True)  # type: ignore[misc]
     return created

@@ -205,7 +205,9 @@ def test_inference_runs_the_deployed_models_and_stores_scores_overlays_and_laten
 
 @pytest.mark.parametrize(
     ("pass_at", "fail_at", "expected"),
-    [(1.0, 1.0, "pass"), (0.0, 0.0, "fail"), (0.0, 1.0, "review")],
+    # Scores lie in [0, 1] and are rounded to 6 places, so a sure model can score exactly 0.0
+    # or 1.0: the thresholds sit outside that range to leave no tie.
+    [(1.0, 2.0, "pass"), (-1.0, 0.0, "fail"), (-1.0, 2.0, "review")],
     ids=["everything-passes", "everything-fails", "everything-reviewed"],
 )
 def test_the_project_thresholds_route_the_part(

@@ -267,3 +267,44 @@ def test_a_newly_deployed_model_is_calibrated_at_once_on_the_parts_people_alread
     assert calibration is not None and calibration.parts == 6
     # Scoring for calibration leaves what the first model drew on those parts as it was.
     assert sorted(Inspection.objects.values_list("heatmap_file", "mask_file")) == overlays
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [Decision("pass"), Decision("fail", defect_class="crack"), Decision("review", "uncertain")],
+    ids=["models-would-pass", "models-would-fail", "models-unsure"],
+)
+def test_a_part_a_person_decided_first_keeps_that_verdict_when_the_models_finish(decision: Decision) -> None:
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(audit_rate=0.0)
+    project.refresh_from_db()
+    part = Part.objects.create(project=project, serial="FAST-1")
+    person = Verdict.objects.create(
+        project=project, part=part, outcome="pass", source="human", decided_by=make_user(project)
+    )
+
+    _route_part(scored_view(project, part, decision, "classifier:1", 0), deployed=True, model_version="classifier:1")
+
+    assert list(part.verdicts.values_list("pk", flat=True)) == [person.pk]
+    assert not part.review_items.exists()
+    assert not AuditEvent.objects.filter(action="verdict.recorded").exists()
+
+
+def test_a_second_final_verdict_is_a_conflict_that_leaves_the_callers_transaction_usable() -> None:
+    from django.db import transaction
+
+    from inspection.errors import Conflict
+    from inspection.services import verdict_record_final
+
+    project = make_project()
+    part = Part.objects.create(project=project, serial="TWICE-1")
+    first = verdict_record_final(part=part, outcome="pass", source="model")
+
+    with transaction.atomic():
+        with pytest.raises(Conflict) as refused:
+            verdict_record_final(part=part, outcome="fail", source="model")
+        still_usable = Verdict.objects.filter(part=part).count()
+
+    assert refused.value.code == "already_decided"
+    assert still_usable == 1
+    assert list(part.verdicts.values_list("pk", "outcome")) == [(first.pk, "pass")]

@@ -185,3 +185,20 @@ def test_the_delivery_log_is_for_the_projects_admins_only(receiver: Receiver) ->
     assert get(stranger, f"/api/v1/webhook-deliveries/{delivery.pk}").status_code == 404
     assert get(reviewer, f"/api/v1/webhook-deliveries/{delivery.pk}").status_code == 404
     assert get(stranger, "/api/v1/webhooks").json()["results"] == []
+
+
+def test_a_verdict_queues_one_delivery_per_active_webhook_of_its_own_project_only(receiver: Receiver) -> None:
+    from inspection.services.webhooks import webhook_deliveries_queue
+
+    project, other = make_project(), make_project()
+    active, _ = webhook_create(project=project, url=receiver.url)
+    paused, _ = webhook_create(project=project, url=receiver.url)
+    Webhook.objects.filter(pk=paused.pk).update(is_active=False)
+    webhook_create(project=other, url=receiver.url)
+
+    verdict = decided_verdict(project)
+    again = webhook_deliveries_queue(verdict=verdict)
+
+    deliveries = WebhookDelivery.objects.filter(verdict=verdict)
+    assert list(deliveries.values_list("webhook_id", "status", "attempts")) == [(active.pk, "pending", 0)]
+    assert again == []  # queueing twice creates nothing new
