@@ -23,8 +23,17 @@ _lock = threading.Lock()
 _loaded: dict[tuple[int, str], tuple[tuple[int, str], Inferencer]] = {}
 
 
+# What serving reads of a deployed version. Not the training data (every image and label id:
+# hundreds of kB of JSON in a mature project), metrics or progress history: read for every
+# part, those cost 9 ms of worker CPU and 16 ms in all per part with three deployed models
+# trained on 20,000 labelled images (1 ms with this list).
+SERVING_FIELDS = ("id", "project_id", "kind", "status", "precision", "thresholds", "artifacts")
+
+
 def deployed_versions(*, project_id: int) -> dict[str, ModelVersion]:
-    rows = ModelVersion.objects.filter(project_id=project_id, status=ModelVersion.Status.DEPLOYED)
+    """The project's deployed version of each kind, with the fields serving uses (the rest
+    load on access)."""
+    rows = ModelVersion.objects.filter(project_id=project_id, status=ModelVersion.Status.DEPLOYED).only(*SERVING_FIELDS)
     return {row.kind: row for row in rows}
 
 

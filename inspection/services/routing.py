@@ -31,7 +31,12 @@ class Decision:
 
 
 def thresholds_for(*, project: Project, model_version: str) -> tuple[float, float, Calibration | None]:
-    calibration = Calibration.objects.filter(project=project, model_version=model_version).order_by("-id").first()
+    calibration = (
+        Calibration.objects.filter(project=project, model_version=model_version)
+        .only("id", "t_pass", "t_fail")  # per part: not the workload curve
+        .order_by("-id")
+        .first()
+    )
     if calibration is not None:
         return calibration.t_pass, calibration.t_fail, calibration
     return project.auto_pass_threshold, project.auto_fail_threshold, None

@@ -236,6 +236,33 @@ def test_the_project_thresholds_route_the_part(
         assert verdict.source == "model" and verdict.model_version == inspection.model_version
 
 
+def test_serving_a_part_never_reads_the_deployed_models_training_data_or_history(
+    register: Callable[..., ModelVersion],
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    project = make_project()
+    version = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    # A mature project: every label and image id the model learnt from, and its training curve.
+    ModelVersion.objects.filter(pk=version.pk).update(
+        training_data={"annotations": list(range(5000)), "images": list(range(5000)), "seed": 0},
+        progress={"history": [{"epoch": epoch, "loss": 0.1} for epoch in range(30)]},
+    )
+    station = make_station(project)
+    posted: Any = APIClient().post(
+        "/api/v1/inspections", {"part_serial": "SV-1", "image": upload(part_jpeg(3))}, format="multipart",
+        headers=station.auth,
+    )  # fmt: skip
+
+    with CaptureQueriesContext(connection) as queries:
+        inspection = inspection_run(inspection_id=posted.json()["id"])
+
+    assert inspection is not None and inspection.status == "done"
+    heavy = [q["sql"] for q in queries.captured_queries if any(f in q["sql"] for f in ("training_data", "progress"))]
+    assert heavy == []
+
+
 def test_a_model_that_cannot_load_sends_the_part_to_a_person(register: Callable[..., ModelVersion]) -> None:
     project = make_project()
     version = register(project, "anomaly", status=ModelVersion.Status.DEPLOYED)
