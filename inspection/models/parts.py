@@ -95,6 +95,9 @@ class Inspection(models.Model):
         indexes = [
             models.Index(fields=["project", "status"]),
             models.Index(fields=["project", "received_at"]),
+            # The reconciler looks for parts left pending every minute, across projects: this
+            # index holds only the few pending rows, so it stays small at millions of parts.
+            models.Index(fields=["received_at"], condition=Q(status="pending"), name="inspection_pending_by_received"),
         ]
 
 

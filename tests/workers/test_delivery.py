@@ -176,3 +176,20 @@ def test_no_retry_or_countdown_outlives_the_brokers_visibility_timeout() -> None
     assert max(longest_countdown, longest_mqtt_backoff) < visibility
     assert training_run_task.time_limit < visibility  # a long job is not redelivered while it runs
     assert webhook_deliver_task.acks_late
+
+
+def test_the_reconcilers_search_for_pending_parts_is_served_by_the_index_of_pending_rows() -> None:
+    from django.db import transaction
+
+    from inspection.services.inspections import inspections_stale_pending
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the query plan checked is PostgreSQL's")
+    pending_inspection("STALE-1")
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # as the planner would at millions of rows
+        plan = inspections_stale_pending(cutoff=timezone.now(), limit=1000).explain()
+
+    assert "inspection_pending_by_received" in plan
