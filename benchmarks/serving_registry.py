@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -29,10 +30,13 @@ def main() -> int:
     os.environ.setdefault("DEBUG", "false")
     database_url = os.environ.get("DATABASE_URL", f"sqlite:///{os.environ['LOUPE_VAR_DIR']}/bench.sqlite3")
     os.environ["DATABASE_URL"] = database_url
-    from benchmarks.loop import fresh_postgres
-
     if database_url.startswith("postgres"):
-        fresh_postgres(database_url)
+        import psycopg
+
+        parsed = urlparse(database_url)
+        with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{parsed.path.lstrip("/")}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{parsed.path.lstrip("/")}"')
     import django
 
     django.setup()

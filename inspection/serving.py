@@ -25,8 +25,8 @@ _loaded: dict[tuple[int, str], tuple[tuple[int, str], Inferencer]] = {}
 
 # What serving reads of a deployed version. Not the training data (every image and label id:
 # hundreds of kB of JSON in a mature project), metrics or progress history: read for every
-# part, those cost 8.4 ms of worker CPU and 14.8 ms in all per part with three deployed models
-# trained on 20,000 labelled images (1.1 ms with this list; benchmarks/serving_registry.py).
+# part, those cost ~10 ms of worker CPU and ~16 ms in all per part with three deployed models
+# trained on 20,000 labelled images (under 1 ms with this list; benchmarks/serving_registry.py).
 SERVING_FIELDS = ("id", "project_id", "kind", "status", "precision", "thresholds", "artifacts")
 
 
