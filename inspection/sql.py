@@ -41,6 +41,49 @@ def insert_unless_exists(
     return int(row[0]) if row else None
 
 
+def insert_many_unless_exists(
+    model: type[models.Model], *, rows: list[dict[str, Any]], unique: list[str], unique_where: str = ""
+) -> list[int | None]:
+    """``insert_unless_exists`` for many rows in one statement: for each row, in order, the new
+    row's id, or None when its ``unique`` key existed already (or came earlier in ``rows``).
+    Every row has the same keys."""
+    if not rows:
+        return []
+    quote = connection.ops.quote_name
+    names = list(rows[0])
+    fields = [_concrete(model, name) for name in names]
+    key_fields = [_concrete(model, name) for name in unique]
+    seen: set[tuple[Any, ...]] = set()
+    first: list[bool] = []
+    params: list[Any] = []
+    for row in rows:
+        key = tuple(row[field.attname] if field.attname in row else row[field.name] for field in key_fields)
+        first.append(key not in seen)
+        if key in seen:
+            continue
+        seen.add(key)
+        params.extend(field.get_db_prep_save(row[name], connection) for field, name in zip(fields, names, strict=True))
+    count = sum(first)
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    conflict = "(" + ", ".join(quote(str(field.column)) for field in key_fields) + ")"
+    if unique_where:
+        conflict += f" WHERE {quote(str(_concrete(model, unique_where).column))}"
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * count)
+    returning = ", ".join([quote(str(model._meta.pk.column)), *(quote(str(field.column)) for field in key_fields)])
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {placeholders} "  # noqa: S608  (names are ours, quoted)
+        f"ON CONFLICT {conflict} DO NOTHING RETURNING {returning}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = {tuple(found[1:]): int(found[0]) for found in cursor.fetchall()}
+    answer: list[int | None] = []
+    for row, is_first in zip(rows, first, strict=True):
+        key = tuple(row[field.attname] if field.attname in row else row[field.name] for field in key_fields)
+        answer.append(inserted.get(key) if is_first else None)
+    return answer
+
+
 def quoted_column(model: type[models.Model], name: str) -> str:
     """The quoted column of field ``name`` of ``model``, for hand-written hot-path SQL."""
     return str(connection.ops.quote_name(str(_concrete(model, name).column)))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from inspection.services import inspection_run, uploads_purge_expired
-from inspection.services.inspections import inspections_requeue_stale
+from inspection.services import uploads_purge_expired
+from inspection.services.inspections import inspection_run_queued, inspections_requeue_stale
 from inspection.services.line_integration import verdict_publish_mqtt
 from inspection.services.model_versions import training_run
 from workers.tasks import Queue, loupe_task
@@ -9,8 +9,9 @@ from workers.tasks import Queue, loupe_task
 
 @loupe_task(name="inspection.run", queue=Queue.INFERENCE, soft_time_limit=60, time_limit=90)
 def inspection_run_task(inspection_id: int) -> None:
-    """Run the deployed models on one inspection and route its part. Idempotent."""
-    inspection_run(inspection_id=inspection_id)
+    """Run the deployed models on one inspection, with others of its project that are waiting,
+    and route their parts. Idempotent: a part done or claimed by another run is left alone."""
+    inspection_run_queued(inspection_id=inspection_id)
 
 
 @loupe_task(name="inspection.purge_expired_uploads", queue=Queue.DEFAULT, soft_time_limit=120, time_limit=180)

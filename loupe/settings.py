@@ -368,6 +368,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 # 224 px classifier costs 11 ms of CPU per part on 1 thread, 13 ms on 2). 0: one per core,
 # for a worker that runs a single process.
 LOUPE_INFERENCE_THREADS = env_int("LOUPE_INFERENCE_THREADS", 1)
+# Most parts one inference task runs together: its own and others of the project waiting at
+# that moment (``inspection.services.run_claims``). 1: one part per task.
+LOUPE_INFERENCE_BATCH = env_int("LOUPE_INFERENCE_BATCH", 8, minimum=1)
+# How long a run's claim on its parts lasts; longer than the inference task's hard time limit.
+LOUPE_INFERENCE_LEASE_SECONDS = env_int("LOUPE_INFERENCE_LEASE_SECONDS", 120, minimum=91)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "tmp")

@@ -7,6 +7,7 @@ from annotation.services.label_tasks import (
     label_task_ensure,
     label_task_priority,
     label_task_skip,
+    label_tasks_ensure,
     label_tasks_sync,
 )
 from annotation.services.labels import label_save
@@ -19,6 +20,7 @@ __all__ = [
     "label_task_ensure",
     "label_task_priority",
     "label_task_skip",
+    "label_tasks_ensure",
     "label_tasks_sync",
     "training_annotation_sync",
 ]

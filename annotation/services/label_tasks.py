@@ -57,13 +57,21 @@ def label_task_priority(*, scores: dict[str, Any], out_of_distribution_ratio: fl
 def label_task_ensure(*, inspection: Inspection) -> None:
     """Like ``label_task_create_for`` without reading the row back: one ``INSERT ... ON
     CONFLICT DO NOTHING``, for the per-part hot path (every finished inspection)."""
-    priority, reasons = label_task_priority(
-        scores=inspection.scores or {}, out_of_distribution_ratio=inspection.project.out_of_distribution_ratio
-    )
-    LabelTask.objects.bulk_create(
-        [LabelTask(project_id=inspection.project_id, inspection=inspection, priority=priority, reasons=reasons)],
-        ignore_conflicts=True,
-    )
+    label_tasks_ensure(inspections=[inspection])
+
+
+def label_tasks_ensure(*, inspections: list[Inspection]) -> None:
+    """``label_task_ensure`` for several finished inspections in one statement."""
+    tasks = []
+    for inspection in inspections:
+        priority, reasons = label_task_priority(
+            scores=inspection.scores or {}, out_of_distribution_ratio=inspection.project.out_of_distribution_ratio
+        )
+        tasks.append(
+            LabelTask(project_id=inspection.project_id, inspection=inspection, priority=priority, reasons=reasons)
+        )
+    if tasks:
+        LabelTask.objects.bulk_create(tasks, ignore_conflicts=True)
 
 
 def label_task_create_for(*, inspection: Inspection) -> LabelTask:

@@ -71,6 +71,11 @@ class Inspection(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)  # runs that completed and wrote
     deliveries = models.PositiveSmallIntegerField(default=0)  # runs that started (killed ones too)
+    # A running inspection is leased to the run that claimed it (``run_leader``: the id of the
+    # inspection whose task runs the batch) until ``lease_expires_at``; another task for it
+    # leaves it alone until then, and the reconciler queues it again after.
+    run_leader = models.BigIntegerField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     model_version = models.CharField(max_length=64, blank=True)  # "" = no deployed model
     scores = models.JSONField(default=dict, blank=True)
     latency_ms = models.JSONField(default=dict, blank=True)  # per stage, milliseconds
@@ -98,6 +103,9 @@ class Inspection(models.Model):
             # The reconciler looks for parts left pending every minute, across projects: this
             # index holds only the few pending rows, so it stays small at millions of parts.
             models.Index(fields=["received_at"], condition=Q(status="pending"), name="inspection_pending_by_received"),
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(status="running"), name="inspection_running_by_lease"
+            ),
         ]
 
 

@@ -31,7 +31,23 @@ def audit_record(
 ) -> AuditEvent:
     """Append one event: who (``actor``: a user, a station, a label such as ``"model:classifier:3"``,
     or None for the system) did ``action`` to ``subject``, with the values before and after."""
-    return AuditEvent.objects.create(
+    event = audit_event(project_id=project_id, actor=actor, action=action, subject=subject, before=before, after=after)
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    *,
+    project_id: int,
+    actor: Any,
+    action: str,
+    subject: models.Model,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """The unsaved event ``audit_record`` appends; for writers that append many in one
+    ``bulk_create`` (the inference worker's batch of verdicts)."""
+    return AuditEvent(
         project_id=project_id,
         actor=actor if getattr(actor, "pk", None) and not isinstance(actor, StationPrincipal) else None,
         actor_label=actor_label(actor)[:150],

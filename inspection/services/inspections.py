@@ -19,6 +19,7 @@ from django.utils import timezone
 from inspection.errors import Conflict, InvalidInput
 from inspection.imaging import NormalisedImage, normalise_image
 from inspection.models import (
+    AuditEvent,
     DefectClass,
     Image,
     Inspection,
@@ -28,9 +29,9 @@ from inspection.models import (
     Verdict,
 )
 from inspection.services import routing
-from inspection.services.audit import audit_record
-from inspection.services.rollups import rollup_record_verdict
-from inspection.sql import insert_unless_exists
+from inspection.services.audit import audit_event, audit_record
+from inspection.services.rollups import rollup_record_verdict, rollup_record_verdicts
+from inspection.sql import insert_many_unless_exists, insert_unless_exists
 
 logger = logging.getLogger(__name__)
 
@@ -291,69 +292,199 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion], sav
     return run
 
 
-def inspection_run(*, inspection_id: int) -> Inspection | None:
-    """Run the deployed models on one inspection and route its part (``routing``).
+def inspection_run(*, inspection_id: int, companions: int = 0) -> Inspection | None:
+    """Run the deployed models on an inspection and route its part (``routing``); with
+    ``companions``, also on up to that many other inspections of its project that are waiting
+    (``run_claims``), routed together in one transaction. Returns the inspection, or None
+    if the row is gone.
 
-    Idempotent and safe to redeliver: the models run outside any transaction, then one
-    short transaction writes the outcome under a status guard; the review item and the
-    final verdict are unique per part. Returns None if the row is gone.
+    Idempotent and safe to redeliver: the claim is committed before any model runs, the models
+    run outside any transaction, then one short transaction writes the outcomes under a status
+    guard; the review item and the final verdict are unique per part. An inspection done,
+    failed or claimed by another run is returned as it is.
     """
+    from inspection.services.run_claims import run_claim
+
+    claim = run_claim(inspection_id=inspection_id, companions=companions)
+    if claim is None:
+        return Inspection.objects.filter(pk=inspection_id).first()
+    claimed = list(
+        Inspection.objects.select_related("part", "project", "image", "station")
+        .filter(pk__in=claim.inspection_ids)
+        .order_by("id")
+    )
+    by_id = {inspection.pk: inspection for inspection in claimed}
+    runnable = []
+    for inspection in claimed:
+        if inspection.deliveries > MAX_DELIVERIES:
+            by_id[inspection.pk] = _dead_letter(inspection)
+        else:
+            runnable.append(inspection)
+    if runnable:
+        _run_and_route(runnable)
+    return by_id.get(inspection_id)
+
+
+def inspection_run_queued(*, inspection_id: int) -> None:
+    """The inference task's entry: ``inspection_run`` with the configured batch, answering
+    nothing (a part another run claimed costs one statement)."""
+    inspection_run(inspection_id=inspection_id, companions=settings.LOUPE_INFERENCE_BATCH - 1)
+
+
+def _run_and_route(inspections: list[Inspection]) -> None:
+    """Models on each claimed inspection (all of one project), then one transaction: each
+    outcome under its status guard, the parts routed, their label tasks. Single-camera parts
+    the models decide get their verdicts in bulk (``verdicts_record_final_from_models``)."""
+    from annotation.services import label_tasks_ensure
     from inspection import serving
 
-    # Count this delivery before any model runs, committed on its own: a worker killed by this
-    # very image still leaves the count behind, so a poison image stops (bad-inputs case 28).
-    Inspection.objects.filter(
-        pk=inspection_id, status__in=[Inspection.Status.PENDING, Inspection.Status.RUNNING]
-    ).update(deliveries=F("deliveries") + 1, status=Inspection.Status.RUNNING)
-    inspection = (
-        Inspection.objects.select_related("part", "project", "image", "station").filter(pk=inspection_id).first()
-    )
-    if inspection is None or inspection.status in {Inspection.Status.DONE, Inspection.Status.FAILED}:
-        return inspection
-    if inspection.deliveries > MAX_DELIVERIES:
-        return _dead_letter(inspection)
-    deployed = serving.deployed_versions(project_id=inspection.project_id)
-    run = run_models(inspection=inspection, deployed=deployed) if deployed else ModelRun()
-    started = time.perf_counter()
-    project = inspection.project
-    if deployed:
-        t_pass, t_fail, calibration = routing.thresholds_for(project=project, model_version=run.model_version)
-        view = routing.decide_view(project=project, scores=run.scores, t_pass=t_pass, t_fail=t_fail, error=run.error)
-        run.scores["decision"] = view.as_dict()
-        run.scores["thresholds"] = {"t_pass": t_pass, "t_fail": t_fail, "calibration": getattr(calibration, "pk", None)}
-    # Per stage, in ms; "route" is the routing decision (the writes below are not in it).
-    latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
+    project = inspections[0].project
+    deployed = serving.deployed_versions(project_id=project.pk)
+    thresholds: dict[str, tuple[float, float, Any]] = {}
+    outcomes = []
+    for inspection in inspections:
+        run = run_models(inspection=inspection, deployed=deployed) if deployed else ModelRun()
+        started = time.perf_counter()
+        if deployed:
+            if run.model_version not in thresholds:
+                thresholds[run.model_version] = routing.thresholds_for(project=project, model_version=run.model_version)
+            t_pass, t_fail, calibration = thresholds[run.model_version]
+            view = routing.decide_view(
+                project=project, scores=run.scores, t_pass=t_pass, t_fail=t_fail, error=run.error
+            )
+            run.scores["decision"] = view.as_dict()
+            run.scores["thresholds"] = {
+                "t_pass": t_pass,
+                "t_fail": t_fail,
+                "calibration": getattr(calibration, "pk", None),
+            }
+        # Per stage, in ms; "route" is the routing decision (the writes below are not in it).
+        latency_ms = {**run.latency_ms, "route": _elapsed_ms(started)}
+        if len(inspections) > 1:
+            latency_ms["batch"] = len(inspections)
+        outcomes.append((inspection, run, latency_ms))
     with transaction.atomic():
-        # The status guard and the write in one statement: a redelivery that ran the models
-        # too waits here for this row's lock and then finds it done (rowcount 0).
-        finished_at = timezone.now()
-        written = Inspection.objects.filter(
-            pk=inspection_id, status__in=[Inspection.Status.PENDING, Inspection.Status.RUNNING]
-        ).update(
-            attempts=F("attempts") + 1,
-            model_version=run.model_version,
-            heatmap_file=run.heatmap_file,
-            mask_file=run.mask_file,
-            error=run.error,
-            scores=run.scores,
-            latency_ms=latency_ms,
-            status=Inspection.Status.DONE,
-            finished_at=finished_at,
-        )
-        if not written:
-            return Inspection.objects.filter(pk=inspection_id).first()
-        inspection.attempts += 1
-        inspection.model_version = run.model_version
-        inspection.heatmap_file, inspection.mask_file, inspection.error = run.heatmap_file, run.mask_file, run.error
-        inspection.scores, inspection.status, inspection.finished_at = run.scores, Inspection.Status.DONE, finished_at
-        inspection.latency_ms = latency_ms
-        inspection.part.project = project  # loaded already: the verdict's rollups read its shifts
-        _route_part(inspection, deployed=bool(deployed), model_version=run.model_version)
+        written = []
+        for inspection, run, latency_ms in outcomes:
+            # The status guard and the write in one statement: a redelivery that ran the models
+            # too waits here for this row's lock and then finds it done (rowcount 0).
+            finished_at = timezone.now()
+            if not Inspection.objects.filter(
+                pk=inspection.pk, status__in=[Inspection.Status.PENDING, Inspection.Status.RUNNING]
+            ).update(
+                attempts=F("attempts") + 1,
+                model_version=run.model_version,
+                heatmap_file=run.heatmap_file,
+                mask_file=run.mask_file,
+                error=run.error,
+                scores=run.scores,
+                latency_ms=latency_ms,
+                status=Inspection.Status.DONE,
+                finished_at=finished_at,
+                lease_expires_at=None,
+            ):
+                continue
+            inspection.attempts += 1
+            inspection.model_version = run.model_version
+            inspection.heatmap_file, inspection.mask_file, inspection.error = run.heatmap_file, run.mask_file, run.error
+            inspection.scores, inspection.status, inspection.finished_at = (
+                run.scores,
+                Inspection.Status.DONE,
+                finished_at,
+            )
+            inspection.latency_ms, inspection.lease_expires_at = latency_ms, None
+            inspection.part.project = project  # loaded already: the verdict's rollups read its shifts
+            written.append(inspection)
+        model_verdicts: list[ModelVerdict] = []
+        for inspection in written:
+            _route_part(
+                inspection,
+                deployed=bool(deployed),
+                model_version=inspection.model_version,
+                model_verdicts=model_verdicts if project.views_per_part <= 1 else None,
+            )
+        verdicts_record_final_from_models(model_verdicts)
         # Every done image becomes a label task in the annotation studio, in this transaction.
-        from annotation.services import label_task_ensure
+        label_tasks_ensure(inspections=written)
 
-        label_task_ensure(inspection=inspection)
-    return inspection
+
+@dataclass(frozen=True)
+class ModelVerdict:
+    """A final verdict the models reached for a single-camera part, to be recorded in bulk."""
+
+    inspection: Inspection
+    outcome: str
+    defect_class: DefectClass | None
+
+
+def verdicts_record_final_from_models(model_verdicts: list[ModelVerdict]) -> list[Verdict]:
+    """``verdict_record_final_unless_decided`` for a batch of model verdicts (one project, one
+    per part), inside the caller's transaction: one multi-row ``INSERT ... ON CONFLICT DO
+    NOTHING``, one audit ``bulk_create``, one rollup upsert per table and one webhook statement
+    for the whole batch. Parts decided already keep their verdict. Each verdict is published
+    to MQTT from this process after the commit."""
+    if not model_verdicts:
+        return []
+    now = timezone.now()
+    rows = [
+        {
+            "project_id": item.inspection.project_id,
+            "part_id": item.inspection.part_id,
+            "outcome": item.outcome,
+            "defect_class_id": item.defect_class.pk if item.defect_class else None,
+            "source": Verdict.Source.MODEL.value,
+            "decided_by_id": None,
+            "inspection_id": item.inspection.pk,
+            "model_version": item.inspection.model_version,
+            "is_final": True,
+            "created_at": now,
+        }
+        for item in model_verdicts
+    ]
+    created = insert_many_unless_exists(Verdict, rows=rows, unique=["part"], unique_where="is_final")
+    verdicts = []
+    for item, values, verdict_id in zip(model_verdicts, rows, created, strict=True):
+        if verdict_id is None:
+            continue  # a repeat post, or a person faster than the models: the part keeps its verdict
+        verdict = Verdict(pk=verdict_id, **values)
+        verdict.part, verdict.defect_class, verdict.inspection = (
+            item.inspection.part,
+            item.defect_class,
+            item.inspection,
+        )
+        verdicts.append(verdict)
+    if not verdicts:
+        return []
+    AuditEvent.objects.bulk_create(
+        [
+            audit_event(
+                project_id=verdict.project_id,
+                actor=f"model:{verdict.model_version}",
+                action="verdict.recorded",
+                subject=verdict,
+                after={
+                    "part": verdict.part.serial,
+                    "outcome": verdict.outcome,
+                    "defect_class": verdict.defect_class.name if verdict.defect_class else None,
+                    "source": verdict.source,
+                    "model_version": verdict.model_version,
+                    "inspection": verdict.inspection_id,
+                },
+            )
+            for verdict in verdicts
+        ]
+    )
+    rollup_record_verdicts(verdicts=[(verdict, "") for verdict in verdicts])
+    from inspection.services.webhooks import webhook_deliveries_queue_many
+
+    webhook_deliveries_queue_many(verdicts=verdicts)
+
+    def publish() -> None:
+        for verdict in verdicts:
+            _publish_now(verdict)
+
+    transaction.on_commit(publish, robust=True)
+    return verdicts
 
 
 MAX_DELIVERIES = 3
@@ -392,8 +523,12 @@ def _dead_letter(inspection: Inspection) -> Inspection:
     return locked
 
 
-def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -> None:
-    """Decide the part once all its views are in. Runs inside inspection_run's transaction."""
+def _route_part(
+    inspection: Inspection, *, deployed: bool, model_version: str, model_verdicts: list[ModelVerdict] | None = None
+) -> None:
+    """Decide the part once all its views are in. Runs inside inspection_run's transaction.
+    With ``model_verdicts`` (single-camera parts), a verdict the models reach is appended
+    there for the caller to record in bulk instead of being recorded here."""
     from review.models import ReviewItem
     from review.services import review_item_open
 
@@ -432,10 +567,14 @@ def _route_part(inspection: Inspection, *, deployed: bool, model_version: str) -
     defect_class = None
     if decision.action == "fail" and decision.defect_class:
         defect_class = DefectClass.objects.filter(project=project, name=decision.defect_class).first()
+    outcome = Verdict.Outcome.FAIL if decision.action == "fail" else Verdict.Outcome.PASS
+    if model_verdicts is not None:
+        model_verdicts.append(ModelVerdict(inspection=inspection, outcome=outcome, defect_class=defect_class))
+        return
     # A part decided already (a repeat post, a person faster than the models) keeps its verdict.
     verdict_record_final_unless_decided(
         part=part,
-        outcome=Verdict.Outcome.FAIL if decision.action == "fail" else Verdict.Outcome.PASS,
+        outcome=outcome,
         source=Verdict.Source.MODEL,
         defect_class=defect_class,
         inspection=inspection,
@@ -565,7 +704,11 @@ def inspections_stale_pending(*, cutoff: datetime, limit: int) -> QuerySet[Inspe
 def inspections_requeue_stale(*, older_than: timedelta = timedelta(minutes=2), limit: int = 1000) -> int:
     """Queue again inspections still pending after ``older_than``: their message was lost
     (broker restart or flush, enqueue failure). The task is idempotent, so a duplicate is harmless."""
+    from inspection.services.run_claims import leases_expired
+
     stale = list(inspections_stale_pending(cutoff=timezone.now() - older_than, limit=limit))
+    # ... and those whose run died holding their claim (a companion's own task found it taken).
+    stale += leases_expired(limit=limit)
     for inspection_id in stale:
         _enqueue_inference(inspection_id)
     return len(stale)

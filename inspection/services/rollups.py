@@ -102,58 +102,67 @@ def rollup_record_verdict(*, verdict: Verdict, audited_model_decision: str = "")
     alike. Cost: one multi-row upsert, plus one for the defect class of a failed part, plus a
     read of the project's shifts unless the verdict's part has its project loaded.
     """
-    inspection = verdict.inspection
-    if inspection is None:
-        return
-    part = verdict.part
-    if Part.project.is_cached(part):
-        shifts = part.project.shifts
-    else:
-        shifts = Project.objects.filter(pk=verdict.project_id).values_list("shifts", flat=True).get()
-    counters = verdict_counters(
-        outcome=verdict.outcome, source=verdict.source, audited_model_decision=audited_model_decision
-    )
-    hour = hour_bucket(inspection.captured_at)
-    keys = [
-        {
-            "project_id": verdict.project_id,
-            "period": period.value,
-            "bucket": bucket,
-            "station_id": inspection.station_id,
-            "sku": verdict.part.sku,
-        }
+    rollup_record_verdicts(verdicts=[(verdict, audited_model_decision)])
+
+
+def rollup_record_verdicts(*, verdicts: Sequence[tuple[Verdict, str]]) -> None:
+    """``rollup_record_verdict`` for several ``(verdict, audited_model_decision)`` at once: the
+    counts are added up per bucket first, so a batch costs one upsert per table however many
+    verdicts share a station and hour."""
+    yield_rows: dict[tuple[Any, ...], dict[str, int]] = {}
+    defect_rows: dict[tuple[Any, ...], dict[str, int]] = {}
+    shifts_of: dict[int, list[dict[str, Any]]] = {}
+    for verdict, audited_model_decision in verdicts:
+        inspection = verdict.inspection
+        if inspection is None:
+            continue
+        part = verdict.part
+        if verdict.project_id not in shifts_of:
+            if Part.project.is_cached(part):
+                shifts_of[verdict.project_id] = part.project.shifts
+            else:
+                shifts_of[verdict.project_id] = (
+                    Project.objects.filter(pk=verdict.project_id).values_list("shifts", flat=True).get()
+                )
+        shifts = shifts_of[verdict.project_id]
+        counters = verdict_counters(
+            outcome=verdict.outcome, source=verdict.source, audited_model_decision=audited_model_decision
+        )
+        hour = hour_bucket(inspection.captured_at)
         for period, bucket in (
             (Period.HOUR, hour),
             (Period.DAY, hour.replace(hour=0)),
             (Period.SHIFT, shift_bucket(hour, shifts)),
-        )
-    ]
-    _upsert(YieldRollup._meta.db_table, keys=keys, counters=counters)
-    if verdict.defect_class_id is not None and counters["failed"]:
-        _upsert(
-            DefectRollup._meta.db_table,
-            keys=[{**key, "defect_class_id": verdict.defect_class_id} for key in keys],
-            counters={"failed": 1},
-        )
+        ):
+            key = (verdict.project_id, period.value, bucket, inspection.station_id, part.sku)
+            total = yield_rows.setdefault(key, dict.fromkeys(counters, 0))
+            for name, value in counters.items():
+                total[name] += value
+            if verdict.defect_class_id is not None and counters["failed"]:
+                defect = defect_rows.setdefault((*key, verdict.defect_class_id), {"failed": 0})
+                defect["failed"] += 1
+    if yield_rows:
+        _upsert_rows(YieldRollup._meta.db_table, key_names=_YIELD_KEY, rows=yield_rows)
+    if defect_rows:
+        _upsert_rows(DefectRollup._meta.db_table, key_names=_DEFECT_KEY, rows=defect_rows)
 
 
-def _upsert(table: str, *, keys: list[dict[str, Any]], counters: dict[str, int]) -> None:
-    """Add ``counters`` to the row of each key, creating it: one statement, one round trip."""
+def _upsert_rows(table: str, *, key_names: Sequence[str], rows: dict[tuple[Any, ...], dict[str, int]]) -> None:
+    """Add each row's counters to the row of its key, creating it: one statement, one round
+    trip. Keys are distinct (PostgreSQL refuses to update one row twice in a statement)."""
     quote = connection.ops.quote_name
-    columns = [*keys[0], *counters]
+    counter_names = list(next(iter(rows.values())))
+    columns = [*key_names, *counter_names]
     values = [
         connection.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
-        for key in keys
-        for value in [*key.values(), *counters.values()]
+        for key, counters in rows.items()
+        for value in [*key, *(counters[name] for name in counter_names)]
     ]
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(keys))
-    increments = ", ".join(
-        f"{quote(name)} = {quote(table)}.{quote(name)} + excluded.{quote(name)}" for name in counters
-    )
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
     sql = (
         f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608  (names are ours, quoted)
         f"VALUES {placeholders} "
-        f"ON CONFLICT ({', '.join(quote(c) for c in keys[0])}) DO UPDATE SET {increments}"
+        f"ON CONFLICT ({', '.join(quote(c) for c in key_names)}) DO UPDATE SET {_increments(table, counter_names)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)

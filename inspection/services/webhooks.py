@@ -102,21 +102,31 @@ def webhook_deactivate(*, webhook: Webhook, actor: Any = None) -> Webhook:
 
 def webhook_deliveries_queue(*, verdict: Verdict) -> list[int]:
     """One pending delivery per active webhook of the verdict's project (inside its transaction);
-    the ids of the deliveries created. Idempotent per (webhook, verdict). It runs for every
+    the ids of the deliveries created. Idempotent per (webhook, verdict)."""
+    return webhook_deliveries_queue_many(verdicts=[verdict])
+
+
+def webhook_deliveries_queue_many(*, verdicts: list[Verdict]) -> list[int]:
+    """``webhook_deliveries_queue`` for verdicts of one or more projects. It runs for every
     verdict, so it is one statement: ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``."""
+    if not verdicts:
+        return []
     quote = connection.ops.quote_name
     delivery = {name: quoted_column(WebhookDelivery, name) for name in
                 ("webhook", "verdict", "status", "attempts", "error", "created_at")}  # fmt: skip
     hook = {name: quoted_column(Webhook, name) for name in ("id", "project", "is_active")}
+    verdict_table, verdict_id = quote(Verdict._meta.db_table), quoted_column(Verdict, "id")
     sql = (
         f"INSERT INTO {quote(WebhookDelivery._meta.db_table)} ({', '.join(delivery.values())}) "  # noqa: S608  (names are ours, quoted)
-        f"SELECT {hook['id']}, %s, %s, 0, '', %s FROM {quote(Webhook._meta.db_table)} "
-        f"WHERE {hook['project']} = %s AND {hook['is_active']} "
+        f"SELECT w.{hook['id']}, v.{verdict_id}, %s, 0, '', %s "
+        f"FROM {quote(Webhook._meta.db_table)} w JOIN {verdict_table} v "
+        f"ON v.{quoted_column(Verdict, 'project')} = w.{hook['project']} "
+        f"WHERE w.{hook['is_active']} AND v.{verdict_id} IN ({', '.join(['%s'] * len(verdicts))}) "
         f"ON CONFLICT ({delivery['webhook']}, {delivery['verdict']}) DO NOTHING RETURNING id"
     )
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(sql, [verdict.pk, WebhookDelivery.Status.PENDING.value, now, verdict.project_id])
+        cursor.execute(sql, [WebhookDelivery.Status.PENDING.value, now, *(verdict.pk for verdict in verdicts)])
         created = [int(row[0]) for row in cursor.fetchall()]
     for delivery_id in created:
         transaction.on_commit(lambda d=delivery_id: _enqueue(d), robust=True)  # type: ignore[misc]
