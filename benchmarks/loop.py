@@ -428,6 +428,11 @@ def run_load(
         ),
     ]
     finished = {pk: done for pk, _, done in rows}
+    # How the workers grouped the parts: a part run alone has no "batch" in its latencies.
+    batch_sizes = [
+        int((latency or {}).get("batch", 1))
+        for latency in Inspection.objects.filter(pk__in=ids).values_list("latency_ms", flat=True)
+    ]
     ws = [(pushes[pk] - finished[pk].timestamp()) * 1000 for pk in pushes if pk in finished]
     verdicts = dict(Verdict.objects.filter(inspection_id__in=ids, is_final=True).values_list("pk", "created_at"))
     mqtt_lat = [(published[vid] - created.timestamp()) * 1000 for vid, created in verdicts.items() if vid in published]
@@ -448,6 +453,11 @@ def run_load(
         ("post -> routed p50, ms", fmt(percentile(latencies, 50))),
         ("post -> routed p95, ms", fmt(percentile(latencies, 95))),
         ("post -> routed p99, ms", fmt(percentile(latencies, 99))),
+        (
+            "parts run in a batch of several, %",
+            f"{100 * sum(size > 1 for size in batch_sizes) / max(len(batch_sizes), 1):.0f}",
+        ),
+        ("mean batch a part ran in", f"{sum(batch_sizes) / max(len(batch_sizes), 1):.1f}"),
         ("parts pushed to the reviewer", str(len(ws))),
         ("websocket push p95 (commit -> screen), ms", fmt(percentile(ws, 95))),
         ("final verdicts published to MQTT", f"{len(mqtt_lat)}/{len(verdicts)}"),

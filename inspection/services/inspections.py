@@ -292,7 +292,7 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion], sav
     return run
 
 
-def inspection_run(*, inspection_id: int, companions: int = 0) -> Inspection | None:
+def inspection_run(*, inspection_id: int, companions: int = 0, answer: bool = True) -> Inspection | None:
     """Run the deployed models on an inspection and route its part (``routing``); with
     ``companions``, also on up to that many other inspections of its project that are waiting
     (``run_claims``), routed together in one transaction. Returns the inspection, or None
@@ -301,13 +301,13 @@ def inspection_run(*, inspection_id: int, companions: int = 0) -> Inspection | N
     Idempotent and safe to redeliver: the claim is committed before any model runs, the models
     run outside any transaction, then one short transaction writes the outcomes under a status
     guard; the review item and the final verdict are unique per part. An inspection done,
-    failed or claimed by another run is returned as it is.
+    failed or claimed by another run is returned as it is (``answer`` False: None, unread).
     """
     from inspection.services.run_claims import run_claim
 
     claim = run_claim(inspection_id=inspection_id, companions=companions)
     if claim is None:
-        return Inspection.objects.filter(pk=inspection_id).first()
+        return Inspection.objects.filter(pk=inspection_id).first() if answer else None
     claimed = list(
         Inspection.objects.select_related("part", "project", "image", "station")
         .filter(pk__in=claim.inspection_ids)
@@ -328,7 +328,7 @@ def inspection_run(*, inspection_id: int, companions: int = 0) -> Inspection | N
 def inspection_run_queued(*, inspection_id: int) -> None:
     """The inference task's entry: ``inspection_run`` with the configured batch, answering
     nothing (a part another run claimed costs one statement)."""
-    inspection_run(inspection_id=inspection_id, companions=settings.LOUPE_INFERENCE_BATCH - 1)
+    inspection_run(inspection_id=inspection_id, companions=settings.LOUPE_INFERENCE_BATCH - 1, answer=False)
 
 
 def _run_and_route(inspections: list[Inspection]) -> None:
