@@ -17,11 +17,12 @@ a worker may have died on it) runs alone, so one poison image cannot take others
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from inspection.models import Inspection
 from inspection.sql import quoted_column
@@ -33,18 +34,24 @@ class Claim:
     inspection_ids: list[int]  # the leader first, then its companions, oldest first
 
 
+# A part picked up this soon after it arrived found no queue: it runs alone, without the
+# statement that looks for others. Past it, parts are queueing and a batch pays.
+QUEUEING_AFTER = timedelta(milliseconds=25)
+
+
 def lease_length() -> timedelta:
     # Longer than the task's hard time limit, so that a live run never loses its claim.
     return timedelta(seconds=settings.LOUPE_INFERENCE_LEASE_SECONDS)
 
 
 def run_claim(*, inspection_id: int, companions: int = 0) -> Claim | None:
-    """Claim ``inspection_id`` for a run, and up to ``companions`` other pending inspections
-    of its project. None when it is done, failed, gone or leased to another run. Committed
-    before any model runs, so that ``deliveries`` counts a run its worker did not survive."""
+    """Claim ``inspection_id`` for a run, and, if it waited in the queue (``QUEUEING_AFTER``),
+    up to ``companions`` other pending inspections of its project. None when it is done,
+    failed, gone or leased to another run. Committed before any model runs, so that
+    ``deliveries`` counts a run its worker did not survive."""
     table = connection.ops.quote_name(Inspection._meta.db_table)
     column = {name: quoted_column(Inspection, name) for name in
-              ("id", "status", "deliveries", "run_leader", "lease_expires_at", "project")}  # fmt: skip
+              ("id", "status", "deliveries", "run_leader", "lease_expires_at", "project", "received_at")}  # fmt: skip
     now = timezone.now()
     until = connection.ops.adapt_datetimefield_value(now + lease_length())
     moment = connection.ops.adapt_datetimefield_value(now)
@@ -60,14 +67,18 @@ def run_claim(*, inspection_id: int, companions: int = 0) -> Claim | None:
             f"UPDATE {table} {claim_set} WHERE {column['id']} = %s AND ({column['status']} = %s OR "
             f"({column['status']} = %s AND ({column['run_leader']} IS NULL OR {column['run_leader']} = %s "
             f"OR {column['lease_expires_at']} IS NULL OR {column['lease_expires_at']} < %s))) "
-            f"RETURNING {column['deliveries']}, {column['project']}",
+            f"RETURNING {column['deliveries']}, {column['project']}, {column['received_at']}",
             [running, inspection_id, until, inspection_id, pending, running, inspection_id, moment],
         )
         row = cursor.fetchone()
         if row is None:
             return None
         deliveries, project_id = int(row[0]), int(row[1])
-        if companions <= 0 or deliveries > 1:
+        received_at = row[2] if isinstance(row[2], datetime) else parse_datetime(str(row[2]))
+        if received_at is not None and timezone.is_naive(received_at):
+            received_at = timezone.make_aware(received_at, UTC)
+        waited = received_at is None or now - received_at >= QUEUEING_AFTER
+        if companions <= 0 or deliveries > 1 or not waited:
             return Claim(leader=inspection_id, inspection_ids=[inspection_id])
         # Others waiting in the project, oldest first; rows another batch is claiming right
         # now are skipped, not waited for (SQLite has one writer at a time anyway).

@@ -51,6 +51,8 @@ def project_with_posted_parts(register: Callable[..., ModelVersion], name: str) 
             headers=station.auth,
         )
         ids.append(posted.json()["id"])
+    # They have been waiting a second: the line is busier than the workers.
+    Inspection.objects.filter(pk__in=ids).update(received_at=timezone.now() - timedelta(seconds=1))
     return project, ids
 
 
@@ -145,6 +147,16 @@ def test_a_part_another_run_claimed_is_left_alone_by_its_own_task(register: Call
     assert answered is not None
     assert (answered.status, answered.deliveries, answered.run_leader) == ("running", 1, leader)
     assert Inspection.objects.filter(project=project, status="pending").count() == PARTS - 2  # it claimed none
+
+
+def test_a_part_picked_up_as_soon_as_it_arrived_runs_alone(register: Callable[..., ModelVersion]) -> None:
+    project, ids = project_with_posted_parts(register, "No queue")
+    Inspection.objects.filter(pk=ids[-1]).update(received_at=timezone.now())
+
+    claim = run_claim(inspection_id=ids[-1], companions=PARTS)
+
+    assert claim is not None and claim.inspection_ids == [ids[-1]]
+    assert Inspection.objects.filter(project=project, status="pending").count() == PARTS - 1
 
 
 def test_a_redelivered_part_runs_alone_so_a_poison_image_takes_no_other_part_down(
