@@ -34,11 +34,10 @@ PARTS = 6
 
 
 def project_with_posted_parts(register: Callable[..., ModelVersion], name: str) -> tuple[Project, list[int]]:
-    """A project with a deployed classifier, thresholds that pass, fail and review parts, an
-    active webhook, and PARTS parts posted (nothing queued: no task runs them yet)."""
+    """A project with a deployed classifier, thresholds 0.2 and 0.8, an active webhook, and
+    PARTS parts posted (nothing queued: no task runs them yet)."""
     project = make_project(name)
     register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
-    # The toy classifier's defect scores spread over [0, 1]: some pass, some fail, some go to people.
     Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.2, auto_fail_threshold=0.8, audit_rate=0.0)
     Webhook.objects.create(project=project, url="https://mes.example.com/hook", secret="s" * 32)
     station = make_station(project)
@@ -78,22 +77,28 @@ def outcome_by_serial(project: Project) -> dict[str, Any]:
     }
 
 
-def spread_thresholds(projects: list[Project], ids: list[int]) -> None:
-    """Thresholds that pass the lowest-scored third of the parts, fail the highest third and
-    send the middle third to people, whatever the toy model scores."""
-    from inspection import serving
-    from inspection.services.inspections import run_models
+# What the models say about part B-<i>: two sure passes, two unsure, two sure fails (the
+# project's thresholds are 0.2 and 0.8). Fixed, so that every run covers every route; the real
+# models are exercised in test_model_registry.
+DEFECT_SCORES = [0.05, 0.10, 0.50, 0.55, 0.92, 0.97]
 
-    deployed = serving.deployed_versions(project_id=projects[0].pk)
-    scores = sorted(
-        float(run_models(inspection=inspection, deployed=deployed, save_overlays=False).defect_score or 0.0)
-        for inspection in Inspection.objects.select_related("project", "image").filter(pk__in=ids)
-    )
-    third = len(scores) // 3
-    t_pass = (scores[third - 1] + scores[third]) / 2
-    t_fail = (scores[-third - 1] + scores[-third]) / 2
-    Project.objects.filter(pk__in=[project.pk for project in projects]).update(
-        auto_pass_threshold=t_pass, auto_fail_threshold=t_fail
+
+def scripted_models(*, inspection: Inspection, deployed: dict[str, ModelVersion], save_overlays: bool = True) -> Any:
+    from inspection.services.inspections import ModelRun
+
+    score = DEFECT_SCORES[int(inspection.part.serial.split("-")[1])]
+    return ModelRun(
+        model_version=",".join(sorted(version.serving_label for version in deployed.values())),
+        scores={
+            "probabilities": {"good": 1 - score, "scratch": score},
+            "defect_probability": score,
+            "classifier_flag": score >= 0.5,
+            "defect_score": score,
+            "predicted_class": "scratch",
+        },
+        latency_ms={"classifier": 1.0},
+        defect_score=score,
+        defect_class="scratch",
     )
 
 
@@ -102,12 +107,12 @@ def test_a_task_that_finds_parts_waiting_routes_them_together_exactly_as_one_by_
 ) -> None:
     one_by_one, single_ids = project_with_posted_parts(register, "One by one")
     together, batch_ids = project_with_posted_parts(register, "Together")
-    spread_thresholds([one_by_one, together], single_ids)
 
-    for inspection_id in single_ids:
-        inspection_run(inspection_id=inspection_id)
-    with mock.patch("inspection.services.inspections._publish_now") as published:
-        inspection_run(inspection_id=batch_ids[0], companions=PARTS)
+    with mock.patch("inspection.services.inspections.run_models", side_effect=scripted_models):
+        for inspection_id in single_ids:
+            inspection_run(inspection_id=inspection_id)
+        with mock.patch("inspection.services.inspections._publish_now") as published:
+            inspection_run(inspection_id=batch_ids[0], companions=PARTS)
 
     batch = Inspection.objects.filter(pk__in=batch_ids)
     assert {row.status for row in batch} == {"done"}
@@ -127,12 +132,14 @@ def test_the_batch_publishes_each_verdict_after_its_commit(
     project, ids = project_with_posted_parts(register, "Published")
 
     with (
+        mock.patch("inspection.services.inspections.run_models", side_effect=scripted_models),
         mock.patch("inspection.services.inspections._publish_now") as published,
         django_capture_on_commit_callbacks(execute=True),
     ):
         inspection_run(inspection_id=ids[0], companions=PARTS)
 
     decided = set(Verdict.objects.filter(project=project, source="model").values_list("pk", flat=True))
+    assert len(decided) == 4
     assert {call.args[0].pk for call in published.call_args_list} == decided
 
 
