@@ -38,7 +38,7 @@ COPY manage.py ./
 RUN if echo "$EXTRAS" | grep -q gpu; then pip install "$TORCH_SPEC"; \
     else pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"; fi \
     && pip install ".[${EXTRAS}]" \
-    && if echo "$EXTRAS" | grep -q gpu; then pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps "onnxruntime-gpu==1.32.*"; fi
+    && if echo "$EXTRAS" | grep -q gpu; then pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps "onnxruntime-gpu==1.31.*"; fi
 
 # collectstatic needs settings that load; these throwaway values never reach a running container.
 RUN SECRET_KEY=build-only-not-secret DATABASE_URL=sqlite:////tmp/build.sqlite3 LOUPE_VAR_DIR=/tmp/build \

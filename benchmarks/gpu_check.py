@@ -61,6 +61,38 @@ def parity_gap(kind: str, onnx: list[Prediction], eager: list[Prediction]) -> fl
     return float(max(gaps))
 
 
+def ort_timings(out: Path, artifacts: dict[str, str], *, size: int) -> dict[str, float]:
+    """ms per image through ``Inferencer.predict`` (decode-free: arrays in, predictions out)
+    at batch 1 and 16: ONNX Runtime with the CUDA provider, then the same artifact pinned to
+    the CPU provider, then PyTorch eager on the CPU."""
+    import workers.ml.inference as inference
+
+    images = [np.asarray(synthetic_part(50_000 + i, size=size).image) for i in range(16)]
+    timings: dict[str, float] = {}
+
+    def clock(name: str, inferencer: Any) -> None:
+        for batch in (1, 16):
+            chunk = images[:batch]
+            for _ in range(5):
+                inferencer.predict(chunk)
+            rounds = 40 if batch == 1 else 10
+            started = time.perf_counter()
+            for _ in range(rounds):
+                inferencer.predict(chunk)
+            timings[f"{name}_b{batch}"] = round((time.perf_counter() - started) / rounds / batch * 1000, 3)
+
+    clock("ort_cuda", load_inferencer(out, artifacts, backend="onnx"))
+    original = inference.available_providers
+    inference.available_providers = lambda: ["CPUExecutionProvider"]
+    try:
+        clock("ort_cpu", load_inferencer(out, artifacts, backend="onnx"))
+    finally:
+        inference.available_providers = original
+    clock("torch_cpu", load_inferencer(out, artifacts, backend="torch"))
+    print("classifier serving, ms per image:", json.dumps(timings), flush=True)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", type=int, default=240)
@@ -87,6 +119,7 @@ def main() -> None:
     }
     rows: list[dict[str, Any]] = []
     headline: dict[str, object] = {"gpu": gpu}
+    served: dict[str, Any] = {}
     devices = ["cuda", "cpu"] if gpu else ["cpu"]
     for kind in ("classifier", "segmenter", "anomaly"):
         for device in devices:
@@ -109,6 +142,9 @@ def main() -> None:
                 # The GPU-trained artifact serves on ONNX Runtime and PyTorch alike.
                 onnx = load_inferencer(out, result.artifacts, backend="onnx")
                 eager = load_inferencer(out, result.artifacts, backend="torch")
+                # What the session really runs on: ONNX Runtime falls back to the CPU quietly.
+                row["onnx_session_providers"] = getattr(onnx, "providers", None)
+                served[kind] = (out, result.artifacts)
                 images = [np.asarray(synthetic_part(99_000 + i, size=args.size).image) for i in range(8)]
                 row["ort_vs_torch_gap"] = round(parity_gap(kind, onnx.predict(images), eager.predict(images)), 6)
             rows.append(row)
@@ -117,6 +153,12 @@ def main() -> None:
             headline[f"{kind}_train_speedup"] = round(rows[-1]["train_s"] / max(rows[-2]["train_s"], 1e-3), 2)
 
     if gpu:
+        headline["ort_ms_per_image"] = ort_timings(*served["classifier"], size=args.size)
+        headline["onnx_session_providers"] = {
+            k: r["onnx_session_providers"]
+            for k, r in zip(("classifier", "segmenter", "anomaly"), rows[::2], strict=True)
+        }
+
         from workers.ml.networks import ClassifierNet
 
         network = ClassifierNet(4, pretrained=True, standardize=True).eval()

@@ -12,6 +12,7 @@ safe to call ``predict`` from several threads at once on the PyTorch backend.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -153,7 +154,28 @@ def available_providers() -> list[str]:
     import onnxruntime as ort
 
     present = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in present]
+    chosen = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in present]
+    if "CUDAExecutionProvider" in chosen:
+        _preload_cuda_libraries(ort)
+    return chosen
+
+
+_cuda_preloaded = False
+
+
+def _preload_cuda_libraries(ort: Any) -> None:
+    """Load CUDA and cuDNN from the ``nvidia-*`` wheels once per process, so that the CUDA
+    provider finds them without ``LD_LIBRARY_PATH`` (onnxruntime-gpu >= 1.21). A host
+    without them keeps running on the CPU provider: ONNX Runtime falls back and
+    ``OnnxInferencer.providers`` says so."""
+    global _cuda_preloaded
+    if _cuda_preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _cuda_preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as error:  # noqa: BLE001 - a missing library must not stop serving on the CPU
+        warnings.warn(f"CUDA libraries not preloaded: {error}", RuntimeWarning, stacklevel=2)
 
 
 class OnnxInferencer(_InferencerBase):
@@ -189,6 +211,12 @@ class OnnxInferencer(_InferencerBase):
         # Bytes, not a path: the runtime has no directory to resolve anything against.
         self._session = ort.InferenceSession(model_bytes, sess_options=options, providers=available_providers())
         self._input_name = self._session.get_inputs()[0].name
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the loaded session really runs on (ONNX Runtime falls
+        back to the CPU when the CUDA provider cannot start)."""
+        return list(self._session.get_providers()) if self._session is not None else []
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         outputs: list[np.ndarray] = self._session.run(None, {self._input_name: batch})

@@ -55,3 +55,14 @@ def test_int8_classifier_stays_close_to_fp32(trained_classifier: Trained, toy_te
 def test_predict_before_load_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="load"):
         OnnxInferencer().predict([np.zeros((8, 8), np.uint8)])
+
+
+def test_onnx_backend_reports_the_providers_its_session_runs_on(trained_classifier: Trained) -> None:
+    import onnxruntime as ort
+
+    inferencer = load_inferencer(trained_classifier.out_dir, trained_classifier.result.artifacts)
+    assert isinstance(inferencer, OnnxInferencer)
+
+    # The session's own answer, not the build's list: CUDA only where it really started.
+    assert inferencer.providers[-1] == "CPUExecutionProvider"
+    assert set(inferencer.providers) <= set(ort.get_available_providers())
