@@ -14,6 +14,7 @@ Prints a table, then one JSON line of the headline figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -93,6 +94,21 @@ def ort_timings(out: Path, artifacts: dict[str, str], *, size: int) -> dict[str,
     return timings
 
 
+def stamp(reports: list[float], _progress: object) -> None:
+    reports.append(time.perf_counter())
+
+
+def warm_up(gpu: bool) -> None:
+    """Imports and CUDA context start-up, so that the first timed row does not pay them."""
+    import torch
+
+    from workers.ml import trainers  # noqa: F401 - imported for its start-up cost
+
+    if gpu:
+        x = torch.rand(8, 3, 64, 64, device="cuda")
+        torch.nn.functional.conv2d(x, torch.rand(8, 3, 3, 3, device="cuda")).sum().item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", type=int, default=240)
@@ -120,11 +136,19 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     headline: dict[str, object] = {"gpu": gpu}
     served: dict[str, Any] = {}
-    devices = ["cuda", "cpu"] if gpu else ["cpu"]
+    # "cuda-inline": on the GPU with augmentation in the training thread (no loader threads),
+    # to show what the loader threads buy.
+    devices = ["cuda", "cuda-inline", "cpu"] if gpu else ["cpu"]
+    warm_up(bool(gpu))
     for kind in ("classifier", "segmenter", "anomaly"):
         for device in devices:
-            os.environ["LOUPE_TRAIN_DEVICE"] = device
+            os.environ["LOUPE_TRAIN_DEVICE"] = device.removesuffix("-inline")
+            if device.endswith("-inline"):
+                os.environ["LOUPE_TRAIN_LOADER_THREADS"] = "0"
+            else:
+                os.environ.pop("LOUPE_TRAIN_LOADER_THREADS", None)
             out = work / f"{kind}-{device}"
+            reports: list[float] = []
             started = time.perf_counter()
             result = train(
                 kind=kind,
@@ -132,12 +156,19 @@ def main() -> None:
                 good_class="good",
                 out_dir=out,
                 hyperparameters=params[kind],
+                progress=functools.partial(stamp, reports),
                 seed=0,
             )
-            seconds = time.perf_counter() - started
+            ended = time.perf_counter()
+            seconds = ended - started
             metric_name = {"classifier": "accuracy", "segmenter": "val_iou", "anomaly": "val_image_auroc"}[kind]
             metric = result.metrics.get(metric_name)
             row: dict[str, Any] = {"kind": kind, "device": device, "train_s": round(seconds, 1), metric_name: metric}
+            if len(reports) >= 2:
+                # Epoch time from the progress reports; "finish" is calibration, ONNX export,
+                # INT8 quantization and its check, all on the CPU.
+                row["epoch_s"] = round((reports[-1] - reports[0]) / (len(reports) - 1), 2)
+                row["finish_s"] = round(ended - reports[-1], 1)
             if device == devices[0]:
                 # The GPU-trained artifact serves on ONNX Runtime and PyTorch alike.
                 onnx = load_inferencer(out, result.artifacts, backend="onnx")
@@ -150,13 +181,16 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
         if gpu:
-            headline[f"{kind}_train_speedup"] = round(rows[-1]["train_s"] / max(rows[-2]["train_s"], 1e-3), 2)
+            cuda_row, inline_row, cpu_row = rows[-3:]
+            headline[f"{kind}_train_speedup"] = round(cpu_row["train_s"] / max(cuda_row["train_s"], 1e-3), 2)
+            if "epoch_s" in cuda_row:
+                headline[f"{kind}_epoch_s"] = {r["device"]: r["epoch_s"] for r in (cuda_row, inline_row, cpu_row)}
 
     if gpu:
         headline["ort_ms_per_image"] = ort_timings(*served["classifier"], size=args.size)
         headline["onnx_session_providers"] = {
             k: r["onnx_session_providers"]
-            for k, r in zip(("classifier", "segmenter", "anomaly"), rows[::2], strict=True)
+            for k, r in zip(("classifier", "segmenter", "anomaly"), rows[::3], strict=True)
         }
 
         from workers.ml.networks import ClassifierNet
@@ -180,14 +214,20 @@ def main() -> None:
         headline["eager_ms_per_image_b16"] = {k: round(v, 3) for k, v in timings.items()}
 
     print()
-    print(f"{'kind':<11} {'device':<6} {'train s':>8}  metric             ORT vs torch gap")
+    print(
+        f"{'kind':<11} {'device':<12} {'train s':>8} {'epoch s':>8} {'finish s':>9}  metric             ORT vs torch gap"
+    )
     for row in rows:
         name, figure = next(
-            (k, v) for k, v in row.items() if k not in {"kind", "device", "train_s", "ort_vs_torch_gap"}
+            (k, v)
+            for k, v in row.items()
+            if k
+            not in {"kind", "device", "train_s", "ort_vs_torch_gap", "epoch_s", "finish_s", "onnx_session_providers"}
         )
         value = f"{figure:.3f}" if isinstance(figure, float) else str(figure)
         print(
-            f"{row['kind']:<11} {row['device']:<6} {row['train_s']:>8}  {name}={value:<10} {row.get('ort_vs_torch_gap', '')}"
+            f"{row['kind']:<11} {row['device']:<12} {row['train_s']:>8} {row.get('epoch_s', ''):>8} "
+            f"{row.get('finish_s', ''):>9}  {name}={value:<10} {row.get('ort_vs_torch_gap', '')}"
         )
     headline["cuda_execution_provider"] = "CUDAExecutionProvider" in available_providers()
     print(json.dumps(headline))

@@ -13,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.ml.augment import build_augmentation
 from workers.ml.errors import TrainingDataError
 from workers.ml.metrics import classification_report, example_errors, fit_temperature, threshold_for_false_reject
 from workers.ml.networks import ClassifierNet
 from workers.ml.trainers.common import (
+    BatchAugmenter,
     TrainedModel,
     channels_last,
     load_images,
+    loader_threads,
     make_optimizer,
     predict_in_batches,
     to_tensor,
@@ -60,7 +61,7 @@ def train_classifier(
     device = training_device()
     network.to(device)
     channels_last(network, True)
-    augment = build_augmentation(seed=seed, strength=float(params["augment"]))
+    augmenter = BatchAugmenter(seed=seed, strength=float(params["augment"]), threads=loader_threads(device))
     rng = np.random.default_rng(seed)
     counts = np.bincount(targets[train_idx], minlength=len(class_names)).astype(np.float64)
     # "balanced": every class equally likely per draw; "sqrt": class share proportional to
@@ -89,11 +90,13 @@ def train_classifier(
         network.train()
         drawn = rng.choice(np.asarray(train_idx), size=steps_per_epoch * batch_size, p=weights)
         running = 0.0
-        for step in range(steps_per_epoch):
+        index_batches = [drawn[step * batch_size : (step + 1) * batch_size] for step in range(steps_per_epoch)]
+        augmented = augmenter.batches(
+            epoch, index_batches, lambda augment, idx: np.stack([augment(image=images[i])["image"] for i in idx])
+        )
+        for batch_idx, batch in zip(index_batches, augmented, strict=True):
             control.check()
-            batch_idx = drawn[step * batch_size : (step + 1) * batch_size]
-            batch = np.stack([augment(image=images[i])["image"] for i in batch_idx])
-            inputs = to_train_tensor(batch).to(device, non_blocking=True)
+            inputs = to_train_tensor(batch, device)
             loss = criterion(network.logits(inputs), torch.from_numpy(targets[batch_idx]).to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
