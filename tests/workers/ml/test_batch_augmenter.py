@@ -53,3 +53,16 @@ def test_a_run_stopped_mid_epoch_leaves_no_augmenting_threads() -> None:
     batches.close()  # what a cancelled training run does to the generator
 
     assert not [t for t in threading.enumerate() if t.name.startswith("augment")]
+
+
+def test_loader_threads_are_only_used_beside_a_gpu_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from workers.ml.trainers.common import loader_threads
+
+    monkeypatch.delenv("LOUPE_TRAIN_LOADER_THREADS", raising=False)
+    assert loader_threads(torch.device("cpu")) == 0
+    assert 1 <= loader_threads(torch.device("cuda")) <= 8
+
+    monkeypatch.setenv("LOUPE_TRAIN_LOADER_THREADS", "3")
+    assert loader_threads(torch.device("cpu")) == 3
