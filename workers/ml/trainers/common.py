@@ -10,7 +10,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +152,7 @@ class BatchAugmenter:
 
     def batches(
         self, epoch: int, index_batches: Sequence[np.ndarray], make: Callable[[Any, np.ndarray], T]
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         def prepare(step: int) -> T:
             batch_seed = (self.seed * 1_000_003 + epoch * 100_003 + step) % 2**32
             return make(self._augment(batch_seed), index_batches[step])
