@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -182,19 +183,17 @@ def _enqueue_publish(verdict_id: int) -> None:
         verdict_publish_task.delay(verdict_id)
 
 
-def _publish_now(verdict: Verdict) -> None:
+def _publish_now(verdicts: Sequence[Verdict]) -> None:
     """Publish from this process right after the commit (an inference worker: its MQTT
-    connection is open and everything the message needs is loaded). When the broker does not
-    acknowledge in time, the publish task takes over and retries with backoff."""
-    from inspection.mqtt import MqttUnavailable
-    from inspection.services.line_integration import verdict_publish_loaded
+    connection is open and everything the messages need is loaded), a batch's verdicts in one
+    go. Those the broker does not acknowledge in time go to the publish task, which retries
+    with backoff."""
+    from inspection.services.line_integration import verdicts_publish_loaded
 
     if not settings.MQTT_URL:
         return
-    try:
-        verdict_publish_loaded(verdict)
-    except MqttUnavailable as error:
-        logger.warning("verdict %s: MQTT publish failed (%s); queued for retry", verdict.pk, error)
+    for verdict in verdicts_publish_loaded(verdicts):
+        logger.warning("verdict %s: MQTT publish not acknowledged; queued for retry", verdict.pk)
         _enqueue_publish(verdict.pk)
 
 
@@ -479,11 +478,7 @@ def verdicts_record_final_from_models(model_verdicts: list[ModelVerdict]) -> lis
 
     webhook_deliveries_queue_many(verdicts=verdicts)
 
-    def publish() -> None:
-        for verdict in verdicts:
-            _publish_now(verdict)
-
-    transaction.on_commit(publish, robust=True)
+    transaction.on_commit(lambda: _publish_now(verdicts), robust=True)
     return verdicts
 
 
@@ -682,7 +677,7 @@ def verdict_record_final_unless_decided(
         )
         rollup_record_verdict(verdict=verdict, audited_model_decision=audited_model_decision)
         if publish_now:
-            transaction.on_commit(lambda: _publish_now(verdict), robust=True)
+            transaction.on_commit(lambda: _publish_now([verdict]), robust=True)
         else:
             transaction.on_commit(lambda: _enqueue_publish(verdict_id), robust=True)
         from inspection.services.webhooks import webhook_deliveries_queue

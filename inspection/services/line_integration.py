@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -57,3 +58,12 @@ def verdict_publish_loaded(verdict: Verdict) -> None:
     from inspection import mqtt
 
     mqtt.publish(settings.MQTT_URL, verdict_topic(verdict), json.dumps(verdict_message(verdict)).encode())
+
+
+def verdicts_publish_loaded(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """Publish committed final verdicts (loaded as for ``verdict_publish_loaded``) in one go,
+    waiting for the broker's acknowledgements together; returns those it did not acknowledge."""
+    from inspection import mqtt
+
+    messages = [(verdict_topic(verdict), json.dumps(verdict_message(verdict)).encode()) for verdict in verdicts]
+    return [verdicts[index] for index in mqtt.publish_many(settings.MQTT_URL, messages)]

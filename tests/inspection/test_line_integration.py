@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from inspection.models import Project, Verdict
 from inspection.services import inspection_run
-from inspection.services.line_integration import verdict_publish_mqtt, verdict_topic
+from inspection.services.line_integration import verdict_publish_mqtt, verdict_topic, verdicts_publish_loaded
 from inspection.tasks import verdict_publish_task
 from review.models import ReviewItem
 from review.services import review_decide
@@ -116,6 +116,33 @@ def test_a_model_verdict_is_published_by_the_worker_that_decided_it_right_after_
     assert verdict.inspection is not None
     assert message["model_version"] == verdict.model_version and message["station"] == verdict.inspection.station_id
     assert queued == []  # no second message through the task queue
+
+
+def test_a_batch_of_verdicts_is_published_in_one_go_and_every_message_arrives(
+    subscriber: Any, settings: Any, register: Any, monkeypatch: Any
+) -> None:
+    settings.MQTT_URL = MQTT_URL
+    settings.MQTT_TOPIC_PREFIX = "loupe-test"
+    monkeypatch.setattr(verdict_publish_task, "delay", lambda verdict_id: None)
+    verdicts = [post_and_run_with_a_model_that_passes_everything(register, f"MQ-BATCH-{n}") for n in range(5)]
+    while not subscriber.empty():  # what the runs above published on their own
+        subscriber.get_nowait()
+
+    unacknowledged = verdicts_publish_loaded(verdicts)
+
+    assert unacknowledged == []
+    received = {subscriber.get(timeout=10)[1]["verdict_id"] for _ in verdicts}
+    assert received == {verdict.pk for verdict in verdicts}
+
+
+def test_a_batch_the_broker_does_not_acknowledge_is_handed_back_whole(
+    settings: Any, register: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(verdict_publish_task, "delay", lambda verdict_id: None)
+    verdicts = [post_and_run_with_a_model_that_passes_everything(register, f"MQ-LOST-{n}") for n in range(3)]
+    settings.MQTT_URL = "mqtt://127.0.0.1:9"  # nothing listens on the discard port
+
+    assert verdicts_publish_loaded(verdicts) == verdicts
 
 
 def test_when_the_broker_does_not_answer_the_publish_task_takes_over_and_retries(
