@@ -56,8 +56,13 @@ def descriptor(image: Image) -> dict[str, int | str]:
     }
 
 
+def tile_folder(image: Image) -> str:
+    """Where every tile of ``image`` is stored (removed with the image by retention)."""
+    return f"tiles/{image.sha256[:2]}/{image.sha256}"
+
+
 def tile_key(image: Image, level: int, col: int, row: int) -> str:
-    return f"tiles/{image.sha256[:2]}/{image.sha256}/{level}/{col}_{row}.jpg"
+    return f"{tile_folder(image)}/{level}/{col}_{row}.jpg"
 
 
 def tile_bytes(image: Image, *, level: int, col: int, row: int) -> bytes:

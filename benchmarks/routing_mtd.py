@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +61,49 @@ def split(samples: list[Sample], seed: int) -> tuple[list[Sample], list[Sample],
     return train_set, calibration, evaluation
 
 
+SCORE_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    # What Loupe routes on: the classifier's P(defect).
+    "classifier": lambda p, ratio: p,
+    # Candidates: the anomaly ratio mapped like Loupe maps it when it is the only model
+    # (0.5 at its 1 %-false-reject threshold), combined with P(defect).
+    "max(p, ratio/2)": lambda p, ratio: np.maximum(p, np.clip(ratio / 2, 0, 1)),
+    "max(p, ratio/4)": lambda p, ratio: np.maximum(p, np.clip(ratio / 4, 0, 1)),
+    "mean(p, ratio/2)": lambda p, ratio: (p + np.clip(ratio / 2, 0, 1)) / 2,
+}
+
+
+def compare_score_rules(
+    first: dict[str, np.ndarray], second: dict[str, np.ndarray], *, delta: float, log: Callable[[str], None]
+) -> None:
+    """Review share / measured escape for other defect scores, each half of the held-out
+    parts calibrating in turn and the other half measured (disagreement rule on)."""
+    log("")
+    log("score rules compared (review share / measured escape; calibrate on one half, measure the other, both ways):")
+    targets = (0.01, 0.02, 0.05)
+    log(f"{'rule':>18} | " + " | ".join(f"{f'target {t:.0%}':>27}" for t in targets))
+    for name, rule in SCORE_RULES.items():
+        cells = []
+        for target in targets:
+            pairs = []
+            for cal, ev in ((first, second), (second, first)):
+                cal_scores, ev_scores = (rule(h["p_defect"], h["anomaly_ratio"]) for h in (cal, ev))
+                chosen = calibrate(
+                    cal_scores, cal["truth"], target_escape=target, target_false_reject=0.01, delta=delta
+                )
+                decided = ~ev["disagree"]
+                auto_pass = (ev_scores <= chosen.t_pass) & decided
+                auto_fail = (ev_scores >= chosen.t_fail) & decided
+                pairs.append(f"{np.mean(~auto_pass & ~auto_fail):.3f}/{np.mean(ev['truth'] & auto_pass):.4f}")
+            cells.append(f"{' '.join(pairs):>27}")
+        log(f"{name:>18} | " + " | ".join(cells))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--confidence", type=float, default=0.9)
+    parser.add_argument("--dump", type=Path, help="save every part's model scores (npz) for offline study")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "routing-mtd-latest.txt")
     args = parser.parse_args(argv)
     lines: list[str] = []
@@ -91,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def scores(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         defect, disagree, truth = [], [], []
+        raw: dict[str, list[float]] = {"p_defect": [], "anomaly_ratio": []}
         for sample in samples:
             pixels = read_image(sample.image_path)
             cls = models["classifier"][0].predict([pixels])[0]
@@ -101,10 +140,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             defect.append(p_defect)
             disagree.append(cls_flag != ano_flag)
             truth.append(sample.label is not None)
+            raw["p_defect"].append(p_defect)
+            raw["anomaly_ratio"].append(float(ano.anomaly_score or 0.0) / anomaly_threshold)
+        dumped.append(
+            {k: np.array(v) for k, v in raw.items()} | {"truth": np.array(truth), "disagree": np.array(disagree)}
+        )
         return np.array(defect), np.array(disagree), np.array(truth)
+
+    anomaly_threshold = float(json.loads((out / "anomaly" / "manifest.json").read_text())["thresholds"]["image_score"])
+    dumped: list[dict[str, np.ndarray]] = []
 
     cal_scores, _, cal_truth = scores(calibration)  # thresholds see every human-decided part
     eval_scores, eval_disagree, eval_truth = scores(evaluation)
+    if args.dump:
+        arrays = {f"cal_{k}": v for k, v in dumped[0].items()} | {f"eval_{k}": v for k, v in dumped[1].items()}
+        np.savez(args.dump, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     log("")
     log(
         f"{'target escape':>14} | {'t_pass':>7} | {'t_fail':>7} | {'review share':>12} | {'measured escape':>15} | {'false reject':>12}"
@@ -128,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "measured_escape": round(escape, 4),
             }
     headline.update({"calibration_parts": len(calibration), "eval_parts": len(evaluation)})
+    compare_score_rules(dumped[0], dumped[1], delta=1 - args.confidence, log=log)
     log("")
     log(json.dumps(headline))
     args.output.parent.mkdir(parents=True, exist_ok=True)

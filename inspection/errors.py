@@ -39,6 +39,13 @@ class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 
 
+class Gone(DomainError):
+    """It existed and was removed on purpose (e.g. by the retention policy)."""
+
+    status = 410
+    code = "gone"
+
+
 class NotFound(DomainError):
     """Also what a caller gets for another project's object: its existence is not revealed."""
 

@@ -183,6 +183,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
             "shifts",
             "labels_per_image",
             "training_labels",
+            "image_retention_days",
             "defect_classes",
             "created_at",
         ]
@@ -206,6 +207,14 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
         choices=TrainingLabels.choices,
         required=False,
         help_text="single: submitted (agreed) labels train; adjudicated: only a manager's adjudication.",
+    )
+    image_retention_days = serializers.IntegerField(
+        min_value=1,
+        max_value=36500,
+        required=False,
+        allow_null=True,
+        help_text="Days the images of parts only the models decided are kept; null keeps them forever. "
+        "Images of parts people decided, reviewed or labelled, golden parts and training images are always kept.",
     )
     shifts = serializers.ListField(
         child=serializers.DictField(),

@@ -14,6 +14,14 @@ def inspection_run_task(inspection_id: int) -> None:
     inspection_run_queued(inspection_id=inspection_id)
 
 
+@loupe_task(name="inspection.purge_expired_images", queue=Queue.DEFAULT, soft_time_limit=600, time_limit=660)
+def images_purge_expired_task() -> None:
+    """Apply each project's image retention (a bounded batch per run; idempotent)."""
+    from inspection.services.retention import images_purge_expired
+
+    images_purge_expired()
+
+
 @loupe_task(name="inspection.purge_expired_uploads", queue=Queue.DEFAULT, soft_time_limit=120, time_limit=180)
 def uploads_purge_expired_task() -> None:
     """Delete resumable uploads abandoned for longer than their time to live."""

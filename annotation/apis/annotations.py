@@ -14,6 +14,7 @@ from annotation.selectors import annotations_for
 from annotation.serializers import AnnotationOutputSerializer
 from inspection.errors import NotFound
 from inspection.permissions import IsPerson
+from inspection.services.retention import image_require_stored
 
 
 class AnnotationFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
@@ -53,6 +54,7 @@ class AnnotationImageApi(APIView):
         if annotation is None:
             raise NotFound("Annotation not found.")
         image = annotation.image
+        image_require_stored(image)
         response = FileResponse(default_storage.open(image.file, "rb"), content_type=image.content_type)
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"

@@ -15,12 +15,14 @@ from inspection import selectors
 from inspection.errors import NotFound
 from inspection.models import Inspection
 from inspection.permissions import IsPersonOrStation
+from inspection.services.retention import image_require_stored
 
 
 def _inspection(request: Request, pk: int) -> Inspection:
     inspection = selectors.inspections_for(user=request.user).filter(pk=pk).first()
     if inspection is None:
         raise NotFound("Inspection not found.")
+    image_require_stored(inspection.image)
     return inspection
 
 

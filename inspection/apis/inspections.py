@@ -31,6 +31,7 @@ from inspection.serializers import (
     PartOutputSerializer,
     VerdictOutputSerializer,
 )
+from inspection.services.retention import image_require_stored
 
 # --- inspections -----------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class InspectionImageApi(APIView):
         if inspection is None:
             raise NotFound("Inspection not found.")
         image = inspection.image
+        image_require_stored(image)
         response = FileResponse(default_storage.open(image.file, "rb"), content_type=image.content_type)
         response["Content-Disposition"] = (
             f'inline; filename="inspection-{inspection.pk}.{image.file.rsplit(".", 1)[-1]}"'

@@ -42,6 +42,9 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     bytes = models.PositiveBigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the retention policy removed the stored bytes (and tiles); the row stays so that
+    # inspections keep their metadata. Serving it answers 410 Gone.
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

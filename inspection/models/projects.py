@@ -53,6 +53,10 @@ class Project(models.Model):
     # or only a manager's adjudicated result.
     labels_per_image = models.PositiveSmallIntegerField(default=1)
     training_labels = models.CharField(max_length=12, choices=TrainingLabels.choices, default=TrainingLabels.SINGLE)
+    # Days the images of parts only the models decided are kept (None: forever). Parts a person
+    # decided, reviewed or labelled, golden parts and training images are kept regardless;
+    # inspection rows, scores, verdicts and the audit trail are never removed.
+    image_retention_days = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
