@@ -51,7 +51,13 @@ export function reasonOf(body: unknown, status: number): { code: string | null; 
   if (body && typeof body === "object") {
     const record = body as Record<string, unknown>;
     const code = typeof record.code === "string" ? record.code : null;
-    if (typeof record.detail === "string") return { code, detail: record.detail };
+    if (typeof record.detail === "string") {
+      // A validation failure says which fields were refused and why: show that, not only "Invalid input."
+      const errors = record.errors && typeof record.errors === "object" ? Object.entries(record.errors as Record<string, unknown>) : [];
+      if (!errors.length) return { code, detail: record.detail };
+      const reasons = errors.map(([key, value]) => `${key}: ${Array.isArray(value) ? value.join(" ") : String(value)}`);
+      return { code, detail: `${record.detail} ${reasons.join("; ")}` };
+    }
     const fields = Object.entries(record)
       .filter(([key]) => key !== "code")
       .map(([key, value]) => `${key}: ${Array.isArray(value) ? value.join(" ") : String(value)}`);

@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from annotation.models import Label, LabelTask
-from inspection.models import Inspection
+from inspection.models import Inspection, Project
 from tests.conftest import LiveStack, wait_until
 from tests.factories import make_project, make_station, make_user
 from tests.frontend.test_review_console import post_part
@@ -254,4 +254,16 @@ def test_a_manager_configures_classes_and_labelling(live: LiveStack, open_screen
     assert first.color == "#00aa55"
     project.refresh_from_db()
     assert (project.labels_per_image, project.training_labels) == (3, "adjudicated")
+
+    page.fill("#image-retention-days", "100000")  # the browser lets it through; the server says why not
+    page.click("#retention-settings button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#settings-message').textContent.includes('retention')")
+    assert "36500" in (page.text_content("#settings-message") or "")
+    page.fill("#image-retention-days", "90")
+    page.click("#retention-settings button[type=submit]")
+    wait_until(lambda: Project.objects.get(pk=project.pk).image_retention_days == 90, timeout_s=10)
+    assert page.text_content("#settings-message") == ""
+    page.fill("#image-retention-days", "")
+    page.click("#retention-settings button[type=submit]")
+    wait_until(lambda: Project.objects.get(pk=project.pk).image_retention_days is None, timeout_s=10)
     assert page.locator("img[src=x]").count() == 0 and screen.dialogs == []

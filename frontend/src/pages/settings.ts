@@ -1,5 +1,6 @@
 // Project settings for managers: defect classes (name, colour, hotkey) and how labelling
-// works (labels per image, which labels train). Names are any text and shown as text.
+// works (labels per image, which labels train), and how long images of parts only the models
+// decided are kept. Names are any text and shown as text.
 
 import { api, ApiError, type DefectClass } from "../api";
 import type { Page, PageContext } from "../context";
@@ -8,6 +9,7 @@ import { h, replaceChildren } from "../dom";
 interface LabellingSettings {
   labels_per_image: number;
   training_labels: "single" | "adjudicated";
+  image_retention_days: number | null;
 }
 
 export const settingsPage: Page = (context: PageContext) => {
@@ -70,6 +72,13 @@ export const settingsPage: Page = (context: PageContext) => {
       return option;
     }),
   );
+
+  const retention = h("input", {
+    id: "image-retention-days",
+    type: "number",
+    value: project.image_retention_days == null ? "" : String(project.image_retention_days),
+    attrs: { min: "1", placeholder: "keep forever" },
+  });
 
   replaceChildren(
     context.root,
@@ -137,6 +146,29 @@ export const settingsPage: Page = (context: PageContext) => {
         h("label", { for: "labels-per-image" }, "Labels per image", perImage),
         h("label", { for: "training-labels" }, "Training data", training),
         h("button", { type: "submit" }, "Save labelling settings"),
+      ),
+      h(
+        "form",
+        {
+          class: "filters",
+          id: "retention-settings",
+          on: {
+            submit: async (event) => {
+              event.preventDefault();
+              const days = retention.value.trim() === "" ? null : Number(retention.value);
+              try {
+                await api(`projects/${project.id}`, { method: "PATCH", body: { image_retention_days: days } });
+                message.textContent = "";
+                context.announce(days === null ? "Images are kept forever." : `Images of parts only the models decided are kept ${days} days.`);
+              } catch (error) {
+                fail(error);
+              }
+            },
+          },
+        },
+        h("label", { for: "image-retention-days" }, "Keep images of parts only the models decided (days)", retention),
+        h("button", { type: "submit" }, "Save retention"),
+        h("p", { class: "hint" }, "Parts people decided, reviewed or labelled, golden parts and training images are always kept; records and the audit trail are never removed."),
       ),
     ),
   );
