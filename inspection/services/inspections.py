@@ -222,24 +222,83 @@ def _elapsed_ms(started: float) -> float:
 
 
 def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion], save_overlays: bool = True) -> ModelRun:
-    """The article's cascade: classifier and anomaly detector screen every part; the
-    segmenter draws pixel detail only for parts the screen flagged. Cost: one decode plus
-    one forward pass per deployed model (the segmenter only when flagged). ``save_overlays``
-    off: scores only, the inspection's stored heatmap and mask are left as they are."""
-    from inspection import serving
-    from inspection.storage import read_pixels, save_png
+    """``run_models_many`` for one inspection."""
+    return run_models_many(inspections=[inspection], deployed=deployed, save_overlays=save_overlays)[0]
 
-    run = ModelRun(model_version=",".join(sorted(version.serving_label for version in deployed.values())))
-    started = time.perf_counter()
-    try:
-        pixels = read_pixels(inspection.image.file)
+
+def run_models_many(
+    *, inspections: Sequence[Inspection], deployed: dict[str, ModelVersion], save_overlays: bool = True
+) -> list[ModelRun]:
+    """The article's cascade for a batch of images: classifier and anomaly detector screen
+    every one; the segmenter draws pixel detail only for those the screen flagged. Each model
+    runs once over the batch (one forward pass of up to ``len(inspections)`` images: on a GPU
+    ~5x cheaper per image than one at a time, on the CPU the same), the segmenter once over the
+    flagged ones. An image that cannot be decoded, or a batch a model fails on, is run again
+    alone, so one bad image sends only its own part to a person. Latency per stage is the
+    batch's time divided among its images. ``save_overlays`` off: scores only, the stored
+    heatmap and mask are left as they are."""
+    from inspection.storage import read_pixels
+
+    label = ",".join(sorted(version.serving_label for version in deployed.values()))
+    runs = [ModelRun(model_version=label) for _ in inspections]
+    pixels: list[np.ndarray | None] = []
+    for inspection, run in zip(inspections, runs, strict=True):
+        started = time.perf_counter()
+        try:
+            pixels.append(read_pixels(inspection.image.file))
+        except Exception as exc:  # noqa: BLE001 - an unreadable image goes to a person, the batch goes on
+            _model_error(run, inspection, exc)
+            pixels.append(None)
+            continue
         run.latency_ms["decode"] = _elapsed_ms(started)
-        flagged = False
-        classifier = deployed.get(ModelVersion.Kind.CLASSIFIER)
-        if classifier is not None:
-            started = time.perf_counter()
-            prediction = serving.inferencer_for(classifier).predict([pixels])[0]
-            run.latency_ms["classifier"] = _elapsed_ms(started)
+    ready = [index for index, image in enumerate(pixels) if image is not None]
+    if not ready:
+        return runs
+    try:
+        _screen_and_detail(
+            [inspections[i] for i in ready],
+            [runs[i] for i in ready],
+            [pixels[i] for i in ready],
+            deployed,
+            save_overlays,
+        )
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run sends the part to a person
+        if len(ready) == 1:
+            _model_error(runs[ready[0]], inspections[ready[0]], exc)
+        else:  # find the image it failed on: each alone
+            for index in ready:
+                runs[index] = run_models(inspection=inspections[index], deployed=deployed, save_overlays=save_overlays)
+    return runs
+
+
+def _model_error(run: ModelRun, inspection: Inspection, exc: Exception) -> None:
+    """A model that cannot run sends the part to a person."""
+    logger.error("models failed on inspection %s", inspection.pk, exc_info=exc)
+    run.error = f"{type(exc).__name__}: {exc}"[:500]
+    run.defect_score = None
+    run.scores.pop("defect_score", None)
+
+
+def _screen_and_detail(
+    inspections: list[Inspection],
+    runs: list[ModelRun],
+    pixels: list[Any],
+    deployed: dict[str, ModelVersion],
+    save_overlays: bool,
+) -> None:
+    from inspection import serving
+    from inspection.storage import save_png
+
+    count = len(inspections)
+    flagged = [False] * count
+    classifier = deployed.get(ModelVersion.Kind.CLASSIFIER)
+    if classifier is not None:
+        started = time.perf_counter()
+        predictions = serving.inferencer_for(classifier).predict(pixels)
+        share = _elapsed_ms(started) / count
+        threshold = float(classifier.thresholds.get("defect_probability", 0.5))
+        for index, (inspection, run, prediction) in enumerate(zip(inspections, runs, predictions, strict=True)):
+            run.latency_ms["classifier"] = round(share, 3)
             probabilities = prediction.probabilities or {}
             good = inspection.project.good_class_name
             defect_probability = 1.0 - float(probabilities.get(good, 0.0))
@@ -248,47 +307,49 @@ def run_models(*, inspection: Inspection, deployed: dict[str, ModelVersion], sav
             run.defect_score = defect_probability
             if prediction.label and prediction.label != good:
                 run.defect_class = prediction.label
-            classifier_flag = defect_probability >= float(classifier.thresholds.get("defect_probability", 0.5))
+            classifier_flag = defect_probability >= threshold
             run.scores["classifier_flag"] = bool(classifier_flag)
             if run.defect_class is None and probabilities:
                 candidates = [name for name in probabilities if name != good]
                 run.defect_class = max(candidates, key=lambda name: probabilities[name]) if candidates else None
-            flagged |= classifier_flag
-        anomaly = deployed.get(ModelVersion.Kind.ANOMALY)
-        if anomaly is not None:
-            started = time.perf_counter()
-            prediction = serving.inferencer_for(anomaly).predict([pixels])[0]
-            run.latency_ms["anomaly"] = _elapsed_ms(started)
-            threshold = float(anomaly.thresholds.get("image_score", 1.0)) or 1.0
+            flagged[index] |= classifier_flag
+    anomaly = deployed.get(ModelVersion.Kind.ANOMALY)
+    if anomaly is not None:
+        started = time.perf_counter()
+        predictions = serving.inferencer_for(anomaly).predict(pixels)
+        share = _elapsed_ms(started) / count
+        threshold = float(anomaly.thresholds.get("image_score", 1.0)) or 1.0
+        for index, (inspection, run, prediction) in enumerate(zip(inspections, runs, predictions, strict=True)):
+            run.latency_ms["anomaly"] = round(share, 3)
             ratio = float(prediction.anomaly_score or 0.0) / threshold
             run.scores["anomaly_score"] = round(float(prediction.anomaly_score or 0.0), 6)
             run.scores["anomaly_ratio"] = round(ratio, 6)  # >= 1: beyond the good parts' threshold
             run.scores["anomaly_flag"] = bool(ratio >= 1.0)
-            flagged |= ratio >= 1.0
+            flagged[index] |= ratio >= 1.0
             if run.defect_score is None:
                 run.defect_score = min(1.0, max(0.0, ratio / 2.0))  # 0.5 at the threshold
             if prediction.heatmap is not None and save_overlays:
                 heat = (np.clip(prediction.heatmap, 0.0, 1.0) * 255).astype(np.uint8)
                 run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", heat)
-        segmenter = deployed.get(ModelVersion.Kind.SEGMENTER)
-        if segmenter is not None and (flagged or len(deployed) == 1):
-            started = time.perf_counter()
-            prediction = serving.inferencer_for(segmenter).predict([pixels])[0]
-            run.latency_ms["segmenter"] = _elapsed_ms(started)
+    segmenter = deployed.get(ModelVersion.Kind.SEGMENTER)
+    detail = [index for index in range(count) if flagged[index] or len(deployed) == 1]
+    if segmenter is not None and detail:
+        started = time.perf_counter()
+        predictions = serving.inferencer_for(segmenter).predict([pixels[index] for index in detail])
+        share = _elapsed_ms(started) / len(detail)
+        for index, prediction in zip(detail, predictions, strict=True):
+            run = runs[index]
+            run.latency_ms["segmenter"] = round(share, 3)
             if prediction.mask is not None:
                 run.scores["defect_pixels"] = int((prediction.mask > 0).sum())
                 if save_overlays:
-                    run.mask_file = save_png(f"masks/{inspection.pk}.png", prediction.mask)
+                    run.mask_file = save_png(f"masks/{inspections[index].pk}.png", prediction.mask)
                 if run.defect_score is None:
                     run.defect_score = 1.0 if run.scores["defect_pixels"] > 0 else 0.0
+    for run in runs:
         if run.defect_score is not None:
             run.scores["defect_score"] = round(float(run.defect_score), 6)
             run.scores["predicted_class"] = run.defect_class
-    except Exception as exc:  # a model that cannot run sends the part to a person
-        logger.exception("models failed on inspection %s", inspection.pk)
-        run.error = f"{type(exc).__name__}: {exc}"[:500]
-        run.defect_score = None
-    return run
 
 
 def inspection_run(*, inspection_id: int, companions: int = 0, answer: bool = True) -> Inspection | None:
@@ -341,8 +402,10 @@ def _run_and_route(inspections: list[Inspection]) -> None:
     deployed = serving.deployed_versions(project_id=project.pk)
     thresholds: dict[str, tuple[float, float, Any]] = {}
     outcomes = []
-    for inspection in inspections:
-        run = run_models(inspection=inspection, deployed=deployed) if deployed else ModelRun()
+    runs = (
+        run_models_many(inspections=inspections, deployed=deployed) if deployed else [ModelRun() for _ in inspections]
+    )
+    for inspection, run in zip(inspections, runs, strict=True):
         started = time.perf_counter()
         if deployed:
             if run.model_version not in thresholds:

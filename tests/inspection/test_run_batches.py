@@ -102,13 +102,19 @@ def scripted_models(*, inspection: Inspection, deployed: dict[str, ModelVersion]
     )
 
 
+def scripted_batch(
+    *, inspections: list[Inspection], deployed: dict[str, ModelVersion], save_overlays: bool = True
+) -> list[Any]:
+    return [scripted_models(inspection=inspection, deployed=deployed) for inspection in inspections]
+
+
 def test_a_task_that_finds_parts_waiting_routes_them_together_exactly_as_one_by_one(
     register: Callable[..., ModelVersion],
 ) -> None:
     one_by_one, single_ids = project_with_posted_parts(register, "One by one")
     together, batch_ids = project_with_posted_parts(register, "Together")
 
-    with mock.patch("inspection.services.inspections.run_models", side_effect=scripted_models):
+    with mock.patch("inspection.services.inspections.run_models_many", side_effect=scripted_batch):
         for inspection_id in single_ids:
             inspection_run(inspection_id=inspection_id)
         with mock.patch("inspection.services.inspections._publish_now") as published:
@@ -132,7 +138,7 @@ def test_the_batch_publishes_its_verdicts_together_after_its_commit(
     project, ids = project_with_posted_parts(register, "Published")
 
     with (
-        mock.patch("inspection.services.inspections.run_models", side_effect=scripted_models),
+        mock.patch("inspection.services.inspections.run_models_many", side_effect=scripted_batch),
         mock.patch("inspection.services.inspections._publish_now") as published,
         django_capture_on_commit_callbacks(execute=True),
     ):
