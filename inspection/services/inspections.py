@@ -230,11 +230,10 @@ def run_models_many(
     *, inspections: Sequence[Inspection], deployed: dict[str, ModelVersion], save_overlays: bool = True
 ) -> list[ModelRun]:
     """The article's cascade for a batch of images: classifier and anomaly detector screen
-    every one; the segmenter draws pixel detail only for those the screen flagged. Each model
-    runs once over the batch (one forward pass of up to ``len(inspections)`` images: on a GPU
-    ~5x cheaper per image than one at a time, on the CPU the same), the segmenter once over the
-    flagged ones. An image that cannot be decoded, or a batch a model fails on, is run again
-    alone, so one bad image sends only its own part to a person. Latency per stage is the
+    every one; the segmenter draws pixel detail only for those the screen flagged. On a GPU
+    each model runs once over the batch (the segmenter once over the flagged images), on the
+    CPU image by image. An image that cannot be decoded, or a batch a model fails on, is run
+    again alone, so one bad image sends only its own part to a person. Latency per stage is the
     batch's time divided among its images. ``save_overlays`` off: scores only, the stored
     heatmap and mask are left as they are."""
     from inspection.storage import read_pixels
@@ -254,21 +253,38 @@ def run_models_many(
     ready = [index for index, image in enumerate(pixels) if image is not None]
     if not ready:
         return runs
-    try:
-        _screen_and_detail(
-            [inspections[i] for i in ready],
-            [runs[i] for i in ready],
-            [pixels[i] for i in ready],
-            deployed,
-            save_overlays,
-        )
-    except Exception as exc:  # noqa: BLE001 - a model that cannot run sends the part to a person
-        if len(ready) == 1:
-            _model_error(runs[ready[0]], inspections[ready[0]], exc)
-        else:  # find the image it failed on: each alone
-            for index in ready:
-                runs[index] = run_models(inspection=inspections[index], deployed=deployed, save_overlays=save_overlays)
+    # One forward pass per model for the batch where that is cheaper (a GPU: 1.6 ms per image
+    # alone, 0.35 in sixteens, measured on an H200); on the CPU one image at a time, which
+    # measured faster here in back-to-back loop runs (README).
+    groups = [ready] if len(ready) > 1 and _forward_together(deployed) else [[index] for index in ready]
+    for group in groups:
+        try:
+            _screen_and_detail(
+                [inspections[i] for i in group],
+                [runs[i] for i in group],
+                [pixels[i] for i in group],
+                deployed,
+                save_overlays,
+            )
+        except Exception as exc:  # noqa: BLE001 - a model that cannot run sends the part to a person
+            if len(group) == 1:
+                _model_error(runs[group[0]], inspections[group[0]], exc)
+            else:  # find the image it failed on: each alone
+                for index in group:
+                    runs[index] = run_models(
+                        inspection=inspections[index], deployed=deployed, save_overlays=save_overlays
+                    )
     return runs
+
+
+def _forward_together(deployed: dict[str, ModelVersion]) -> bool:
+    """Whether the deployed models serve on a GPU (ONNX Runtime's CUDA provider)."""
+    from inspection import serving
+
+    return any(
+        getattr(serving.inferencer_for(version), "providers", [""])[0] == "CUDAExecutionProvider"
+        for version in deployed.values()
+    )
 
 
 def _model_error(run: ModelRun, inspection: Inspection, exc: Exception) -> None:

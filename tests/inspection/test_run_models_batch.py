@@ -1,5 +1,6 @@
-"""The deployed models run once over a batch of images (one forward pass per model), with the
-same scores as one image at a time, and one bad image costs only its own part."""
+"""On a GPU the deployed models run once over a batch of images (one forward pass per model),
+with the same scores as one image at a time, and one bad image costs only its own part. CI has
+no GPU: these tests make the batch path run on the CPU."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ from rest_framework.test import APIClient
 
 from inspection import serving
 from inspection.models import Inspection, ModelVersion, Project
+from inspection.services import inspections as inspections_service
 from inspection.services.inspections import run_models, run_models_many
 from tests.factories import make_project, make_station, part_jpeg, upload
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def forward_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a GPU host: one forward pass per model for the whole batch."""
+    monkeypatch.setattr(inspections_service, "_forward_together", lambda deployed: True)
 
 
 def posted_with_every_model(register: Callable[..., ModelVersion], parts: int = 5) -> tuple[list[Inspection], Any]:
@@ -94,3 +102,28 @@ def test_a_model_that_fails_on_the_batch_is_retried_image_by_image(
 
     assert [run.error for run in runs] == [""] * len(inspections)
     assert all(run.scores["defect_score"] is not None for run in runs)
+
+
+def test_on_the_cpu_images_run_one_at_a_time(
+    register: Callable[..., ModelVersion], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inspections, deployed = posted_with_every_model(register, parts=3)
+    monkeypatch.undo()  # the real check: these toy models serve on ONNX Runtime's CPU provider
+    sizes: list[int] = []
+    real = serving.inferencer_for
+
+    class Recording:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.providers = getattr(inner, "providers", [])
+
+        def predict(self, images: list[Any]) -> Any:
+            sizes.append(len(images))
+            return self.inner.predict(images)
+
+    monkeypatch.setattr(serving, "inferencer_for", lambda version: Recording(real(version)))
+
+    runs = run_models_many(inspections=inspections, deployed=deployed, save_overlays=False)
+
+    assert all(run.scores["defect_score"] is not None for run in runs)
+    assert sizes and set(sizes) == {1}
