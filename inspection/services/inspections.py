@@ -282,7 +282,7 @@ def _forward_together(deployed: dict[str, ModelVersion]) -> bool:
     from inspection import serving
 
     return any(
-        getattr(serving.inferencer_for(version), "providers", [""])[0] == "CUDAExecutionProvider"
+        (getattr(serving.inferencer_for(version), "providers", None) or [""])[0] == "CUDAExecutionProvider"
         for version in deployed.values()
     )
 
