@@ -93,7 +93,9 @@ def test_a_flooding_client_is_disconnected(live: LiveStack) -> None:
         next_event(socket, "hello")
         for _ in range(60):
             socket.send(json.dumps({"type": "ping"}))
-        received = events_for(socket, 3)
+        # Returns as soon as the server closes the socket; the long wait only matters on a
+        # loaded machine, where 60 pongs can take seconds.
+        received = events_for(socket, 20)
 
     assert received[-1] == {"event": "closed", "code": 4429}
 
@@ -104,7 +106,7 @@ def test_an_oversized_frame_is_refused_without_taking_the_server_down(live: Live
     with review_socket(live, session) as socket:
         next_event(socket, "hello")
         socket.send("x" * 200_000)
-        received = events_for(socket, 3)
+        received = events_for(socket, 20)  # returns as soon as the server closes it
     with review_socket(live, session) as again:
         hello = next_event(again, "hello")
 
