@@ -5,9 +5,11 @@ buckets in the range (stations x SKUs x days or hours), not the number of parts
 (bad-inputs case 39).
 
 Every chart is ``{"columns": [...], "rows": [...]}``: the rows are what the chart draws and
-what its CSV export holds. Buckets with no decided part are absent, not zero. Times are UTC;
-a shift is the set of hours of the day that ``Project.shifts`` gives it, and in a daily
-series a shift counts on the day it began (a night shift from 22:00 belongs to that day).
+what its CSV export holds. Buckets with no decided part are absent, not zero. Dates and
+times are the plant's (``Project.time_zone``; buckets are written with its UTC offset): a
+day is the plant's local day, a shift the set of local hours that ``Project.shifts`` gives
+it, and in a daily series a shift counts on the day it began (a night shift from 22:00
+belongs to that day).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db.models import QuerySet, Sum
 
 from inspection.errors import InvalidInput
 from inspection.models import DefectClass, DefectRollup, Line, Period, Project, Station, YieldRollup
-from inspection.services.rollups import YIELD_COUNTERS, shift_of_hour
+from inspection.plant_time import day_bucket, local_hour, shift_of_hour, zone
+from inspection.services.rollups import YIELD_COUNTERS
 
 GROUPINGS = ("none", "line", "station", "sku", "shift")
 MAX_RANGE_DAYS = 400
@@ -43,12 +47,18 @@ class DashboardQuery:
     interval: str = Period.DAY
 
     @property
+    def zone(self) -> ZoneInfo:
+        return zone(self.project.time_zone)
+
+    @property
     def start(self) -> datetime:
-        return datetime.combine(self.date_from, time.min, tzinfo=UTC)
+        """When the plant's ``date_from`` began."""
+        return datetime.combine(self.date_from, time.min, tzinfo=self.zone)
 
     @property
     def end(self) -> datetime:
-        return datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=UTC)
+        """When the plant's day after ``date_to`` began."""
+        return datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=self.zone)
 
 
 def dashboard_query(
@@ -65,9 +75,9 @@ def dashboard_query(
 ) -> DashboardQuery:
     """Check a request's range and filters against ``project``; InvalidInput says what is wrong.
 
-    Defaults: the 30 days up to today (UTC); per hour when the range is two days or less.
+    Defaults: the 30 days up to the plant's today; per hour when the range is two days or less.
     """
-    date_to = date_to or today or datetime.now(UTC).date()
+    date_to = date_to or today or datetime.now(zone(project.time_zone)).date()
     date_from = date_from or date_to - timedelta(days=29)
     days = (date_to - date_from).days + 1
     if days < 1:
@@ -137,13 +147,13 @@ def _series(query: DashboardQuery, counters: Sequence[str]) -> list[Point]:
     sums = {f"n_{name}": Sum(name) for name in counters}
     points: list[Point] = []
     if query.group_by == "shift":
-        shifts = query.project.shifts
+        shifts, time_zone = query.project.shifts, query.project.time_zone
         period = Period.HOUR if query.interval == Period.HOUR else Period.SHIFT
         merged: dict[tuple[datetime, str], list[int]] = {}
         rows = _rollups(YieldRollup, query, period=period).values("bucket").annotate(**sums)
         for bucket, *counts in rows.values_list("bucket", *sums):
-            bucket = bucket.astimezone(UTC)
-            key = (bucket if period == Period.HOUR else bucket.replace(hour=0), shift_of_hour(shifts, bucket.hour))
+            name = shift_of_hour(shifts, local_hour(bucket, time_zone))
+            key = (bucket if period == Period.HOUR else day_bucket(bucket, time_zone), name)
             into = merged.setdefault(key, [0] * len(counters))
             for index, count in enumerate(counts):
                 into[index] += int(count or 0)
@@ -164,10 +174,18 @@ def _series(query: DashboardQuery, counters: Sequence[str]) -> list[Point]:
 
 
 class _Iso(dict[datetime, str]):
-    """ISO 8601 text of each bucket, formatted once per bucket (they repeat across groups)."""
+    """ISO 8601 text of each bucket in the plant's time, with its UTC offset ("Z" for UTC),
+    formatted once per bucket (they repeat across groups)."""
+
+    def __init__(self, time_zone: str) -> None:
+        super().__init__()
+        self.zone = zone(time_zone)
 
     def __missing__(self, moment: datetime) -> str:
-        text = self[moment] = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        local = moment.astimezone(self.zone)
+        offset = local.strftime("%z")
+        suffix = "Z" if offset == "+0000" else f"{offset[:3]}:{offset[3:]}"
+        text = self[moment] = local.strftime("%Y-%m-%dT%H:%M:%S") + suffix
         return text
 
 
@@ -180,7 +198,7 @@ _SERIES_KEYS = ["bucket", "group", "group_id"]
 
 def dashboard_yield(query: DashboardQuery) -> dict[str, Any]:
     """First-pass yield: parts passed at their first and only decision over parts decided."""
-    iso = _Iso()
+    iso = _Iso(query.project.time_zone)
     rows = [
         {
             "bucket": iso[bucket],
@@ -199,7 +217,7 @@ def dashboard_yield(query: DashboardQuery) -> dict[str, Any]:
 def dashboard_throughput(query: DashboardQuery) -> dict[str, Any]:
     """Parts decided per bucket, and per hour of the bucket (1 or 24 hours)."""
     hours = 1 if query.interval == Period.HOUR else 24
-    iso = _Iso()
+    iso = _Iso(query.project.time_zone)
     rows = [
         {
             "bucket": iso[bucket],
@@ -218,7 +236,7 @@ _AUTOMATION = ("parts_decided", "auto_passed", "auto_failed", "human_passed", "h
 
 def dashboard_automation(query: DashboardQuery) -> dict[str, Any]:
     """Share of parts whose final verdict came from the models, and how the rest was decided."""
-    iso = _Iso()
+    iso = _Iso(query.project.time_zone)
     rows = [
         {
             "bucket": iso[bucket],
@@ -239,7 +257,7 @@ def dashboard_audits(query: DashboardQuery) -> dict[str, Any]:
     """Escape and false-reject rates measured on audit samples: escapes over audited parts
     the models would have passed; false rejects over audited parts they would have failed.
     Buckets without audits are left out."""
-    iso = _Iso()
+    iso = _Iso(query.project.time_zone)
     rows = [
         {
             "bucket": iso[bucket],

@@ -23,6 +23,7 @@ from inspection.models import (
     Webhook,
     WebhookDelivery,
 )
+from inspection.plant_time import known_time_zones
 from inspection.selectors import final_verdict_of
 
 
@@ -181,6 +182,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
             "out_of_distribution_ratio",
             "views_per_part",
             "shifts",
+            "time_zone",
             "labels_per_image",
             "training_labels",
             "image_retention_days",
@@ -221,8 +223,21 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
         min_length=1,
         max_length=24,
         required=False,
-        help_text='The plant\'s shifts for the dashboards: [{"name": "A", "start": 6}, ...], start an hour 0-23 UTC.',
+        help_text='The plant\'s shifts for the dashboards: [{"name": "A", "start": 6}, ...], start an hour 0-23 '
+        "of the plant's local day (time_zone).",
     )
+    time_zone = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text='The plant\'s IANA time zone, e.g. "Europe/Berlin": days and shifts on the dashboards follow it.',
+    )
+
+    def validate_time_zone(self, value: str) -> str:
+        if value not in known_time_zones():
+            raise serializers.ValidationError(
+                f'Unknown time zone {value[:64]!r}: use an IANA name such as "Europe/Berlin" or "UTC".'
+            )
+        return value
 
     def validate_shifts(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         shifts = []
@@ -231,7 +246,7 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
             if set(shift) != {"name", "start"} or not isinstance(name, str) or not 1 <= len(name.strip()) <= 40:
                 raise serializers.ValidationError('Each shift is {"name": text of 1-40 characters, "start": hour}.')
             if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= 23:
-                raise serializers.ValidationError("A shift starts at a whole hour from 0 to 23 (UTC).")
+                raise serializers.ValidationError("A shift starts at a whole hour from 0 to 23 (plant time).")
             shifts.append({"name": name.strip(), "start": start})
         if len({shift["name"] for shift in shifts}) != len(shifts):
             raise serializers.ValidationError("Shift names must differ.")

@@ -14,8 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from inspection.models import Verdict
+from inspection.models import Project, Verdict
+from inspection.plant_time import zone
 from review.models import ReviewItem
 
 GROUPINGS = ("day", "line", "station")
@@ -28,7 +30,8 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 def quality_metrics(
     *, project_id: int, group_by: str | None = None, since: datetime | None = None, until: datetime | None = None
 ) -> dict[str, Any]:
-    """``{"groups": [...], "reviewers": [...]}`` for one project the caller may see."""
+    """``{"groups": [...], "reviewers": [...]}`` for one project the caller may see. Days are
+    the plant's local days (``Project.time_zone``)."""
     verdicts = Verdict.objects.filter(project_id=project_id, is_final=True).select_related("inspection__station__line")
     items = ReviewItem.objects.filter(project_id=project_id, status=ReviewItem.Status.DECIDED).select_related(
         "inspection__station__line", "decided_by"
@@ -38,7 +41,8 @@ def quality_metrics(
     if until is not None:
         verdicts, items = verdicts.filter(created_at__lt=until), items.filter(decided_at__lt=until)
 
-    key = _key(group_by)
+    time_zone = Project.objects.filter(pk=project_id).values_list("time_zone", flat=True).get()
+    key = _key(group_by, zone(time_zone))
     groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for verdict in verdicts.iterator(chunk_size=2000):
         bucket = groups[key(verdict.inspection, verdict.created_at)]
@@ -77,10 +81,10 @@ def quality_metrics(
     return {"group_by": group_by, "groups": rows, "reviewers": _reviewers(items)}
 
 
-def _key(group_by: str | None) -> Callable[[Any, datetime | None], str]:
+def _key(group_by: str | None, plant_zone: ZoneInfo) -> Callable[[Any, datetime | None], str]:
     def key(inspection: Any, when: datetime | None) -> str:
         if group_by == "day":
-            return when.date().isoformat() if when else "unknown"
+            return when.astimezone(plant_zone).date().isoformat() if when else "unknown"
         if group_by in {"line", "station"}:
             if inspection is None:
                 return "unknown"

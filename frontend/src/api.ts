@@ -120,6 +120,9 @@ export interface Project {
   description: string;
   good_class_name: string;
   target_escape_rate: number;
+  /** IANA zone of the plant's clock: dashboard days and shifts follow it. */
+  time_zone?: string;
+  shifts?: { name: string; start: number }[];
   defect_classes: DefectClass[];
 }
 

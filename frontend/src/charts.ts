@@ -37,6 +37,8 @@ export function chartIn(element: HTMLElement, option: ChartOption): Chart {
   chart.setOption({
     color: PALETTE,
     animation: false,
+    // Time axes carry the plant's wall-clock time written as UTC (plantTime.plantClock).
+    useUTC: true,
     textStyle: { fontFamily: "system-ui, sans-serif", color: "#1f2933" },
     tooltip: { trigger: "axis", renderMode: "richText", confine: true },
     grid: { left: 56, right: 24, top: 40, bottom: 40, containLabel: true },

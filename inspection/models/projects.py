@@ -10,7 +10,8 @@ from django.db.models import Q
 
 
 def default_shifts() -> list[dict[str, Any]]:
-    """Three eight-hour shifts; ``start`` is the hour of the day, UTC, when each begins."""
+    """Three eight-hour shifts; ``start`` is the hour of the plant's day (``Project.time_zone``)
+    when each begins."""
     return [{"name": "A", "start": 6}, {"name": "B", "start": 14}, {"name": "C", "start": 22}]
 
 
@@ -44,10 +45,13 @@ class Project(models.Model):
     views_per_part = models.PositiveSmallIntegerField(default=1)
     # Chance that a reviewer's next claim is a golden (known-answer) item.
     golden_rate = models.FloatField(default=0.05)
-    # The plant's shifts, for the dashboards: [{"name", "start"}] with start an hour 0-23 in
-    # UTC; each shift runs until the next one starts. Read at query time over the hourly
-    # rollups, so changing it re-labels past hours without any rebuild.
+    # The plant's shifts, for the dashboards: [{"name", "start"}] with start an hour 0-23 of
+    # the plant's local day; each shift runs until the next one starts. Changing them (or the
+    # time zone) re-cuts the day and shift rollups from the hour rows.
     shifts = models.JSONField(default=default_shifts)
+    # The plant's IANA time zone ("Europe/Berlin"): the dashboards' days and shifts follow
+    # its local clock, daylight saving time included. Hour buckets stay UTC hours.
+    time_zone = models.CharField(max_length=64, default="UTC")
     # Annotation studio: independent labels wanted per image (k); with k > 1 disagreements
     # go to a manager. Which labels become training data: every submitted (or agreed) label,
     # or only a manager's adjudicated result.

@@ -121,7 +121,7 @@ def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Pr
     allowed = {
         "name", "description", "auto_pass_threshold", "auto_fail_threshold", "target_escape_rate",
         "target_false_reject_rate", "calibration_confidence", "audit_rate", "out_of_distribution_ratio",
-        "views_per_part", "shifts", "labels_per_image", "training_labels", "image_retention_days",
+        "views_per_part", "shifts", "time_zone", "labels_per_image", "training_labels", "image_retention_days",
     }  # fmt: skip
     unknown = set(changes) - allowed
     if unknown:
@@ -144,11 +144,12 @@ def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Pr
                 before=before,
                 after=changes,
             )
-            if "shifts" in changes:
-                # The dashboards' shift rows are keyed by when each shift began: re-cut them.
-                from inspection.services.rollups import rollups_rebuild_shifts
+            if {"shifts", "time_zone"} & set(changes):
+                # The dashboards' day and shift rows are keyed by when each local day and
+                # shift began: re-cut them.
+                from inspection.services.rollups import rollups_rebuild_local
 
-                rollups_rebuild_shifts(project=project)
+                rollups_rebuild_local(project=project)
             if set(changes) & {"target_escape_rate", "target_false_reject_rate", "calibration_confidence"}:
                 # A new operating point: thresholds are refitted at once for the deployed models.
                 from inspection.services.routing import routing_recalibrate

@@ -11,14 +11,27 @@ count behind.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, DurationField, F, FilteredRelation, Q, Sum, Value, When
-from django.db.models.functions import ExtractHour, TruncDay, TruncHour
+from django.db.models import Count, F, FilteredRelation, Q
+from django.db.models.functions import TruncHour
 
 from inspection.models import DefectRollup, Part, Period, Project, Verdict, YieldRollup
+from inspection.plant_time import day_bucket, hour_bucket, hours_into_shift, shift_bucket, shift_of_hour
+
+__all__ = [  # the plant-time helpers are part of this module's interface too
+    "hour_bucket",
+    "hours_into_shift",
+    "rollup_record_verdict",
+    "rollup_record_verdicts",
+    "rollups_rebuild",
+    "rollups_rebuild_local",
+    "shift_bucket",
+    "shift_of_hour",
+    "verdict_counters",
+]
 
 YIELD_COUNTERS = (
     "parts_decided",
@@ -64,43 +77,15 @@ def verdict_counters(*, outcome: str, source: str, audited_model_decision: str =
     }
 
 
-def hour_bucket(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _starts(shifts: list[dict[str, Any]]) -> list[int]:
-    return sorted(int(shift["start"]) for shift in shifts) or [0]
-
-
-def shift_of_hour(shifts: list[dict[str, Any]], hour: int) -> str:
-    """The shift running at ``hour`` (0-23, UTC): the last one started by then, else the one
-    that started the evening before."""
-    ordered = sorted(shifts, key=lambda shift: int(shift["start"])) or [{"name": "all", "start": 0}]
-    running = [shift for shift in ordered if int(shift["start"]) <= hour]
-    return str((running or ordered)[-1]["name"])
-
-
-def hours_into_shift(shifts: list[dict[str, Any]], hour: int) -> int:
-    """How many hours before ``hour`` the running shift began (0-23)."""
-    starts = _starts(shifts)
-    started = [start for start in starts if start <= hour]
-    return hour - started[-1] if started else hour + 24 - starts[-1]
-
-
-def shift_bucket(moment: datetime, shifts: list[dict[str, Any]]) -> datetime:
-    """The moment the shift running at ``moment`` began (UTC): the key of ``shift`` rows."""
-    hour = hour_bucket(moment)
-    return hour - timedelta(hours=hours_into_shift(shifts, hour.hour))
-
-
 def rollup_record_verdict(*, verdict: Verdict, audited_model_decision: str = "") -> None:
     """Count one final verdict in the hour, day and shift of its part's production.
 
     Call inside the transaction that writes the verdict (``verdict_record_final`` does). The
-    buckets follow the ``captured_at`` of the verdict's inspection, in UTC; a verdict without
+    buckets follow the ``captured_at`` of the verdict's inspection: its UTC hour, and the day
+    and shift of the plant's clock (``inspection.plant_time``); a verdict without
     an inspection (its inspection deleted) is not counted, here and in ``rollups_rebuild``
     alike. Cost: one multi-row upsert, plus one for the defect class of a failed part, plus a
-    read of the project's shifts unless the verdict's part has its project loaded.
+    read of the project's shifts and time zone unless the verdict's part has its project loaded.
     """
     rollup_record_verdicts(verdicts=[(verdict, audited_model_decision)])
 
@@ -111,28 +96,28 @@ def rollup_record_verdicts(*, verdicts: Sequence[tuple[Verdict, str]]) -> None:
     verdicts share a station and hour."""
     yield_rows: dict[tuple[Any, ...], dict[str, int]] = {}
     defect_rows: dict[tuple[Any, ...], dict[str, int]] = {}
-    shifts_of: dict[int, list[dict[str, Any]]] = {}
+    clock_of: dict[int, tuple[list[dict[str, Any]], str]] = {}
     for verdict, audited_model_decision in verdicts:
         inspection = verdict.inspection
         if inspection is None:
             continue
         part = verdict.part
-        if verdict.project_id not in shifts_of:
+        if verdict.project_id not in clock_of:
             if Part.project.is_cached(part):
-                shifts_of[verdict.project_id] = part.project.shifts
+                clock_of[verdict.project_id] = (part.project.shifts, part.project.time_zone)
             else:
-                shifts_of[verdict.project_id] = (
-                    Project.objects.filter(pk=verdict.project_id).values_list("shifts", flat=True).get()
+                clock_of[verdict.project_id] = (
+                    Project.objects.filter(pk=verdict.project_id).values_list("shifts", "time_zone").get()
                 )
-        shifts = shifts_of[verdict.project_id]
+        shifts, time_zone = clock_of[verdict.project_id]
         counters = verdict_counters(
             outcome=verdict.outcome, source=verdict.source, audited_model_decision=audited_model_decision
         )
         hour = hour_bucket(inspection.captured_at)
         for period, bucket in (
             (Period.HOUR, hour),
-            (Period.DAY, hour.replace(hour=0)),
-            (Period.SHIFT, shift_bucket(hour, shifts)),
+            (Period.DAY, day_bucket(hour, time_zone)),
+            (Period.SHIFT, shift_bucket(hour, shifts, time_zone)),
         ):
             key = (verdict.project_id, period.value, bucket, inspection.station_id, part.sku)
             total = yield_rows.setdefault(key, dict.fromkeys(counters, 0))
@@ -176,8 +161,8 @@ def _increments(table: str, counters: Sequence[str]) -> str:
 def rollups_rebuild(*, project: Project) -> dict[str, int]:
     """Recompute ``project``'s rollups from its final verdicts; returns rows written per table.
 
-    One aggregate query over the verdicts fills the hour rows; the day and shift rows are
-    added up from the hour rows. For maintenance (after an import, a migration or a change
+    One aggregate query over the verdicts fills the hour rows; the day and shift rows of the
+    plant's clock are added up from the hour rows. For maintenance (after an import, a migration or a change
     of counting rules) and the benchmark; verdicts recorded while it runs are counted once
     either way, because its inserts add to rows that appeared meanwhile instead of failing.
     """
@@ -230,76 +215,61 @@ def rollups_rebuild(*, project: Project) -> dict[str, int]:
             key_aliases=("r_station", "r_sku", "r_bucket", "r_defect_class"),
             counters=("failed",),
         )
-        _days_from_hours(project=project)
-        _shifts_from_hours(project=project)
+        _local_rows_from_hours(project=project)
     return {
         "yield_rows": YieldRollup.objects.filter(project=project).count(),
         "defect_rows": DefectRollup.objects.filter(project=project).count(),
     }
 
 
-def _days_from_hours(*, project: Project) -> None:
-    _roll_up_hours(project=project, period=Period.DAY, bucket=TruncDay("bucket"))
+def rollups_rebuild_local(*, project: Project) -> None:
+    """Re-cut ``project``'s day and shift rows from its hour rows, after its shifts or time zone
+    changed.
 
-
-def rollups_rebuild_shifts(*, project: Project) -> None:
-    """Recompute ``project``'s shift rows from its hour rows, after its shifts changed.
-
-    Cost: one aggregate over the project's hour rows (about stations x SKUs x 8,760 a year).
-    A verdict committed while the shifts change may still land in the old shift's bucket;
-    ``rebuild_rollups`` settles that.
+    Cost: one pass over the project's hour rows (about stations x SKUs x 8,760 a year), added
+    up in Python with the same ``plant_time`` functions the verdict path uses. A verdict
+    committed while the settings change may still land in an old bucket; ``rebuild_rollups``
+    settles that.
     """
     with transaction.atomic():
-        YieldRollup.objects.filter(project=project, period=Period.SHIFT).delete()
-        DefectRollup.objects.filter(project=project, period=Period.SHIFT).delete()
-        _shifts_from_hours(project=project)
+        YieldRollup.objects.filter(project=project, period__in=[Period.DAY, Period.SHIFT]).delete()
+        DefectRollup.objects.filter(project=project, period__in=[Period.DAY, Period.SHIFT]).delete()
+        _local_rows_from_hours(project=project)
 
 
-def _shifts_from_hours(*, project: Project) -> None:
-    shifts = Project.objects.filter(pk=project.pk).values_list("shifts", flat=True).get()  # as committed
-    # The hour of the day says how long ago the running shift began: subtract that.
-    since_start = Case(
-        *[When(r_hour=hour, then=Value(timedelta(hours=hours_into_shift(shifts, hour)))) for hour in range(24)],
-        output_field=DurationField(),
-    )
-    _roll_up_hours(project=project, period=Period.SHIFT, bucket=F("bucket") - since_start, hour=ExtractHour("bucket"))
+_UPSERT_CHUNK = 1000  # rows per statement: 16 parameters each stays under every backend's limit
 
 
-def _roll_up_hours(*, project: Project, period: str, bucket: Any, hour: Any = None) -> None:
-    """Add up the project's hour rows into ``period`` rows whose bucket is ``bucket``."""
-    extra = {"r_hour": hour} if hour is not None else {}
-    hours = YieldRollup.objects.filter(project=project, period=Period.HOUR).annotate(
-        **extra, r_station=F("station_id"), r_sku=F("sku")
-    )
-    rolled = (
-        hours.annotate(r_bucket=bucket)
-        .values("r_station", "r_sku", "r_bucket")
-        .annotate(**{f"n_{name}": Sum(name) for name in YIELD_COUNTERS})
-    )
-    _insert_select(
-        YieldRollup._meta.db_table,
-        project=project,
-        period=period,
-        select=rolled.order_by(),
-        key_aliases=("r_station", "r_sku", "r_bucket"),
-        counters=YIELD_COUNTERS,
-    )
-    defect_hours = DefectRollup.objects.filter(project=project, period=Period.HOUR).annotate(
-        **extra, r_station=F("station_id"), r_sku=F("sku"), r_defect_class=F("defect_class_id")
-    )
-    defects = (
-        defect_hours.annotate(r_bucket=bucket)
-        .values("r_station", "r_sku", "r_bucket", "r_defect_class")
-        .annotate(n_failed=Sum("failed"))
-    )
-    _insert_select(
-        DefectRollup._meta.db_table,
-        project=project,
-        period=period,
-        select=defects.order_by(),
-        key_aliases=("r_station", "r_sku", "r_bucket", "r_defect_class"),
-        counters=("failed",),
-    )
+def _local_rows_from_hours(*, project: Project) -> None:
+    """Add the project's hour rows up into day and shift rows of the plant's clock."""
+    # As committed: the caller may have changed them in this transaction.
+    shifts, time_zone = Project.objects.filter(pk=project.pk).values_list("shifts", "time_zone").get()
+    buckets: dict[datetime, tuple[datetime, datetime]] = {}
+
+    def local_buckets(hour: datetime) -> tuple[datetime, datetime]:
+        if hour not in buckets:
+            buckets[hour] = (day_bucket(hour, time_zone), shift_bucket(hour, shifts, time_zone))
+        return buckets[hour]
+
+    for model, key_names, counters, extra in (
+        (YieldRollup, _YIELD_KEY, YIELD_COUNTERS, ()),
+        (DefectRollup, _DEFECT_KEY, ("failed",), ("defect_class_id",)),
+    ):
+        rows: dict[tuple[Any, ...], dict[str, int]] = {}
+        hours = model.objects.filter(project=project, period=Period.HOUR).order_by()
+        for station_id, sku, hour, *rest in hours.values_list(
+            "station_id", "sku", "bucket", *extra, *counters
+        ).iterator(chunk_size=5000):
+            keys, counts = rest[: len(extra)], rest[len(extra) :]
+            for period, bucket in zip((Period.DAY, Period.SHIFT), local_buckets(hour), strict=True):
+                total = rows.setdefault(
+                    (project.pk, period.value, bucket, station_id, sku, *keys), dict.fromkeys(counters, 0)
+                )
+                for name, count in zip(counters, counts, strict=True):
+                    total[name] += count
+        items = list(rows.items())
+        for start in range(0, len(items), _UPSERT_CHUNK):
+            _upsert_rows(model._meta.db_table, key_names=key_names, rows=dict(items[start : start + _UPSERT_CHUNK]))
 
 
 def _insert_select(

@@ -14,7 +14,7 @@ from django.utils import timezone
 from inspection.models import AuditEvent, Image, Inspection, Part, Project, Verdict
 from inspection.services import station_create
 from inspection.services.inspections import verdict_record_final
-from tests.conftest import LiveStack
+from tests.conftest import LiveStack, wait_until
 from tests.factories import make_project, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -99,3 +99,34 @@ def test_the_manager_sets_the_operating_point_from_the_dashboard_and_it_is_audit
     project.refresh_from_db()
     assert project.target_escape_rate == pytest.approx(0.015)
     assert AuditEvent.objects.filter(project=project, action="project.updated").exists()
+
+
+def test_a_manager_sets_the_plant_clock_and_the_dashboard_counts_in_it(live: LiveStack, open_screen: Any) -> None:
+    project = make_project(classes=("crack",))
+    record_verdicts(project, [("pass", None, "Line A")] * 4 + [("fail", "crack", "Line A")])
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "settings")
+    page = screen.page
+    page.wait_for_selector("#plant-clock")
+    assert page.input_value("#plant-time-zone") == "UTC"
+    assert page.input_value("#plant-shifts") == "A 6, B 14, C 22"
+
+    page.fill("#plant-shifts", "Early 6, Late")  # refused in the browser, with the reason
+    page.click("#plant-clock button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#settings-message').textContent.includes('Late')")
+    page.select_option("#plant-time-zone", "Europe/Berlin")
+    page.fill("#plant-shifts", "Night 22, Early 6, Late 14")
+    page.click("#plant-clock button[type=submit]")
+    wait_until(lambda: Project.objects.get(pk=project.pk).time_zone == "Europe/Berlin", timeout_s=10)
+    page.wait_for_function("() => document.querySelector('#plant-shifts').value === 'Early 6, Late 14, Night 22'")
+    project.refresh_from_db()
+    names_and_starts = [(shift["name"], shift["start"]) for shift in project.shifts]
+    assert names_and_starts == [("Early", 6), ("Late", 14), ("Night", 22)]
+    event = AuditEvent.objects.filter(project=project, action="project.updated").latest("id")
+    assert event.after["time_zone"] == "Europe/Berlin"
+
+    page.goto("/#/dashboard")
+    page.wait_for_selector("#tile-parts_decided[data-value]")
+    assert "Europe/Berlin" in (page.text_content("#plant-time") or "")
+    assert page.get_attribute("#tile-parts_decided", "data-value") == "5"
+    assert screen.dialogs == [] and screen.errors == []

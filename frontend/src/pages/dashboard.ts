@@ -7,6 +7,7 @@ import { api, ApiError, type Page as ApiPage, type Query, withQuery } from "../a
 import { chartIn, type Chart, type ChartOption } from "../charts";
 import type { Page, PageContext } from "../context";
 import { h, percent, replaceChildren } from "../dom";
+import { addDays, plantClock, plantMidnight, plantToday } from "../plantTime";
 import { type ModelVersion } from "./training";
 
 export interface SeriesRow {
@@ -69,10 +70,10 @@ export interface Filters {
   group_by: string;
 }
 
-export function defaultFilters(today: Date = new Date()): Filters {
-  const to = today.toISOString().slice(0, 10);
-  const from = new Date(today.getTime() - 29 * 86_400_000).toISOString().slice(0, 10);
-  return { from, to, line: "", sku: "", group_by: "line" };
+/** The 30 days up to the plant's today. */
+export function defaultFilters(today: Date = new Date(), timeZone = "UTC"): Filters {
+  const to = plantToday(timeZone, today);
+  return { from: addDays(to, -29), to, line: "", sku: "", group_by: "line" };
 }
 
 /** One line per group: the shape ECharts draws a multi-series time chart from. */
@@ -81,7 +82,7 @@ export function seriesByGroup(rows: SeriesRow[], figure: string): { name: string
   for (const row of rows) {
     const points = groups.get(row.group) ?? [];
     const value = row[figure];
-    points.push([row.bucket, typeof value === "number" ? value : null]);
+    points.push([plantClock(row.bucket), typeof value === "number" ? value : null]);
     groups.set(row.group, points);
   }
   return [...groups.entries()].map(([name, data]) => ({ name, data }));
@@ -89,7 +90,8 @@ export function seriesByGroup(rows: SeriesRow[], figure: string): { name: string
 
 export const dashboardPage: Page = (context: PageContext) => {
   const project = context.project;
-  const filters = defaultFilters();
+  const timeZone = project.time_zone ?? "UTC";
+  const filters = defaultFilters(new Date(), timeZone);
   const charts: Chart[] = [];
   const message = h("p", { class: "message", role: "alert", id: "dashboard-message" });
   const tiles = h("div", { class: "tiles", id: "tiles" });
@@ -142,7 +144,7 @@ export const dashboardPage: Page = (context: PageContext) => {
 
   replaceChildren(
     context.root,
-    h("div", { class: "dashboard" }, h("h1", {}, "Dashboard: ", project.name), form, message, tiles, grid, tables),
+    h("div", { class: "dashboard" }, h("h1", {}, "Dashboard: ", project.name), h("p", { class: "hint", id: "plant-time" }, `Days, shifts and times are the plant's (${timeZone}).`), form, message, tiles, grid, tables),
   );
 
   function query(grouped: boolean): Query {
@@ -241,8 +243,8 @@ export const dashboardPage: Page = (context: PageContext) => {
         xAxis: { type: "time" },
         yAxis: { type: "value", min: 0, axisLabel: { formatter: (v: number) => `${(v * 100).toFixed(1)} %` } },
         series: [
-          { name: "escape rate", type: "line", data: audits.rows.map((r) => [r.bucket, r.escape_rate]) },
-          { name: "false-reject rate", type: "line", data: audits.rows.map((r) => [r.bucket, r.false_reject_rate]) },
+          { name: "escape rate", type: "line", data: audits.rows.map((r) => [plantClock(r.bucket), r.escape_rate]) },
+          { name: "false-reject rate", type: "line", data: audits.rows.map((r) => [plantClock(r.bucket), r.false_reject_rate]) },
         ],
       });
     } catch (error) {
@@ -313,7 +315,7 @@ export const dashboardPage: Page = (context: PageContext) => {
 
   async function loadTables(): Promise<void> {
     const [quality, versions] = await Promise.all([
-      api<{ reviewers: Reviewer[] }>("quality", { query: { project: project.id, since: `${filters.from}T00:00:00Z`, until: `${filters.to}T23:59:59Z` } }),
+      api<{ reviewers: Reviewer[] }>("quality", { query: { project: project.id, since: plantMidnight(filters.from, timeZone), until: plantMidnight(addDays(filters.to, 1), timeZone) } }),
       api<ApiPage<ModelVersion>>("model-versions", { query: { project: project.id } }),
     ]);
     tables.append(

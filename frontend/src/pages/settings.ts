@@ -5,11 +5,20 @@
 import { api, ApiError, type DefectClass } from "../api";
 import type { Page, PageContext } from "../context";
 import { h, replaceChildren } from "../dom";
+import { formatShifts, parseShifts, type Shift } from "../plantTime";
 
 interface LabellingSettings {
   labels_per_image: number;
   training_labels: "single" | "adjudicated";
   image_retention_days: number | null;
+  time_zone: string;
+  shifts: Shift[];
+}
+
+/** The IANA zones this browser knows (for the picker), with the current one first if unknown. */
+function timeZones(current: string): string[] {
+  const known = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  return [...new Set([current, "UTC", ...known])];
 }
 
 export const settingsPage: Page = (context: PageContext) => {
@@ -79,6 +88,17 @@ export const settingsPage: Page = (context: PageContext) => {
     value: project.image_retention_days == null ? "" : String(project.image_retention_days),
     attrs: { min: "1", placeholder: "keep forever" },
   });
+
+  const timeZone = h(
+    "select",
+    { id: "plant-time-zone" },
+    ...timeZones(project.time_zone ?? "UTC").map((zone) => {
+      const option = h("option", { value: zone }, zone);
+      option.selected = zone === (project.time_zone ?? "UTC");
+      return option;
+    }),
+  );
+  const shifts = h("input", { id: "plant-shifts", value: formatShifts(project.shifts ?? []), attrs: { size: "30" } });
 
   replaceChildren(
     context.root,
@@ -169,6 +189,37 @@ export const settingsPage: Page = (context: PageContext) => {
         h("label", { for: "image-retention-days" }, "Keep images of parts only the models decided (days)", retention),
         h("button", { type: "submit" }, "Save retention"),
         h("p", { class: "hint" }, "Parts people decided, reviewed or labelled, golden parts and training images are always kept; records and the audit trail are never removed."),
+      ),
+      h(
+        "form",
+        {
+          class: "filters",
+          id: "plant-clock",
+          on: {
+            submit: async (event) => {
+              event.preventDefault();
+              const parsed = parseShifts(shifts.value);
+              if (typeof parsed === "string") {
+                message.textContent = parsed;
+                return;
+              }
+              try {
+                const saved = await api<LabellingSettings>(`projects/${project.id}`, { method: "PATCH", body: { time_zone: timeZone.value, shifts: parsed } });
+                project.time_zone = saved.time_zone;
+                project.shifts = saved.shifts;
+                shifts.value = formatShifts(saved.shifts);
+                message.textContent = "";
+                context.announce(`Dashboards count days and shifts in ${saved.time_zone}.`);
+              } catch (error) {
+                fail(error);
+              }
+            },
+          },
+        },
+        h("label", { for: "plant-time-zone" }, "Plant time zone", timeZone),
+        h("label", { for: "plant-shifts" }, "Shifts (name and starting hour)", shifts),
+        h("button", { type: "submit" }, "Save plant clock"),
+        h("p", { class: "hint" }, "Days and shifts on the dashboards follow the plant's clock, daylight saving time included; saving re-counts past days."),
       ),
     ),
   );
