@@ -7,6 +7,8 @@ Run by hand, never in CI (it needs ../shared and ~30 minutes on 2 CPU cores):
 Protocols:
 - anomaly: DifferNet protocol. Train on the good images listed in
   ``differnet_train_good.txt``; test on every other image (good and defect).
+- defect bank: the anomaly detector trained on the classifier's train part, defects with
+  their masks included (they fill its defect bank), tested on the classifier's test part;
 - classifier and segmenter: one stratified, seeded split of all images (``--test-fraction``);
   the segmenter trains on the defect images of the train part (plus some goods) and is
   scored on the defect images of the test part.
@@ -50,6 +52,7 @@ from workers.ml.metrics import (
     mask_iou_dice,
     pixel_auroc,
     recall_at_false_reject,
+    threshold_for_false_reject,
 )
 from workers.ml.training import stratified_split, train
 from workers.ml.types import Sample
@@ -90,14 +93,26 @@ def load_mask(sample: Sample) -> np.ndarray:
 
 
 def run_anomaly(
-    root: Path, samples: Sequence[Sample], work: Path, seed: int, log: Callable[[str], None]
+    root: Path,
+    samples: Sequence[Sample],
+    work: Path,
+    seed: int,
+    log: Callable[[str], None],
+    hyperparameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     listed = {line.strip() for line in (root / "differnet_train_good.txt").read_text().splitlines() if line.strip()}
     fit = [s for s in samples if s.label is None and s.image_path.name in listed]
     test = [s for s in samples if not (s.label is None and s.image_path.name in listed)]
     log(f"anomaly: train {len(fit)} good, test {len(test)} ({sum(s.label is not None for s in test)} defect)")
     result, seconds = timed(
-        lambda: train(kind="anomaly", samples=fit, good_class=GOOD, out_dir=work / "anomaly", seed=seed)
+        lambda: train(
+            kind="anomaly",
+            samples=fit,
+            good_class=GOOD,
+            out_dir=work / "anomaly",
+            hyperparameters=hyperparameters,
+            seed=seed,
+        )
     )
     inferencer = load_inferencer(work / "anomaly", result.artifacts)
     assert isinstance(inferencer, OnnxInferencer)
@@ -129,6 +144,53 @@ def run_anomaly(
         "ms_per_image": per_image_ms,
         "train_seconds": seconds,
         "hyperparameters": result.hyperparameters,
+    }
+
+
+def run_defect_bank(
+    train_set: Sequence[Sample],
+    test_set: Sequence[Sample],
+    work: Path,
+    seed: int,
+    log: Callable[[str], None],
+    hyperparameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The anomaly detector given the labelled defects too (their masks fill its defect bank),
+    on the classifier's split: the same test parts, so the two defect detectors compare."""
+    log(f"defect bank: train {len(train_set)} ({sum(s.label is not None for s in train_set)} defects), "
+        f"test {len(test_set)}")  # fmt: skip
+    result, seconds = timed(
+        lambda: train(
+            kind="anomaly",
+            samples=train_set,
+            good_class=GOOD,
+            out_dir=work / "defect_bank",
+            hyperparameters=hyperparameters,
+            seed=seed,
+        )
+    )
+    inferencer = load_inferencer(work / "defect_bank", result.artifacts)
+    images = [read_image(sample.image_path) for sample in test_set]
+    inferencer.predict(images[:2])  # warm-up
+    start = time.perf_counter()
+    scores = np.array([inferencer.predict([image])[0].anomaly_score for image in images], dtype=np.float64)
+    per_image_ms = (time.perf_counter() - start) * 1000.0 / len(images)
+    truth = np.array([s.label is not None for s in test_set])
+    threshold = float(inferencer.manifest["thresholds"]["image_score"])
+    at_1pct = threshold_for_false_reject(scores[~truth], 0.01)
+    per_class: dict[str, list[bool]] = {}
+    for sample, score in zip(test_set, scores, strict=True):
+        if sample.label is not None:
+            per_class.setdefault(sample.label, []).append(bool(score >= at_1pct))
+    return {
+        "image_auroc": binary_auroc(truth.astype(int), scores),
+        "recall_at_1pct_fr": recall_at_false_reject(scores[~truth], scores[truth], 0.01),
+        "recall_at_trained_threshold": float((scores[truth] >= threshold).mean()),
+        "false_reject_at_trained_threshold": float((scores[~truth] >= threshold).mean()),
+        "recall_per_class": {name: float(np.mean(hits)) for name, hits in sorted(per_class.items())},
+        "defect_bank_size": result.metrics.get("defect_bank_size"),
+        "ms_per_image": per_image_ms,
+        "train_seconds": seconds,
     }
 
 
@@ -252,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "mtd-latest.txt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-fraction", type=float, default=0.3)
-    parser.add_argument("--kinds", default="anomaly,classifier,segmenter")
+    parser.add_argument("--kinds", default="anomaly,defect_bank,classifier,segmenter")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--quick", action="store_true", help="1 epoch per supervised kind: checks the script, not the models"
@@ -262,6 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=json.loads,
         default={},
         help='JSON overrides for the supervised kinds, e.g. \'{"epochs": 40, "max_minutes": 20}\' (experiments)',
+    )
+    parser.add_argument(
+        "--anomaly-hyperparameters",
+        type=json.loads,
+        default={},
+        help="JSON overrides for the anomaly detector (both rows), e.g. '{\"bank_size\": 40000}'",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -287,7 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mtd-bench-") as scratch:
         work = Path(scratch)
         if "anomaly" in kinds:
-            results["anomaly"] = run_anomaly(args.data, samples, work, args.seed, log)
+            results["anomaly"] = run_anomaly(args.data, samples, work, args.seed, log, args.anomaly_hyperparameters)
+        if "defect_bank" in kinds:
+            results["defect_bank"] = run_defect_bank(
+                train_set, test_set, work, args.seed, log, args.anomaly_hyperparameters
+            )
         if "classifier" in kinds:
             results["classifier"] = run_classifier(train_set, test_set, work, args.seed, log, quick)
         if "segmenter" in kinds:
@@ -299,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     anomaly = results.get("anomaly", {})
     classifier = results.get("classifier", {})
     segmenter = results.get("segmenter", {})
+    bank = results.get("defect_bank", {})
     timing = classifier.get("timing", {})
     rows: list[tuple[str, str]] = []
     if anomaly:
@@ -312,6 +385,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             ("anomaly scoring ms/image (ORT, batch 1, incl. pre/post)", fmt(anomaly["ms_per_image"], 2)),
             ("anomaly train minutes", fmt(anomaly["train_seconds"] / 60, 2)),
+        ]
+    if bank:
+        rows += [
+            ("anomaly + defect bank, classifier's split: defect AUROC", fmt(bank["image_auroc"])),
+            ("anomaly + defect bank: defect recall @1% false reject", fmt(bank["recall_at_1pct_fr"])),
+            (
+                "anomaly + defect bank: recall / false reject @trained threshold",
+                f"{fmt(bank['recall_at_trained_threshold'])} / {fmt(bank['false_reject_at_trained_threshold'])}",
+            ),
+            (
+                "anomaly + defect bank: recall @1% FR per class",
+                ", ".join(f"{k} {v:.3f}" for k, v in bank["recall_per_class"].items()),
+            ),
+            (
+                "anomaly + defect bank: bank rows, ms/image, train minutes",
+                f"{bank['defect_bank_size']}, {bank['ms_per_image']:.2f}, {bank['train_seconds'] / 60:.2f}",
+            ),
         ]
     if classifier:
         fp32, int8 = classifier["fp32"], classifier["int8"]
@@ -354,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in rows:
         log(f"{name.ljust(width)} | {value}")
     log("")
-    train_minutes = [r["train_seconds"] / 60 for r in (anomaly, classifier, segmenter) if r]
+    train_minutes = [r["train_seconds"] / 60 for r in (anomaly, bank, classifier, segmenter) if r]
     summary = {
         "anomaly_auroc": round(anomaly["image_auroc"], 4) if anomaly else None,
         "pixel_auroc": round(anomaly["pixel_auroc"], 4) if anomaly else None,
@@ -363,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ort_speedup_b1": round(timing["eager_b1"] / timing["ort_fp32_b1"], 2) if timing else None,
         "int8_ms_b16": round(timing["ort_int8_b16"], 2) if timing else None,
         "anomaly_ms": round(anomaly["ms_per_image"], 2) if anomaly else None,
+        "defect_bank_auroc": round(bank["image_auroc"], 4) if bank else None,
+        "defect_bank_recall_at_1pct_fr": round(bank["recall_at_1pct_fr"], 4) if bank else None,
         "train_minutes_max": round(max(train_minutes), 2) if train_minutes else None,
     }
     log(json.dumps(summary))

@@ -3,8 +3,8 @@ for the models of the ML engine on the Magnetic Tile Defect dataset.
 
     .venv/bin/python benchmarks/routing_mtd.py --data ../shared/data/mtd
 
-Stratified split of all images (seed 0): half trains the classifier (and, on its good images,
-the anomaly detector), a quarter calibrates the routing thresholds (as human-labelled parts
+Stratified split of all images (seed 0): half trains the classifier and the anomaly detector
+(its good images, and its defects' masks for the defect bank), a quarter calibrates the routing thresholds (as human-labelled parts
 would), a quarter measures what routing then does. Routing is Loupe's: a part is passed when
 its defect score is at or under the calibrated t_pass, failed at or over t_fail, and sent to a
 person otherwise or when classifier and anomaly detector disagree. Prints one table, then one
@@ -66,6 +66,8 @@ SCORE_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "classifier": lambda p, ratio: p,
     # Candidates: the anomaly ratio mapped like Loupe maps it when it is the only model
     # (0.5 at its 1 %-false-reject threshold), combined with P(defect).
+    # What Loupe routes on when the anomaly detector is the only model deployed.
+    "anomaly ratio/2": lambda p, ratio: np.clip(ratio / 2, 0, 1),
     "max(p, ratio/2)": lambda p, ratio: np.maximum(p, np.clip(ratio / 2, 0, 1)),
     "max(p, ratio/4)": lambda p, ratio: np.maximum(p, np.clip(ratio / 4, 0, 1)),
     "mean(p, ratio/2)": lambda p, ratio: (p + np.clip(ratio / 2, 0, 1)) / 2,
@@ -119,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     classifier = train(
         kind="classifier", samples=train_set, good_class=GOOD, out_dir=out / "classifier", seed=args.seed
     )
-    goods = [sample for sample in train_set if sample.label is None]
-    anomaly = train(kind="anomaly", samples=goods, good_class=GOOD, out_dir=out / "anomaly", seed=args.seed)
+    # As Loupe trains it: the goods, and the defects with masks for its defect bank.
+    anomaly = train(kind="anomaly", samples=train_set, good_class=GOOD, out_dir=out / "anomaly", seed=args.seed)
     log(f"trained both models in {(time.time() - started) / 60:.1f} min")
     models = {
         "classifier": (load_inferencer(out / "classifier", classifier.artifacts), classifier),

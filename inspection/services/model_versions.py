@@ -65,7 +65,8 @@ def labelled_images(*, project: Project, annotation_ids: list[int] | None = None
 
 def _for_kind(kind: str, images: list[LabelledImage]) -> list[LabelledImage]:
     if kind == ModelVersion.Kind.ANOMALY:
-        return [image for image in images if image.label is None]
+        # Goods, plus the defects whose region is marked (they fill the defect bank).
+        return [image for image in images if image.label is None or image.mask_key or image.polygons]
     if kind == ModelVersion.Kind.SEGMENTER:
         defects = [image for image in images if image.label is not None and (image.mask_key or image.polygons)]
         return defects + [image for image in images if image.label is None] if defects else []

@@ -49,7 +49,9 @@ def test_import_folder_then_train_yields_a_ready_version_with_hashed_artifacts(t
     summary = json.loads(lines[-1])
     version = ModelVersion.objects.get(pk=summary["model_version"])
     assert version.status == "ready" and summary["kind"] == "anomaly"
-    assert len(version.training_data["annotations"]) == 10  # the good images only
+    # The goods, and the defects whose masks fill the detector's defect bank.
+    assert len(version.training_data["annotations"]) == 16
+    assert version.metrics["defect_bank_images"] > 0
     assert "image_score" in version.thresholds
     from workers.ml.artifacts import sha256_bytes
 

@@ -302,10 +302,18 @@ class PatchCoreNet(nn.Module):
     is its maximum (``aggregation="max"``, small local defects) or its mean
     (``"mean"``, robust to a few odd patches on a good part). Cost per image: one partial
     Lite0 pass plus h*w*M*C multiply-adds for a bank of M entries of C channels.
+
+    With a defect bank (``defect_bank_size`` > 0: patch features from the marked regions of
+    labelled defects) a patch's score is ``d_good * sigmoid(d_good - d_defect)``: as far
+    from the good parts as before, discounted where the patch is nearer the goods than any
+    known defect. Unusual-but-good texture then scores low, known kinds of defect high, and
+    a new kind of defect still scores by its distance from the goods.
     """
 
     memory_bank: torch.Tensor
     bank_sq_norm: torch.Tensor
+    defect_bank: torch.Tensor
+    defect_sq_norm: torch.Tensor
     blur_kernel: torch.Tensor
 
     def __init__(
@@ -318,6 +326,7 @@ class PatchCoreNet(nn.Module):
         pretrained: bool,
         standardize: bool = False,
         aggregation: str = "max",
+        defect_bank_size: int = 0,
     ) -> None:
         super().__init__()
         if aggregation not in {"max", "mean"}:
@@ -328,6 +337,9 @@ class PatchCoreNet(nn.Module):
         channels = self.features.channels
         self.register_buffer("memory_bank", torch.zeros(bank_size, channels))
         self.register_buffer("bank_sq_norm", torch.zeros(bank_size))
+        # Small (at most a few thousand rows): kept in weights.pt, unlike the good bank.
+        self.register_buffer("defect_bank", torch.zeros(defect_bank_size, channels))
+        self.register_buffer("defect_sq_norm", torch.zeros(defect_bank_size))
         self.register_buffer("blur_kernel", _gaussian_kernel(blur_sigma))
 
     def set_memory_bank(self, bank: torch.Tensor) -> None:
@@ -337,14 +349,29 @@ class PatchCoreNet(nn.Module):
         self.memory_bank.copy_(bank)
         self.bank_sq_norm.copy_((bank * bank).sum(dim=1))
 
+    def set_defect_bank(self, bank: torch.Tensor) -> None:
+        """Install the defect patch features ``bank`` (D, C); D as given at construction."""
+        if bank.shape != self.defect_bank.shape:
+            raise ValueError(f"defect bank shape {tuple(bank.shape)} != {tuple(self.defect_bank.shape)}")
+        self.defect_bank.copy_(bank)
+        self.defect_sq_norm.copy_((bank * bank).sum(dim=1))
+
+    @staticmethod
+    def _nearest(queries: torch.Tensor, bank: torch.Tensor, sq_norm: torch.Tensor) -> torch.Tensor:
+        """Distance of each query (N, P, C) to its nearest bank row: (N, P)."""
+        # |q - m|^2 = |q|^2 - 2 q.m + |m|^2: one matmul instead of materialising differences.
+        cross = torch.matmul(queries, bank.t())
+        sq_dist = (queries * queries).sum(dim=2, keepdim=True) - 2 * cross + sq_norm
+        return torch.sqrt(torch.clamp(sq_dist.min(dim=2).values, min=0.0))
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         patches = self.features(self.standardize(images))
         batch, channels, height, width = patches.shape
         queries = patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
-        # |q - m|^2 = |q|^2 - 2 q.m + |m|^2: one matmul instead of materialising differences.
-        cross = torch.matmul(queries, self.memory_bank.t())
-        sq_dist = (queries * queries).sum(dim=2, keepdim=True) - 2 * cross + self.bank_sq_norm
-        nearest = torch.sqrt(torch.clamp(sq_dist.min(dim=2).values, min=0.0))
+        nearest = self._nearest(queries, self.memory_bank, self.bank_sq_norm)
+        if self.defect_bank.shape[0] > 0:
+            to_defect = self._nearest(queries, self.defect_bank, self.defect_sq_norm)
+            nearest = nearest * torch.sigmoid(nearest - to_defect)
         patch_scores = nearest.view(batch, 1, height, width)
         pad = self.blur_kernel.shape[-1] // 2
         patch_scores = F.conv2d(F.pad(patch_scores, (pad, pad, pad, pad), mode="replicate"), self.blur_kernel)

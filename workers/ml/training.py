@@ -90,6 +90,13 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "coreset_projection": 32,
         "coreset_candidates": 200_000,
         "blur_sigma": 1.0,
+        # Labelled defects with masks or polygons, when the training data has them, add a
+        # bank of defect patch features (at most this many rows; 0 turns it off). Such a
+        # model scores by the maximum patch and keeps a larger good bank: on MTD 40,000 good
+        # rows found 0.93 of defects at 1 % false reject, 10,000 rows 0.83 (~1.7x the cost).
+        "defect_bank_size": 5000,
+        "defect_aggregation": "max",
+        "bank_size_with_defect_bank": 40_000,
         "val_fraction": 0.1,
         "target_false_reject": 0.01,
         "pretrained": True,
@@ -116,6 +123,7 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
             pretrained=pretrained,
             standardize=bool(architecture["standardize"]),
             aggregation=str(architecture["aggregation"]),
+            defect_bank_size=int(architecture.get("defect_bank_size", 0)),
         )
     raise ValueError(f"unknown kind {kind!r}")
 

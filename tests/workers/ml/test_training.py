@@ -4,6 +4,7 @@ leave either a complete artifact or nothing."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,49 @@ def test_segmenter_trains_under_bf16_autocast_and_exports_fp32(toy_train: ToySet
     inferencer = load_inferencer(tmp_path / "seg", result.artifacts)
     (prediction,) = inferencer.predict([np.zeros((64, 64, 3), dtype=np.uint8)])
     assert prediction.heatmap is not None and prediction.heatmap.dtype == np.float32
+
+
+def test_anomaly_model_learns_a_defect_bank_from_marked_defects(
+    toy_train: ToySet, toy_test: ToySet, tmp_path: Path
+) -> None:
+    """Defects with masks fill a bank of defect patch features; the exported model (ONNX and
+    PyTorch alike) still ranks the toy defects above the goods."""
+    result = train(
+        kind="anomaly",
+        samples=toy_train.samples,
+        good_class=GOOD,
+        out_dir=tmp_path / "semi",
+        hyperparameters=FAST["anomaly"],
+        seed=0,
+    )
+    manifest = json.loads((tmp_path / "semi" / "manifest.json").read_text())
+    assert manifest["architecture"]["method"] == "patchcore+defect-bank"
+    bank_rows = manifest["architecture"]["defect_bank_size"]
+    marked_cells = sum(int(mask.any()) for mask in toy_train.masks)  # at least one cell per marked image
+    bank_images = result.metrics["defect_bank_images"]
+    assert bank_rows >= marked_cells * 0.8 and isinstance(bank_images, int) and bank_images > 0
+
+    onnx = load_inferencer(tmp_path / "semi", result.artifacts)
+    eager = load_inferencer(tmp_path / "semi", result.artifacts, backend="torch")
+    onnx_scores = np.array([p.anomaly_score for p in onnx.predict(toy_test.images)], dtype=float)
+    eager_scores = np.array([p.anomaly_score for p in eager.predict(toy_test.images)], dtype=float)
+    np.testing.assert_allclose(onnx_scores, eager_scores, rtol=1e-3, atol=1e-3)
+    truth = np.array([label != GOOD for label in toy_test.labels])
+    assert binary_auroc(truth, onnx_scores) >= 0.95
+
+
+def test_anomaly_model_without_marked_defects_learns_from_goods_only(toy_train: ToySet, tmp_path: Path) -> None:
+    unmarked = [replace(s, mask_path=None) for s in toy_train.samples]
+    result = train(
+        kind="anomaly",
+        samples=unmarked,
+        good_class=GOOD,
+        out_dir=tmp_path / "cold",
+        hyperparameters=FAST["anomaly"],
+        seed=0,
+    )
+    manifest = json.loads((tmp_path / "cold" / "manifest.json").read_text())
+    assert (manifest["architecture"]["method"], manifest["architecture"]["defect_bank_size"]) == ("patchcore", 0)
+    # The unmarked defects only measure it.
+    val_auroc = result.metrics["val_image_auroc"]
+    assert result.metrics["defect_bank_images"] == 0 and isinstance(val_auroc, float) and val_auroc >= 0.9

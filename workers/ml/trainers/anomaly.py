@@ -1,4 +1,5 @@
-"""Anomaly trainer: PatchCore-style memory bank of good-part patch features."""
+"""Anomaly trainer: PatchCore-style memory bank of good-part patch features, and a bank of
+defect patch features where labelled defects are marked."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from workers.ml.errors import TrainingDataError
 from workers.ml.metrics import binary_auroc, threshold_for_false_reject
 from workers.ml.networks import PatchCoreNet
-from workers.ml.trainers.common import TrainedModel, load_images, to_tensor, training_device
+from workers.ml.trainers.common import TrainedModel, load_images, load_masks, to_tensor, training_device
 from workers.ml.training import RunControl, is_good
 from workers.ml.types import Progress, Sample
 
@@ -41,11 +43,14 @@ def greedy_coreset(features: torch.Tensor, size: int, *, projection: int, seed: 
 def train_anomaly(
     *, samples: Sequence[Sample], good_class: str, params: dict[str, Any], control: RunControl, seed: int
 ) -> TrainedModel:
-    """Fit a PatchCore memory bank on good samples only.
+    """Fit a PatchCore memory bank on good samples, plus a defect bank where labelled
+    defects mark where their defect is.
 
     A ``val_fraction`` of the goods is held out: their scores set the image threshold
-    (``target_false_reject``) and the heatmap scale. Defect samples, if given, are not
-    learned from; they only add a validation AUROC to the metrics.
+    (``target_false_reject``) and the heatmap scale. Defects with a mask or polygons (at
+    most ``defect_bank_size`` patch features from their marked regions, ``val_fraction`` of
+    them held out) form the defect bank; with none, the model learns from goods only (the
+    cold start). Held-out and unmarked defects add a validation AUROC to the metrics.
     """
     goods = [s for s in samples if is_good(s, good_class)]
     defects = [s for s in samples if not is_good(s, good_class)]
@@ -56,15 +61,24 @@ def train_anomaly(
     n_val = min(max(1, round(len(goods) * float(params["val_fraction"]))), len(goods) - 1)
     fit_goods = [goods[i] for i in sorted(order[n_val:])]
     val_goods = [goods[i] for i in sorted(order[:n_val])]
+    marked = [s for s in defects if s.mask_path is not None or s.polygons]
+    bank_defects: list[Sample] = []
+    if int(params["defect_bank_size"]) > 0 and marked:
+        defect_order = rng.permutation(len(marked))
+        n_val_defects = round(len(marked) * float(params["val_fraction"])) if len(marked) >= 5 else 0
+        bank_defects = [marked[i] for i in sorted(defect_order[n_val_defects:])]
+        held_out = {marked[i].image_path for i in defect_order[:n_val_defects]}
+        in_bank = {s.image_path for s in bank_defects}
+        defects = [s for s in defects if s.image_path in held_out or s.image_path not in in_bank]
     size = (int(params["input_size"][0]), int(params["input_size"][1]))
     architecture: dict[str, Any] = {
         "backbone": "efficientnet-lite0",
-        "method": "patchcore",
+        "method": "patchcore+defect-bank" if bank_defects else "patchcore",
         "taps": [int(t) for t in params["taps"]],
         "neighbourhood": int(params["neighbourhood"]),
         "blur_sigma": float(params["blur_sigma"]),
         "standardize": bool(params["standardize"]),
-        "aggregation": str(params["aggregation"]),
+        "aggregation": str(params["defect_aggregation"] if bank_defects else params["aggregation"]),
     }
     network = PatchCoreNet(
         taps=architecture["taps"],
@@ -80,15 +94,30 @@ def train_anomaly(
     device = training_device()
     network.to(device)
     chunks: list[torch.Tensor] = []
+    defect_chunks: list[torch.Tensor] = []
     chunk_size = 16
-    total = math.ceil(len(fit_goods) / chunk_size)
-    for chunk_index, start in enumerate(range(0, len(fit_goods), chunk_size)):
+    total = math.ceil(len(fit_goods) / chunk_size) + math.ceil(len(bank_defects) / chunk_size)
+    done = 0
+    for start in range(0, len(fit_goods), chunk_size):
         control.check()
         images = load_images(fit_goods[start : start + chunk_size], size, control)
         with torch.inference_mode():
             patches = network.features(network.standardize(to_tensor(images).to(device, non_blocking=True)))
         chunks.append(patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).cpu())
-        control.report(Progress(chunk_index + 1, total, 0.0, None, "feature_chunks"))
+        done += 1
+        control.report(Progress(done, total, 0.0, None, "feature_chunks"))
+    for start in range(0, len(bank_defects), chunk_size):
+        control.check()
+        chunk = bank_defects[start : start + chunk_size]
+        images = load_images(chunk, size, control)
+        with torch.inference_mode():
+            patches = network.features(network.standardize(to_tensor(images).to(device, non_blocking=True))).cpu()
+        # A patch is a defect patch when any pixel of its cell is marked.
+        masks = torch.from_numpy(load_masks(chunk, size, good_class).astype(np.float32))[:, None]
+        cells = F.adaptive_max_pool2d(masks, patches.shape[-2:])[:, 0] > 0
+        defect_chunks.append(patches.permute(0, 2, 3, 1)[cells])
+        done += 1
+        control.report(Progress(done, total, 0.0, None, "feature_chunks"))
     features = torch.cat(chunks)
     del chunks
     network.to("cpu")
@@ -99,7 +128,8 @@ def train_anomaly(
         # image are near-duplicates, so little is lost.
         features = features[torch.randperm(len(features), generator=generator)[:candidates]]
     control.check()
-    bank_size = min(int(params["bank_size"]), len(features))
+    wanted = int(params["bank_size_with_defect_bank"] if bank_defects else params["bank_size"])
+    bank_size = min(wanted, len(features))
     if params["bank_selection"] == "coreset":
         chosen = greedy_coreset(features, bank_size, projection=int(params["coreset_projection"]), seed=seed)
     elif params["bank_selection"] == "random":
@@ -111,6 +141,11 @@ def train_anomaly(
         raise ValueError(f"unknown bank_selection {params['bank_selection']!r}")
     bank = features[chosen].contiguous()
     architecture["bank_size"] = bank_size
+    defect_bank = torch.cat(defect_chunks) if defect_chunks else torch.zeros(0, bank.shape[1])
+    if len(defect_bank) > int(params["defect_bank_size"]):
+        keep = torch.randperm(len(defect_bank), generator=generator)[: int(params["defect_bank_size"])]
+        defect_bank = defect_bank[keep.sort().values]
+    architecture["defect_bank_size"] = len(defect_bank)
     # The bank size is only known now; PatchCore does not train the extractor, so the
     # final network simply takes over the ImageNet feature weights.
     extractor = network.features
@@ -122,9 +157,11 @@ def train_anomaly(
         pretrained=False,
         standardize=architecture["standardize"],
         aggregation=architecture["aggregation"],
+        defect_bank_size=len(defect_bank),
     )
     network.features.load_state_dict(extractor.state_dict())
     network.set_memory_bank(bank)
+    network.set_defect_bank(defect_bank.contiguous())
     network.eval()
     control.check()
 
@@ -141,7 +178,13 @@ def train_anomaly(
         "heatmap_low": float(np.median(val_maps)),
         "heatmap_high": 1.5 * pixel_threshold,
     }
-    metrics: dict[str, Any] = {"bank_size": bank_size, "fit_images": len(fit_goods), "val_goods": len(val_goods)}
+    metrics: dict[str, Any] = {
+        "bank_size": bank_size,
+        "fit_images": len(fit_goods),
+        "val_goods": len(val_goods),
+        "defect_bank_size": len(defect_bank),
+        "defect_bank_images": len(bank_defects),
+    }
     if defects:
         defect_scores, _ = _score(network, load_images(defects, size, control))
         scores = np.concatenate([val_scores, defect_scores])
