@@ -170,6 +170,7 @@ def run_defect_bank(
         )
     )
     inferencer = load_inferencer(work / "defect_bank", result.artifacts)
+    assert isinstance(inferencer, OnnxInferencer)
     images = [read_image(sample.image_path) for sample in test_set]
     inferencer.predict(images[:2])  # warm-up
     start = time.perf_counter()
