@@ -226,8 +226,9 @@ def rollups_rebuild_local(*, project: Project) -> None:
     """Re-cut ``project``'s day and shift rows from its hour rows, after its shifts or time zone
     changed.
 
-    Cost: one pass over the project's hour rows (about stations x SKUs x 8,760 a year), added
-    up in Python with the same ``plant_time`` functions the verdict path uses. A verdict
+    Cost: four aggregate inserts over the project's hour rows (about stations x SKUs x 8,760 a
+    year) per 5,000 distinct hours, the hours mapped to the plant's days and shifts by the same
+    ``plant_time`` functions the verdict path uses. A verdict
     committed while the settings change may still land in an old bucket; ``rebuild_rollups``
     settles that.
     """
@@ -237,39 +238,58 @@ def rollups_rebuild_local(*, project: Project) -> None:
         _local_rows_from_hours(project=project)
 
 
-_UPSERT_CHUNK = 1000  # rows per statement: 16 parameters each stays under every backend's limit
+_HOURS_PER_STATEMENT = 5000  # 3 parameters each: under every backend's parameter limit
 
 
 def _local_rows_from_hours(*, project: Project) -> None:
-    """Add the project's hour rows up into day and shift rows of the plant's clock."""
+    """Add the project's hour rows up into day and shift rows of the plant's clock.
+
+    The plant's clock is applied in Python, once per distinct hour (``plant_time``, the same
+    functions the verdict path uses); the adding up runs in the database: the hour -> (day,
+    shift) table goes in as a ``VALUES`` list joined to the hour rows, one aggregate insert
+    per table, period and chunk of hours.
+    """
     # As committed: the caller may have changed them in this transaction.
     shifts, time_zone = Project.objects.filter(pk=project.pk).values_list("shifts", "time_zone").get()
-    buckets: dict[datetime, tuple[datetime, datetime]] = {}
-
-    def local_buckets(hour: datetime) -> tuple[datetime, datetime]:
-        if hour not in buckets:
-            buckets[hour] = (day_bucket(hour, time_zone), shift_bucket(hour, shifts, time_zone))
-        return buckets[hour]
-
-    for model, key_names, counters, extra in (
-        (YieldRollup, _YIELD_KEY, YIELD_COUNTERS, ()),
-        (DefectRollup, _DEFECT_KEY, ("failed",), ("defect_class_id",)),
-    ):
-        rows: dict[tuple[Any, ...], dict[str, int]] = {}
-        hours = model.objects.filter(project=project, period=Period.HOUR).order_by()
-        for station_id, sku, hour, *rest in hours.values_list(
-            "station_id", "sku", "bucket", *extra, *counters
-        ).iterator(chunk_size=5000):
-            keys, counts = rest[: len(extra)], rest[len(extra) :]
-            for period, bucket in zip((Period.DAY, Period.SHIFT), local_buckets(hour), strict=True):
-                total = rows.setdefault(
-                    (project.pk, period.value, bucket, station_id, sku, *keys), dict.fromkeys(counters, 0)
+    hours = sorted(
+        YieldRollup.objects.filter(project=project, period=Period.HOUR)
+        .order_by()
+        .values_list("bucket", flat=True)
+        .distinct()
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    quote = connection.ops.quote_name
+    for start in range(0, len(hours), _HOURS_PER_STATEMENT):
+        chunk = hours[start : start + _HOURS_PER_STATEMENT]
+        mapping = [
+            value
+            for hour in chunk
+            for value in (adapt(hour), adapt(day_bucket(hour, time_zone)), adapt(shift_bucket(hour, shifts, time_zone)))
+        ]
+        values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+        for model, key_names, counters in (
+            (YieldRollup, _YIELD_KEY, YIELD_COUNTERS),
+            (DefectRollup, _DEFECT_KEY, ("failed",)),
+        ):
+            table = quote(model._meta.db_table)
+            keys = [quote(name) for name in key_names if name not in {"project_id", "period", "bucket"}]
+            columns = ", ".join([quote("project_id"), quote("period"), quote("bucket"), *keys, *map(quote, counters)])
+            picked = ", ".join(f"r.{key}" for key in keys)
+            sums = ", ".join(f"SUM(r.{quote(name)})" for name in counters)
+            conflict = ", ".join(quote(name) for name in key_names)
+            increments = _increments(model._meta.db_table, counters)
+            for period, column in ((Period.DAY, "day_bucket"), (Period.SHIFT, "shift_bucket")):
+                sql = (
+                    f"WITH clock (hour_bucket, day_bucket, shift_bucket) AS (VALUES {values}) "  # noqa: S608  (names are ours, quoted)
+                    f"INSERT INTO {table} ({columns}) "
+                    f"SELECT %s, %s, clock.{column}, {picked}, {sums} "
+                    f"FROM {table} AS r JOIN clock ON r.{quote('bucket')} = clock.hour_bucket "
+                    f"WHERE r.{quote('project_id')} = %s AND r.{quote('period')} = %s "
+                    f"GROUP BY clock.{column}, {picked} "
+                    f"ON CONFLICT ({conflict}) DO UPDATE SET {increments}"
                 )
-                for name, count in zip(counters, counts, strict=True):
-                    total[name] += count
-        items = list(rows.items())
-        for start in range(0, len(items), _UPSERT_CHUNK):
-            _upsert_rows(model._meta.db_table, key_names=key_names, rows=dict(items[start : start + _UPSERT_CHUNK]))
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, [*mapping, project.pk, str(period), project.pk, str(Period.HOUR)])
 
 
 def _insert_select(
