@@ -275,9 +275,35 @@ def setup_project(var: Path) -> tuple[Any, str, tuple[str, str]]:
         training_data={"annotations": list(range(1, 20_001)), "images": list(range(1, 20_001)), "seed": 0},
         progress={"history": [{"epoch": epoch, "loss": 0.1, "metric": 0.9} for epoch in range(30)]},
     )
-    # Route about a fifth of the parts to the reviewer so that pushes are measured too.
-    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.35, auto_fail_threshold=0.65, audit_rate=0.0)
+    # Route about a fifth of the parts to the reviewer so that pushes are measured too: the band
+    # between the 40th and 60th percentiles of what this model says of the parts the stations
+    # post (a fixed band missed them all when a one-epoch model put every part above it).
+    low, high = review_band(result.artifacts, version.artifact_dir)
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=low, auto_fail_threshold=high, audit_rate=0.0)
     return project, token, ("bench-reviewer", "bench-reviewer-pw-123")
+
+
+def posted_images() -> list[bytes]:
+    """The JPEGs the stations post, in turn."""
+    from workers.synthetic import synthetic_part
+
+    return [synthetic_part(index, size=256).encode("JPEG") for index in range(64)]
+
+
+def review_band(artifacts: dict[str, str], artifact_dir: Path) -> tuple[float, float]:
+    """The 40th and 60th percentiles of the classifier's defect probability on the posted parts."""
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from workers.ml.inference import load_inferencer
+
+    inferencer = load_inferencer(artifact_dir, artifacts, backend="onnx")
+    pixels = [np.asarray(PILImage.open(io.BytesIO(data)).convert("RGB")) for data in posted_images()]
+    scores = [1.0 - float((p.probabilities or {}).get("good", 0.0)) for p in inferencer.predict(pixels)]
+    low, high = (float(q) for q in np.percentile(scores, [40, 60]))
+    return low, max(high, low + 1e-6)
 
 
 def start_stack(port: int, workers: int, var: Path) -> list[subprocess.Popen[bytes]]:
@@ -325,7 +351,6 @@ def run_load(
     from websockets.sync.client import connect
 
     from inspection.models import Inspection, Verdict
-    from workers.synthetic import synthetic_part
 
     # The reviewer's screen.
     session = requests.Session()
@@ -363,7 +388,7 @@ def run_load(
     client.loop_start()
     client.subscribe("loupe-bench/#", qos=1)
 
-    images = [synthetic_part(index, size=256).encode("JPEG") for index in range(64)]
+    images = posted_images()
     headers = {"Authorization": f"Station {token}"}
     http = threading.local()
 

@@ -2,15 +2,24 @@
 
 One client per process, connected on first use with a background network loop; QoS 1
 publishes wait for the broker's PUBACK so a task only succeeds once the broker has it.
+
+Why the client acknowledges TCP segments at once (``TCP_QUICKACK`` after every read): a
+broker writes each PUBACK of a batch as its own small segment, and with Nagle's algorithm
+(Mosquitto's default, ``set_tcp_nodelay false``) it holds the second until the first is
+acknowledged, which Linux delays by up to 40 ms. Measured against the local Mosquitto, eight
+QoS 1 publishes waited 43.8 ms (median) for their PUBACKs with delayed ACKs and 1.0 ms with
+quick ones; each inference batch pays that wait before its worker takes the next batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -18,6 +27,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 _lock = threading.Lock()
 _clients: dict[str, mqtt.Client] = {}
+
+
+class QuickAckClient(mqtt.Client):
+    """paho's client, acknowledging every TCP segment it reads at once (see the module)."""
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        data: bytes = super()._sock_recv(bufsize)
+        sock: Any = getattr(self, "_sock", None)  # paho's socket: plain, TLS or a websocket wrapper
+        # Linux leaves quick-ACK mode on its own, so the option is set again after each read.
+        if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+            with contextlib.suppress(OSError, AttributeError):  # closing under us, or no such option
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return data
 
 
 class MqttUnavailable(Exception):
@@ -30,7 +52,7 @@ def _client(url: str) -> mqtt.Client:
         if client is not None and client.is_connected():
             return client
         parsed = urlparse(url)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"loupe-{uuid.uuid4().hex[:12]}")
+        client = QuickAckClient(CallbackAPIVersion.VERSION2, client_id=f"loupe-{uuid.uuid4().hex[:12]}")
         if parsed.username:
             client.username_pw_set(parsed.username, parsed.password)
         if parsed.scheme == "mqtts":

@@ -208,3 +208,38 @@ def test_a_station_submits_a_part_image_over_mqtt_and_gets_its_inspection_id_bac
     assert refused["status"] == 401
     assert bad_image == {"status": 400, "code": "unsupported_format", "detail": bad_image["detail"]}
     assert Inspection.objects.count() == 1
+
+
+class RecordingSocket:
+    """The client's socket, recording the options set on it (everything else passes through)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.options: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.options.append((level, option, value))
+        self._sock.setsockopt(level, option, value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux-only")
+def test_the_worker_acknowledges_the_brokers_pubacks_at_once_so_a_batch_never_waits_out_a_delayed_ack() -> None:
+    # Mosquitto sends each PUBACK of a batch as its own small segment and (Nagle) holds the next
+    # one until the last is acknowledged: with Linux's delayed ACK that is up to 40 ms a batch.
+    from inspection import mqtt as loupe_mqtt
+
+    client = loupe_mqtt._client(MQTT_URL)
+    assert isinstance(client._sock, socket.socket)
+    recording = RecordingSocket(client._sock)
+    client._sock = recording
+    try:
+        unacknowledged = loupe_mqtt.publish_many(MQTT_URL, [(f"loupe-test/quickack/{n}", b"{}") for n in range(8)])
+    finally:
+        client._sock = recording._sock
+
+    assert isinstance(client, loupe_mqtt.QuickAckClient)
+    assert unacknowledged == []
+    assert (socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1) in recording.options
