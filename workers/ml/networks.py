@@ -308,6 +308,11 @@ class PatchCoreNet(nn.Module):
     from the good parts as before, discounted where the patch is nearer the goods than any
     known defect. Unusual-but-good texture then scores low, known kinds of defect high, and
     a new kind of defect still scores by its distance from the goods.
+
+    With ``projection_dims`` K > 0 the patch features are centred and projected onto their
+    first K principal components (fitted on good patches) before the nearest-neighbour
+    search, and both banks hold projected rows: the search, which dominates the cost of a
+    large bank, shrinks by C/K.
     """
 
     memory_bank: torch.Tensor
@@ -315,6 +320,8 @@ class PatchCoreNet(nn.Module):
     defect_bank: torch.Tensor
     defect_sq_norm: torch.Tensor
     blur_kernel: torch.Tensor
+    projection: torch.Tensor
+    projection_mean: torch.Tensor
 
     def __init__(
         self,
@@ -327,6 +334,7 @@ class PatchCoreNet(nn.Module):
         standardize: bool = False,
         aggregation: str = "max",
         defect_bank_size: int = 0,
+        projection_dims: int = 0,
     ) -> None:
         super().__init__()
         if aggregation not in {"max", "mean"}:
@@ -334,7 +342,14 @@ class PatchCoreNet(nn.Module):
         self.aggregation = aggregation
         self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
         self.features = PatchFeatures(taps=taps, neighbourhood=neighbourhood, pretrained=pretrained)
-        channels = self.features.channels
+        feature_channels = self.features.channels
+        if not 0 <= projection_dims <= feature_channels:
+            raise ValueError(f"projection_dims must be 0..{feature_channels}, not {projection_dims}")
+        self.projection_dims = projection_dims
+        channels = projection_dims or feature_channels
+        if projection_dims:  # only then: artifacts written before projections still load
+            self.register_buffer("projection", torch.zeros(feature_channels, projection_dims))
+            self.register_buffer("projection_mean", torch.zeros(feature_channels))
         self.register_buffer("memory_bank", torch.zeros(bank_size, channels))
         self.register_buffer("bank_sq_norm", torch.zeros(bank_size))
         # Small (at most a few thousand rows): kept in weights.pt, unlike the good bank.
@@ -349,6 +364,21 @@ class PatchCoreNet(nn.Module):
         self.memory_bank.copy_(bank)
         self.bank_sq_norm.copy_((bank * bank).sum(dim=1))
 
+    def set_projection(self, mean: torch.Tensor, components: torch.Tensor) -> None:
+        """Install the centring ``mean`` (C,) and the principal ``components`` (C, K)."""
+        if not self.projection_dims:
+            raise ValueError("this network was built without a projection (projection_dims=0)")
+        if components.shape != self.projection.shape or mean.shape != self.projection_mean.shape:
+            raise ValueError(f"projection shape {tuple(components.shape)} != {tuple(self.projection.shape)}")
+        self.projection.copy_(components)
+        self.projection_mean.copy_(mean)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Patch features (..., C) in the space the banks live in: (..., K), or as they are."""
+        if not self.projection_dims:
+            return features
+        return torch.matmul(features - self.projection_mean, self.projection)
+
     def set_defect_bank(self, bank: torch.Tensor) -> None:
         """Install the defect patch features ``bank`` (D, C); D as given at construction."""
         if bank.shape != self.defect_bank.shape:
@@ -359,15 +389,19 @@ class PatchCoreNet(nn.Module):
     @staticmethod
     def _nearest(queries: torch.Tensor, bank: torch.Tensor, sq_norm: torch.Tensor) -> torch.Tensor:
         """Distance of each query (N, P, C) to its nearest bank row: (N, P)."""
-        # |q - m|^2 = |q|^2 - 2 q.m + |m|^2: one matmul instead of materialising differences.
-        cross = torch.matmul(queries, bank.t())
-        sq_dist = (queries * queries).sum(dim=2, keepdim=True) - 2 * cross + sq_norm
-        return torch.sqrt(torch.clamp(sq_dist.min(dim=2).values, min=0.0))
+        # |q - m|^2 = |q|^2 + (|m|^2 - 2 q.m), and the bracket is one matmul of [q, 1] with
+        # [-2m, |m|^2] (the export folds that constant): the (patches x bank) matrix is written
+        # once and read once by the min, instead of twice more for the sums (1.6 ms of ~10 ms
+        # for 100 patches x 41,600 rows in ONNX Runtime on the 2-core box).
+        augmented_bank = torch.cat([-2 * bank, sq_norm[:, None]], dim=1)
+        augmented = torch.cat([queries, torch.ones_like(queries[..., :1])], dim=2)
+        sq_dist = torch.matmul(augmented, augmented_bank.t()).min(dim=2).values + (queries * queries).sum(dim=2)
+        return torch.sqrt(torch.clamp(sq_dist, min=0.0))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         patches = self.features(self.standardize(images))
         batch, channels, height, width = patches.shape
-        queries = patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        queries = self.project(patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels))
         nearest = self._nearest(queries, self.memory_bank, self.bank_sq_norm)
         if self.defect_bank.shape[0] > 0:
             to_defect = self._nearest(queries, self.defect_bank, self.defect_sq_norm)

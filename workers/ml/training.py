@@ -97,6 +97,11 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "defect_bank_size": 5000,
         "defect_aggregation": "max",
         "bank_size_with_defect_bank": 40_000,
+        # Principal components the patch features are projected onto before the search (0:
+        # none). A model with a defect bank searches 40,000 rows; projected from 192 to 96
+        # dimensions it costs about half as much (benchmarks/README.md).
+        "projection_dims": 0,
+        "projection_dims_with_defect_bank": 96,
         "val_fraction": 0.1,
         "target_false_reject": 0.01,
         "pretrained": True,
@@ -124,6 +129,7 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
             standardize=bool(architecture["standardize"]),
             aggregation=str(architecture["aggregation"]),
             defect_bank_size=int(architecture.get("defect_bank_size", 0)),
+            projection_dims=int(architecture.get("projection_dims", 0)),
         )
     raise ValueError(f"unknown kind {kind!r}")
 

@@ -235,6 +235,9 @@ def test_anomaly_model_learns_a_defect_bank_from_marked_defects(
     marked_cells = sum(int(mask.any()) for mask in toy_train.masks)  # at least one cell per marked image
     bank_images = result.metrics["defect_bank_images"]
     assert bank_rows >= marked_cells * 0.8 and isinstance(bank_images, int) and bank_images > 0
+    # Both banks hold patch features projected onto their first 96 principal components.
+    assert manifest["architecture"]["projection_dims"] == 96
+    assert np.load(tmp_path / "semi" / "memory_bank.npy").shape[1] == 96
 
     onnx = load_inferencer(tmp_path / "semi", result.artifacts)
     eager = load_inferencer(tmp_path / "semi", result.artifacts, backend="torch")
@@ -257,6 +260,7 @@ def test_anomaly_model_without_marked_defects_learns_from_goods_only(toy_train: 
     )
     manifest = json.loads((tmp_path / "cold" / "manifest.json").read_text())
     assert (manifest["architecture"]["method"], manifest["architecture"]["defect_bank_size"]) == ("patchcore", 0)
+    assert manifest["architecture"].get("projection_dims", 0) == 0  # the cold start searches full features
     # The unmarked defects only measure it.
     val_auroc = result.metrics["val_image_auroc"]
     assert result.metrics["defect_bank_images"] == 0 and isinstance(val_auroc, float) and val_auroc >= 0.9
