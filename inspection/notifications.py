@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from inspection.channel_layer import group_send
 
 
 def training_group(project_id: int) -> str:
@@ -13,10 +12,7 @@ def training_group(project_id: int) -> str:
 
 
 def notify_training_progress(*, project_id: int, payload: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    async_to_sync(layer.group_send)(
+    group_send(
         training_group(project_id),
         {
             "type": "review.event",

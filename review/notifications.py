@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
+from inspection.channel_layer import group_send
 from review.models import ReviewItem
 
 
@@ -16,10 +14,7 @@ def review_group(project_id: int) -> str:
 
 
 def _broadcast(project_id: int, event: str, payload: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    async_to_sync(layer.group_send)(
+    group_send(
         review_group(project_id),
         {"type": "review.event", "kind": "review", "project": project_id, "event": event, "payload": payload},
     )
