@@ -337,11 +337,14 @@ class TrainingStartInputSerializer(StrictInputSerializer):
     def validate_hyperparameters(self, value: dict[str, Any]) -> dict[str, Any]:
         allowed = {
             "epochs", "batch_size", "learning_rate", "head_lr_multiplier", "weight_decay", "input_size", "patience",
-            "val_fraction", "target_false_reject", "max_minutes", "augment", "int8", "bank_size", "taps",
+            "val_fraction", "target_false_reject", "max_minutes", "augment", "int8", "bank_size", "taps", "head",
+            "views",
         }  # fmt: skip
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise serializers.ValidationError(f"Unknown hyperparameter(s): {', '.join(unknown)}.")
+        if "head" in value and value["head"] not in {"patch", "global"}:
+            raise serializers.ValidationError("head must be 'patch' or 'global'.")
         return value
 
 

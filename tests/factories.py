@@ -75,7 +75,14 @@ def png_bytes(width: int = 8, height: int = 8) -> bytes:
 # Hyperparameters small enough to train each kind in seconds on 64 px generated parts.
 TINY = {
     "anomaly": {"input_size": [64, 64], "taps": [4, 10], "bank_size": 256},
-    "classifier": {"input_size": [64, 64], "epochs": 3, "batch_size": 16, "patience": 3, "learning_rate": 2e-3},
+    "classifier": {
+        "input_size": [64, 64],
+        "epochs": 3,
+        "batch_size": 16,
+        "patience": 3,
+        "learning_rate": 2e-3,
+        "int8": True,  # so that serving the INT8 copy can be tested
+    },
     "segmenter": {"input_size": [64, 64], "epochs": 3, "batch_size": 8, "patience": 3, "learning_rate": 3e-3},
 }
 

@@ -29,6 +29,7 @@ def test_a_manager_starts_training_watches_progress_live_and_deploys_the_model(
     page.select_option("#train-kind", "classifier")
     page.fill("#train-epochs", "4")
     page.fill("#train-size", "64")
+    page.check("#train-int8")
     page.click("#train-start")
 
     # Progress arrives over the websocket: the text and the curve update without a reload.

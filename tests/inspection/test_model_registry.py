@@ -304,6 +304,10 @@ def test_only_managers_of_the_project_start_training_through_the_api(tmp_path: P
     assert started.status_code == 202 and started.json()["status"] == "training"
     bad: Any = as_manager.post("/api/v1/model-versions", {**body, "hyperparameters": {"__class__": 1}}, format="json")
     assert bad.status_code == 400
+    sideways: Any = as_manager.post(
+        "/api/v1/model-versions", {**body, "kind": "classifier", "hyperparameters": {"head": "sideways"}}, format="json"
+    )
+    assert sideways.status_code == 400 and "head must be" in sideways.text
     assert ModelVersion.objects.count() == 1
 
 

@@ -77,7 +77,10 @@ def test_a_training_job_killed_midway_leaves_the_deployed_model_serving(
     deployed = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
     labelled_goods(project, tmp_path, 12)
     job = training_start(
-        project=project, kind="classifier", hyperparameters={"input_size": [64, 64], "epochs": 500, "patience": 500}
+        project=project,
+        kind="classifier",
+        # The global head fine-tunes the backbone: epochs long enough to kill one mid-way.
+        hyperparameters={"head": "global", "input_size": [64, 64], "epochs": 500, "patience": 500},
     )
 
     wait_until(lambda: ModelVersion.objects.get(pk=job.pk).progress.get("epoch", 0) >= 1, timeout_s=120, what="epoch 1")
@@ -106,7 +109,7 @@ def test_a_manager_watches_training_progress_live_and_cancels_the_job(live: Live
             json={
                 "project": project.pk,
                 "kind": "classifier",
-                "hyperparameters": {"input_size": [64, 64], "epochs": 500},
+                "hyperparameters": {"head": "global", "input_size": [64, 64], "epochs": 500, "patience": 500},
             },
             timeout=10,
         )

@@ -36,3 +36,15 @@ def build_augmentation(*, seed: int, strength: float = 1.0) -> A.Compose:
         ],
         seed=seed,
     )
+
+
+def build_photometric(*, seed: int, strength: float = 1.0) -> A.Compose:
+    """The photometric part of ``build_augmentation`` alone (lighting, focus, sensor noise):
+    for views whose geometry is set elsewhere. Same arguments."""
+    return A.Compose(
+        [
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5 * strength),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.3 * strength),
+        ],
+        seed=seed,
+    )

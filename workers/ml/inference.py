@@ -102,12 +102,13 @@ class _InferencerBase:
 
     def _postprocess(self, shape: tuple[int, int], outputs: list[np.ndarray]) -> Prediction:
         if self.kind == "classifier":
-            return self._classify(outputs[0])
+            # A patch-head classifier also says where: its per-patch P(defect) map.
+            return self._classify(outputs[0], shape, outputs[1][0] if len(outputs) > 1 else None)
         if self.kind == "anomaly":
             return self._score_anomaly(shape, float(outputs[0]), outputs[1][0])
         return self._segment(shape, outputs[0][0])
 
-    def _classify(self, probabilities: np.ndarray) -> Prediction:
+    def _classify(self, probabilities: np.ndarray, shape: tuple[int, int], defect_map: np.ndarray | None) -> Prediction:
         names = self.class_names
         good = self.manifest["good_class"]
         by_name = {name: float(p) for name, p in zip(names, probabilities, strict=True)}
@@ -118,8 +119,12 @@ class _InferencerBase:
             label = max((n for n in names if n != good), key=lambda n: by_name[n])
         else:
             label = good
-        # A classifier gives probabilities only; P(defect) is 1 - probabilities[good].
-        return Prediction(label=label, probabilities=by_name, anomaly_score=None, heatmap=None, mask=None)
+        # P(defect) is 1 - probabilities[good]; the heatmap is the patch head's P(defect) map.
+        heatmap = None
+        if defect_map is not None:
+            resized = cv2.resize(defect_map.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+            heatmap = np.clip(resized, 0.0, 1.0).astype(np.float32)
+        return Prediction(label=label, probabilities=by_name, anomaly_score=None, heatmap=heatmap, mask=None)
 
     def _score_anomaly(self, shape: tuple[int, int], score: float, patch_scores: np.ndarray) -> Prediction:
         thresholds = self.manifest["thresholds"]

@@ -412,3 +412,85 @@ class PatchCoreNet(nn.Module):
         flat = patch_scores.flatten(1)
         scores = flat.mean(dim=1) if self.aggregation == "mean" else flat.max(dim=1).values
         return scores, patch_scores
+
+
+class PatchClassifierNet(nn.Module):
+    """Defect classifier as a small head on frozen patch features.
+
+    The anomaly detector's locally aware patch features (``PatchFeatures``, ImageNet Lite0,
+    per-image intensity standardisation) are standardised per channel and classified patch
+    by patch by a 1x1 two-layer MLP into good or a defect class. The image's probabilities
+    follow from its patches:
+
+    - ``P(defect) = max over patches of (1 - P_patch(good))``: one defective patch makes a
+      defective part;
+    - ``P(class k) = P(defect) * m_k / sum_j m_j``, with ``m_k`` the largest patch
+      probability of class ``k``; ``P(good) = 1 - P(defect)``. The rows sum to one.
+
+    ``temperature`` divides the patch logits (temperature scaling fitted on the image-level
+    probabilities of the validation split). ``forward`` returns ``(probabilities (N, K),
+    defect_map (N, 1, h, w))``: the map is ``1 - P_patch(good)``, where the head saw the
+    defect. Cost per image: one partial Lite0 pass (to the deepest tap) plus a
+    C x hidden x K MLP per patch; no memory bank.
+    """
+
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+    temperature: torch.Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        taps: Sequence[int],
+        neighbourhood: int,
+        hidden: int,
+        pretrained: bool,
+        standardize: bool = True,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError("a classifier needs the good class and at least one defect class")
+        self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
+        self.features = PatchFeatures(taps=taps, neighbourhood=neighbourhood, pretrained=pretrained)
+        channels = self.features.channels
+        self.register_buffer("feature_mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("feature_std", torch.ones(1, channels, 1, 1))
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(hidden, num_classes, 1),
+        )
+        self.register_buffer("temperature", torch.ones(()))
+
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen patch features (N, C, h, w), before the per-channel standardisation."""
+        out: torch.Tensor = self.features(self.standardize(images))
+        return out
+
+    def set_feature_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Install the per-channel mean and std (C,) of the training patch features."""
+        self.feature_mean.copy_(mean.view_as(self.feature_mean))
+        self.feature_std.copy_(std.view_as(self.feature_std))
+
+    def patch_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-patch class logits (N, K, h, w) from ``patch_features`` output."""
+        out: torch.Tensor = self.head((features - self.feature_mean) / self.feature_std)
+        return out
+
+    @staticmethod
+    def image_probabilities(patch_logits: torch.Tensor, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """Image probabilities (N, K) from patch logits (N, K, h, w); see the class doc."""
+        patch = torch.softmax(patch_logits / temperature, dim=1).flatten(2)
+        good = patch[:, :1].min(dim=2).values  # 1 - P(defect)
+        peaks = patch[:, 1:].max(dim=2).values
+        shares = peaks / torch.clamp(peaks.sum(dim=1, keepdim=True), min=1e-12)
+        return torch.cat([good, (1.0 - good) * shares], dim=1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.patch_logits(self.patch_features(images))
+        probabilities = self.image_probabilities(logits, self.temperature)
+        defect_map = 1.0 - torch.softmax(logits / self.temperature, dim=1)[:, :1]
+        return probabilities, defect_map

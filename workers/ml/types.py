@@ -37,7 +37,8 @@ class Prediction:
 
     ``heatmap`` is float32 HxW in [0, 1] and ``mask`` uint8 HxW with values {0, 255},
     both at the resolution of the image given to ``predict``. Fields a kind does not
-    produce are ``None`` (a classifier has no heatmap, an anomaly model no probabilities).
+    produce are ``None`` (an anomaly model has no probabilities; a classifier has a heatmap
+    only with the patch head, where it is the per-patch P(defect)).
     """
 
     label: str | None

@@ -110,7 +110,15 @@ def toy_test(tmp_path_factory: pytest.TempPathFactory) -> ToySet:
 
 
 FAST = {
-    "classifier": {"input_size": [64, 64], "epochs": 6, "batch_size": 16, "patience": 6, "learning_rate": 2e-3},
+    # The patch head on stride-8 and stride-16 taps: an 8 x 8 grid of patches on a 64 px part.
+    "classifier": {
+        "input_size": [64, 64],
+        "epochs": 6,
+        "batch_size": 16,
+        "patience": 6,
+        "learning_rate": 2e-3,
+        "patch_taps": [4, 10],
+    },
     "segmenter": {
         "input_size": [64, 64],
         "epochs": 10,
@@ -154,6 +162,22 @@ def _train(kind: ModelKind, toy: ToySet, root: Path) -> Trained:
 @pytest.fixture(scope="session")
 def trained_classifier(toy_train: ToySet, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return _train("classifier", toy_train, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def trained_global_classifier(toy_train: ToySet, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The global head (Lite0 fine-tuned on image labels), with its INT8 copy."""
+    out_dir = tmp_path_factory.mktemp("artifacts") / "global"
+    hyperparameters = {key: value for key, value in FAST["classifier"].items() if key != "patch_taps"}
+    result = train(
+        kind="classifier",
+        samples=toy_train.samples,
+        good_class=GOOD,
+        out_dir=out_dir,
+        hyperparameters={**hyperparameters, "head": "global"},
+        seed=0,
+    )
+    return Trained(out_dir=out_dir, result=result)
 
 
 @pytest.fixture(scope="session")

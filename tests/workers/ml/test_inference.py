@@ -43,9 +43,10 @@ def test_batched_and_single_predictions_match(trained_anomaly: Trained, toy_test
     np.testing.assert_allclose(batched, single, rtol=1e-4)  # type: ignore[arg-type]
 
 
-def test_int8_classifier_stays_close_to_fp32(trained_classifier: Trained, toy_test: ToySet) -> None:
-    fp32 = load_inferencer(trained_classifier.out_dir, trained_classifier.result.artifacts)
-    int8 = load_inferencer(trained_classifier.out_dir, trained_classifier.result.artifacts, int8=True)
+def test_int8_classifier_stays_close_to_fp32(trained_global_classifier: Trained, toy_test: ToySet) -> None:
+    trained = trained_global_classifier
+    fp32 = load_inferencer(trained.out_dir, trained.result.artifacts)
+    int8 = load_inferencer(trained.out_dir, trained.result.artifacts, int8=True)
     agree = np.mean(
         [a.label == b.label for a, b in zip(fp32.predict(toy_test.images), int8.predict(toy_test.images), strict=True)]
     )

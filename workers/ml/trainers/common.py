@@ -54,6 +54,8 @@ class TrainedModel:
     int8_check: Callable[[Path, Path], dict[str, float]] | None = None
     extra_manifest: dict[str, Any] = field(default_factory=dict)
     memory_bank: np.ndarray | None = None
+    # ONNX node-name prefixes INT8 quantisation leaves in float (see ``quantize_int8``).
+    float_modules: list[str] = field(default_factory=list)
 
     def write(self, directory: Path, *, params: dict[str, Any], control: RunControl) -> None:
         """Write weights, ONNX (and INT8 ONNX if asked) into ``directory``."""
@@ -70,7 +72,7 @@ class TrainedModel:
         control.check()
         if params.get("int8") and self.calibration_images is not None:
             batches = [self.calibration_images[i : i + 4] for i in range(0, len(self.calibration_images), 4)]
-            quantize_int8(directory / ONNX_NAME, directory / ONNX_INT8_NAME, batches)
+            quantize_int8(directory / ONNX_NAME, directory / ONNX_INT8_NAME, batches, float_modules=self.float_modules)
             if self.int8_check is not None:
                 self.metrics.update(self.int8_check(directory / ONNX_NAME, directory / ONNX_INT8_NAME))
 
@@ -304,3 +306,43 @@ def make_optimizer(
         max_minutes=float(params["max_minutes"]),
     )
     return optimizer, schedule
+
+
+def forward_only(
+    module: nn.Module, input_size: tuple[int, int], device: torch.device
+) -> Callable[[np.ndarray], torch.Tensor]:
+    """A fast forward pass of a frozen ``module`` (images -> one tensor): uint8 NHWC in, float32
+    CPU tensor out.
+
+    On the CPU the module is exported to ONNX and run by ONNX Runtime, which is what serves
+    it later: measured on the 2-core box, Lite0 to block 12 at 320 px took ~120 ms per
+    image in PyTorch eager against ~7 ms in ONNX Runtime, so the patch classifier's four
+    feature views of ~600 images take well under a minute instead of ~5. On a GPU host it
+    runs in PyTorch on that device.
+    """
+    import tempfile
+
+    import onnxruntime as ort
+
+    module.eval()
+    if device.type != "cpu":
+        module.to(device)
+
+        def on_device(images: np.ndarray) -> torch.Tensor:
+            with torch.inference_mode():
+                out: torch.Tensor = module(to_tensor(images).to(device))
+            return out.float().cpu()
+
+        return on_device
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "forward.onnx"
+        export_onnx(module, path, input_size=input_size, output_names=["out"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def on_cpu(images: np.ndarray) -> torch.Tensor:
+        (out,) = session.run(None, {"images": to_tensor(images).numpy()})
+        return torch.from_numpy(out)
+
+    return on_cpu
