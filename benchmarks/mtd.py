@@ -204,13 +204,13 @@ def run_classifier(
     seed: int,
     log: Callable[[str], None],
     hyperparameters: dict[str, Any],
+    name: str = "classifier",
 ) -> dict[str, Any]:
-    log(f"classifier: train {len(train_set)}, test {len(test_set)}")
+    log(f"{name}: train {len(train_set)}, test {len(test_set)}, hyperparameters {hyperparameters}")
 
     def progress(update: Any) -> None:
         log(
-            f"  classifier epoch {update.epoch}/{update.epochs} loss {update.loss:.4f} "
-            f"{update.metric_name} {update.metric}"
+            f"  {name} epoch {update.epoch}/{update.epochs} loss {update.loss:.4f} {update.metric_name} {update.metric}"
         )
 
     result, seconds = timed(
@@ -218,14 +218,14 @@ def run_classifier(
             kind="classifier",
             samples=train_set,
             good_class=GOOD,
-            out_dir=work / "classifier",
+            out_dir=work / name,
             hyperparameters=hyperparameters,
             progress=progress,
             seed=seed,
         )
     )
-    onnx_fp32 = load_inferencer(work / "classifier", result.artifacts)
-    onnx_int8 = load_inferencer(work / "classifier", result.artifacts, int8=True)
+    onnx_fp32 = load_inferencer(work / name, result.artifacts)
+    onnx_int8 = load_inferencer(work / name, result.artifacts, int8=True)
     assert isinstance(onnx_fp32, OnnxInferencer) and isinstance(onnx_int8, OnnxInferencer)
     class_names = onnx_fp32.class_names
     targets = np.array([class_names.index(label_of(s)) for s in test_set])
@@ -242,7 +242,7 @@ def run_classifier(
         defect_probability = 1.0 - probabilities[:, 0].astype(np.float64)
         report["recall_at_1pct_fr"] = recall_at_false_reject(defect_probability[good], defect_probability[~good], 0.01)
         reports[name] = report
-    timing = timing_in_child(work / "classifier", result.artifacts, [s.image_path for s in test_set[:16]])
+    timing = timing_in_child(work / name, result.artifacts, [s.image_path for s in test_set[:16]])
     return {
         "fp32": reports["fp32"],
         "int8": reports["int8"],
@@ -311,13 +311,44 @@ def run_segmenter(
     }
 
 
+def classifier_rows(title: str, classifier: dict[str, Any]) -> list[tuple[str, str]]:
+    fp32, int8, timing = classifier["fp32"], classifier["int8"], classifier["timing"]
+
+    def fmt(value: float) -> str:
+        return f"{value:.4f}"
+
+    return [
+        (f"{title}: accuracy fp32 / int8 (at trained threshold)", f"{fmt(fp32['accuracy'])} / {fmt(int8['accuracy'])}"),
+        (
+            f"{title}: defect recall @1% false reject fp32 / int8",
+            f"{fmt(fp32['recall_at_1pct_fr'])} / {fmt(int8['recall_at_1pct_fr'])}",
+        ),
+        (
+            f"{title}: recall / false reject @trained threshold",
+            f"{fmt(fp32['defect_recall'])} / {fmt(fp32['false_reject'])}",
+        ),
+        (f"{title}: defect AUROC", fmt(fp32["defect_auroc"])),
+        (f"{title}: per-class F1", ", ".join(f"{k} {v:.3f}" for k, v in fp32["f1"].items())),
+        (f"{title}: train minutes", f"{classifier['train_seconds'] / 60:.2f}"),
+        (
+            f"{title}: ms/image eager / ORT fp32 / ORT int8, batch 1",
+            f"{timing['eager_b1']:.2f} / {timing['ort_fp32_b1']:.2f} / {timing['ort_int8_b1']:.2f}",
+        ),
+        (
+            f"{title}: ms/image eager / ORT fp32 / ORT int8, batch 16",
+            f"{timing['eager_b16']:.2f} / {timing['ort_fp32_b16']:.2f} / {timing['ort_int8_b16']:.2f}",
+        ),
+        (f"{title}: ORT fp32 speed-up over eager, batch 1", f"{timing['eager_b1'] / timing['ort_fp32_b1']:.1f}x"),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="MTD root (holds MT_* folders)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "mtd-latest.txt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-fraction", type=float, default=0.3)
-    parser.add_argument("--kinds", default="anomaly,defect_bank,classifier,segmenter")
+    parser.add_argument("--kinds", default="anomaly,defect_bank,classifier,classifier_global,segmenter")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--quick", action="store_true", help="1 epoch per supervised kind: checks the script, not the models"
@@ -374,7 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name="defect_bank_unprojected",
             )
         if "classifier" in kinds:
-            results["classifier"] = run_classifier(train_set, test_set, work, args.seed, log, quick)
+            # The default (patch) head, with its INT8 copy made to measure what INT8 costs it.
+            results["classifier"] = run_classifier(train_set, test_set, work, args.seed, log, {"int8": True, **quick})
+        if "classifier_global" in kinds:  # Lite0 fine-tuned end to end on image labels
+            results["classifier_global"] = run_classifier(
+                train_set, test_set, work, args.seed, log, {"head": "global", **quick}, name="classifier_global"
+            )
         if "segmenter" in kinds:
             results["segmenter"] = run_segmenter(train_set, test_set, work, args.seed, log, quick)
 
@@ -426,34 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{unprojected['ms_per_image']:.2f}",
             )
         )
-    if classifier:
-        fp32, int8 = classifier["fp32"], classifier["int8"]
-        rows += [
-            (
-                "classifier accuracy fp32 / int8 (at trained threshold)",
-                f"{fmt(fp32['accuracy'])} / {fmt(int8['accuracy'])}",
-            ),
-            (
-                "classifier defect recall @1% false reject fp32 / int8",
-                f"{fmt(fp32['recall_at_1pct_fr'])} / {fmt(int8['recall_at_1pct_fr'])}",
-            ),
-            (
-                "classifier recall / false reject @trained threshold",
-                f"{fmt(fp32['defect_recall'])} / {fmt(fp32['false_reject'])}",
-            ),
-            ("classifier defect AUROC", fmt(fp32["defect_auroc"])),
-            ("classifier per-class F1", ", ".join(f"{k} {v:.3f}" for k, v in fp32["f1"].items())),
-            ("classifier train minutes", fmt(classifier["train_seconds"] / 60, 2)),
-            (
-                "classifier ms/image eager / ORT fp32 / ORT int8, batch 1",
-                f"{timing['eager_b1']:.2f} / {timing['ort_fp32_b1']:.2f} / {timing['ort_int8_b1']:.2f}",
-            ),
-            (
-                "classifier ms/image eager / ORT fp32 / ORT int8, batch 16",
-                f"{timing['eager_b16']:.2f} / {timing['ort_fp32_b16']:.2f} / {timing['ort_int8_b16']:.2f}",
-            ),
-            ("ORT fp32 speed-up over eager, batch 1", f"{timing['eager_b1'] / timing['ort_fp32_b1']:.1f}x"),
-        ]
+    for key, title in (("classifier", "classifier, patch head"), ("classifier_global", "classifier, global head")):
+        if key in results:
+            rows += classifier_rows(title, results[key])
     if segmenter:
         rows += [
             ("segmenter mean IoU / Dice on test defect images", f"{fmt(segmenter['iou'])} / {fmt(segmenter['dice'])}"),
@@ -467,11 +478,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in rows:
         log(f"{name.ljust(width)} | {value}")
     log("")
-    train_minutes = [r["train_seconds"] / 60 for r in (anomaly, bank, classifier, segmenter) if r]
+    global_head = results.get("classifier_global", {})
+    train_minutes = [r["train_seconds"] / 60 for r in (anomaly, bank, classifier, global_head, segmenter) if r]
     summary = {
         "anomaly_auroc": round(anomaly["image_auroc"], 4) if anomaly else None,
         "pixel_auroc": round(anomaly["pixel_auroc"], 4) if anomaly else None,
         "classifier_recall_at_1pct_fr": round(classifier["fp32"]["recall_at_1pct_fr"], 4) if classifier else None,
+        "global_head_recall_at_1pct_fr": round(global_head["fp32"]["recall_at_1pct_fr"], 4) if global_head else None,
+        "global_head_int8_ms_b16": round(global_head["timing"]["ort_int8_b16"], 2) if global_head else None,
         "segmenter_iou": round(segmenter["iou"], 4) if segmenter else None,
         "ort_speedup_b1": round(timing["eager_b1"] / timing["ort_fp32_b1"], 2) if timing else None,
         "int8_ms_b16": round(timing["ort_int8_b16"], 2) if timing else None,

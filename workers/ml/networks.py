@@ -452,6 +452,7 @@ class PatchClassifierNet(nn.Module):
         super().__init__()
         if num_classes < 2:
             raise ValueError("a classifier needs the good class and at least one defect class")
+        self.num_classes = num_classes
         self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
         self.features = PatchFeatures(taps=taps, neighbourhood=neighbourhood, pretrained=pretrained)
         channels = self.features.channels

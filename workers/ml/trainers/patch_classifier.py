@@ -227,7 +227,7 @@ def fit_head(
     flat = data.features.transpose(2, -1).reshape(-1, data.features.shape[2]).float()
     network.set_feature_statistics(flat.mean(0), flat.std(0) + 1e-6)
     del flat
-    class_weight = _class_weights(data, network.head[-1].out_channels)
+    class_weight = _class_weights(data, network.num_classes)
     head = network.head
     learning_rate = float(params["learning_rate"])
     optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=float(params["weight_decay"]))
@@ -291,11 +291,19 @@ def prepare_head_data(
     """Extract the feature views (ONNX Runtime on the CPU, see ``forward_only``)."""
     size = (images.shape[1], images.shape[2])
     forward = forward_only(_Features(network), size, training_device())
-    common = {"augment": str(params["view_augment"]), "strength": float(params["augment"]), "seed": seed}
     features, cells = extract_views(
-        forward, images[train_idx], masks[train_idx], views=max(1, int(params["views"])), control=control, **common
+        forward,
+        images[train_idx],
+        masks[train_idx],
+        views=max(1, int(params["views"])),
+        augment=str(params["view_augment"]),
+        strength=float(params["augment"]),
+        seed=seed,
+        control=control,
     )
-    val_features, _ = extract_views(forward, images[val_idx], masks[val_idx], views=1, control=control, **common)
+    val_features, _ = extract_views(
+        forward, images[val_idx], masks[val_idx], views=1, augment="flips", strength=0.0, seed=seed, control=control
+    )
     return HeadData(
         features=features,
         cells=cells,
