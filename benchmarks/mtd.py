@@ -233,7 +233,7 @@ def run_classifier(
     batch = to_batch(images, onnx_fp32.input_size)
     threshold = float(onnx_fp32.manifest["thresholds"]["defect_probability"])
     reports = {}
-    for name, inferencer in (("fp32", onnx_fp32), ("int8", onnx_int8)):
+    for precision, inferencer in (("fp32", onnx_fp32), ("int8", onnx_int8)):
         probabilities = np.concatenate(
             [inferencer.forward_batch(batch[i : i + 32])[0] for i in range(0, len(batch), 32)]
         )
@@ -241,7 +241,7 @@ def run_classifier(
         good = targets == 0
         defect_probability = 1.0 - probabilities[:, 0].astype(np.float64)
         report["recall_at_1pct_fr"] = recall_at_false_reject(defect_probability[good], defect_probability[~good], 0.01)
-        reports[name] = report
+        reports[precision] = report
     timing = timing_in_child(work / name, result.artifacts, [s.image_path for s in test_set[:16]])
     return {
         "fp32": reports["fp32"],
