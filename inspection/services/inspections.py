@@ -329,6 +329,12 @@ def _screen_and_detail(
                 candidates = [name for name in probabilities if name != good]
                 run.defect_class = max(candidates, key=lambda name: probabilities[name]) if candidates else None
             flagged[index] |= classifier_flag
+            # A patch-head classifier says where it saw the defect; the anomaly detector's
+            # heatmap, where one is deployed, is the one kept.
+            anomaly_deployed = ModelVersion.Kind.ANOMALY in deployed
+            if prediction.heatmap is not None and save_overlays and not anomaly_deployed:
+                heat = (np.clip(prediction.heatmap, 0.0, 1.0) * 255).astype(np.uint8)
+                run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", heat)
     anomaly = deployed.get(ModelVersion.Kind.ANOMALY)
     if anomaly is not None:
         started = time.perf_counter()

@@ -205,6 +205,26 @@ def test_inference_runs_the_deployed_models_and_stores_scores_overlays_and_laten
     assert viewer.get(f"/api/v1/inspections/{inspection.pk}/heatmap?render=svg").status_code == 400
 
 
+def test_a_patch_head_classifier_alone_stores_where_it_saw_the_defect(register: Callable[..., ModelVersion]) -> None:
+    project = make_project()
+    classifier = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    assert json.loads((classifier.artifact_dir / "manifest.json").read_text())["architecture"]["head"] == "patch-mlp"
+    posted: Any = APIClient().post(
+        "/api/v1/inspections",
+        {"part_serial": "H-1", "image": upload(part_jpeg(5, defect="pit"))},
+        format="multipart",
+        headers=make_station(project).auth,
+    )
+
+    inspection = inspection_run(inspection_id=posted.json()["id"])
+
+    assert inspection is not None and inspection.status == "done" and inspection.heatmap_file
+    viewer = APIClient()
+    viewer.force_authenticate(make_user(project, role="reviewer"))
+    heatmap: Any = viewer.get(f"/api/v1/inspections/{inspection.pk}/heatmap")
+    assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
+
+
 @pytest.mark.parametrize(
     ("pass_at", "fail_at", "expected"),
     # Scores lie in [0, 1] and are rounded to 6 places, so a sure model can score exactly 0.0
