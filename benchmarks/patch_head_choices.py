@@ -115,7 +115,6 @@ def main() -> int:
         ("flips + photometric views, patience 20 (default)", "flips", {}),
         ("flips + photometric views, no early stop", "flips", {"patience": 1000}),
         ("whole albumentations pipeline views", "albumentations", {}),
-        ("flips views, 30 epochs", "flips", {"epochs": 30}),
     ]
     for title, augment, overrides in settings:
         for seed in (0, 1):

@@ -107,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--dump", type=Path, help="save every part's model scores (npz) for offline study")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "routing-mtd-latest.txt")
+    parser.add_argument(
+        "--classifier-hyperparameters",
+        type=json.loads,
+        default={},
+        help='JSON overrides for the classifier, e.g. \'{"head": "global"}\'',
+    )
     args = parser.parse_args(argv)
     lines: list[str] = []
 
@@ -115,11 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(line)
 
     train_set, calibration, evaluation = split(collect(args.data), args.seed)
-    log(f"routing on MTD: train {len(train_set)}, calibrate {len(calibration)}, evaluate {len(evaluation)}")
+    log(
+        f"routing on MTD: train {len(train_set)}, calibrate {len(calibration)}, evaluate {len(evaluation)}; "
+        f"classifier hyperparameters {args.classifier_hyperparameters or 'default'}; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
     out = Path(tempfile.mkdtemp(prefix="loupe-routing-"))
     started = time.time()
     classifier = train(
-        kind="classifier", samples=train_set, good_class=GOOD, out_dir=out / "classifier", seed=args.seed
+        kind="classifier",
+        samples=train_set,
+        good_class=GOOD,
+        out_dir=out / "classifier",
+        seed=args.seed,
+        hyperparameters=args.classifier_hyperparameters,
     )
     # As Loupe trains it: the goods, and the defects with masks for its defect bank.
     anomaly = train(kind="anomaly", samples=train_set, good_class=GOOD, out_dir=out / "anomaly", seed=args.seed)

@@ -37,8 +37,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "classifier": {
         # "patch": an MLP per patch on frozen patch features, taught by masks where there are
         # some (workers/ml/trainers/patch_classifier.py); "global": Lite0 fine-tuned end to end
-        # on image labels. On MTD's split the patch head finds 0.93-0.95 of defects at 1 % false
-        # reject, the global head 0.67-0.77 (benchmarks/README.md). The global head's own
+        # on image labels. On MTD's split the patch head finds 0.90 of defects at 1 % false
+        # reject, the global head 0.62-0.77 (benchmarks/README.md). The global head's own
         # defaults are GLOBAL_HEAD_DEFAULTS, applied under whatever the caller sets.
         "head": "patch",
         # 320 px: small blowholes and frays need the pixels (global head, MTD: 224 px with
@@ -71,7 +71,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "augment": 1.0,
         # Patch head: no INT8 copy unless asked. Its per-patch decisions feel the 8-bit
         # features far more than a pooled image does: on MTD defect recall at 1 % false reject
-        # fell from 0.90 to 0.63 for 12.4 -> 9.6 ms per image (benchmarks/README.md).
+        # fell from 0.90 to 0.77 for 16.1 -> 9.1 ms per image at batch 16 (benchmarks/README.md).
         "int8": False,
         "pretrained": True,
     },
@@ -132,7 +132,7 @@ GLOBAL_HEAD_DEFAULTS: dict[str, Any] = {
     "batch_size": 16,
     "learning_rate": 1e-3,
     "patience": 10,
-    "int8": True,  # MTD: recall at 1 % false reject 0.73 -> 0.72, 10.9 -> 5.4 ms per image
+    "int8": True,  # MTD: recall at 1 % false reject 0.73 -> 0.72 and 0.62 -> 0.53 in two runs, ~2x faster
 }
 
 
