@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Session, sectionsFor } from "../src/session";
-import { applyProgress, int8Offer, type ModelVersion } from "../src/pages/training";
+import { applyProgress, int8Offer, progressText, type ModelVersion } from "../src/pages/training";
 
 function memoryStorage() {
   const values = new Map<string, string>();
@@ -69,5 +69,21 @@ describe("serving the INT8 model", () => {
     const quantized = { ...base, artifacts: { ...base.artifacts, "model.int8.onnx": "b" }, metrics: { int8_accuracy_drop: 0.0125 } };
     expect(int8Offer(quantized)).toContain("1.3 points of validation accuracy");
     expect(int8Offer({ ...quantized, metrics: {} })).toContain("not measured");
+  });
+});
+
+describe("training progress text", () => {
+  const version: ModelVersion = {
+    id: 6, project: 1, kind: "classifier", status: "training", author: "m", training_images: 10,
+    hyperparameters: {}, metrics: {}, progress: {}, error: "", created_at: "", finished_at: null, deployed_at: null,
+    artifacts: {}, precision: "fp32",
+  };
+
+  it("says features are being extracted before the first epoch, then counts epochs", () => {
+    expect(progressText(version)).toBe("starting…");
+    const extracting = { ...version, progress: { epoch: 2, epochs: 4, loss: 0, metric: null, metric_name: "feature_views" } };
+    expect(progressText(extracting)).toBe("extracting features 2/4");
+    const training = { ...version, progress: { epoch: 3, epochs: 60, loss: 0.25, metric: 0.9, metric_name: "val_accuracy" } };
+    expect(progressText(training)).toBe("epoch 3/60, loss 0.2500, val_accuracy 0.900");
   });
 });

@@ -291,6 +291,8 @@ export const trainingPage: Page = (context: PageContext) => {
 export function progressText(version: ModelVersion): string {
   const p = version.progress ?? {};
   if (!p.epochs) return version.status === "training" ? "starting…" : "";
+  // Before the first epoch the backbone's features are extracted (anomaly: chunks; patch head: views).
+  if (p.metric_name?.startsWith("feature_")) return `extracting features ${p.epoch}/${p.epochs}`;
   const metric = p.metric === null || p.metric === undefined ? "" : `, ${p.metric_name ?? "metric"} ${p.metric.toFixed(3)}`;
   return `epoch ${p.epoch}/${p.epochs}, loss ${(p.loss ?? 0).toFixed(4)}${metric}`;
 }
