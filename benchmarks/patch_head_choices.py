@@ -143,7 +143,7 @@ def main() -> int:
             ("int8, all of it", []),
             (
                 "int8, blocks 11-12 in float",
-                ["/network/features/encoder/blocks.11/", "/network/features/encoder/blocks.12/"],
+                ["/features/encoder/blocks.11/", "/features/encoder/blocks.12/"],
             ),
         ):
             batches = [calibration[i : i + 4] for i in range(0, len(calibration), 4)]
