@@ -34,9 +34,9 @@ from mtd import GOOD, collect, label_of
 
 from workers.ml.export import export_onnx, quantize_int8
 from workers.ml.metrics import binary_auroc, recall_at_false_reject
+from workers.ml.networks import PatchClassifierNet
 from workers.ml.trainers.common import forward_only, load_images, to_tensor
 from workers.ml.trainers.patch_classifier import (
-    PatchClassifierNet,
     _Features,
     _fit_temperature,
     extract_views,
