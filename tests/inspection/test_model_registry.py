@@ -173,8 +173,8 @@ def test_inference_runs_the_deployed_models_and_stores_scores_overlays_and_laten
     project = make_project()
     for kind in ("classifier", "anomaly", "segmenter"):
         register(project, kind, status=ModelVersion.Status.DEPLOYED)
-    # Everything between 0 and 1 goes to a person, so the segmenter runs on the flagged part.
-    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.0, auto_fail_threshold=1.0)
+    # Every score goes to a person (a sure model can score exactly 0.0 or 1.0), so the segmenter runs.
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=-1.0, auto_fail_threshold=2.0)
     station = make_station(project)
     posted: Any = APIClient().post(
         "/api/v1/inspections",

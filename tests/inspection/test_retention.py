@@ -111,7 +111,9 @@ def test_parts_people_reviewed_and_golden_parts_keep_their_images(
     line: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     project, station = line
-    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.0, auto_fail_threshold=1.0)  # all to review
+    Project.objects.filter(pk=project.pk).update(
+        auto_pass_threshold=-1.0, auto_fail_threshold=2.0
+    )  # all to review (a sure model scores 0.0 or 1.0)
     reviewed = inspect(station, "REVIEWED-1", seed=4, days_ago=400)
     assert ReviewItem.objects.filter(part=reviewed.part).exists()
     Project.objects.filter(pk=project.pk).update(auto_pass_threshold=1.0, auto_fail_threshold=1.0)
