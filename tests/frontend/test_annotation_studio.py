@@ -245,7 +245,10 @@ def test_a_manager_configures_classes_and_labelling(live: LiveStack, open_screen
     page.fill("#labels-per-image", "3")
     page.select_option("#training-labels", "adjudicated")
     page.click("#labelling-settings button[type=submit]")
-    page.wait_for_timeout(500)
+    # Both saves are requests of their own: wait for them, not for a fixed time (500 ms was
+    # not always enough with the whole suite running on 2 cores).
+    wait_until(lambda: project.defect_classes.filter(pk=first.pk, color="#00aa55").exists(), timeout_s=10)
+    wait_until(lambda: Project.objects.get(pk=project.pk).labels_per_image == 3, timeout_s=10)
     screen.shot("settings")
 
     created = project.defect_classes.get(hotkey=7)
