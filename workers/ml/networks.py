@@ -432,6 +432,9 @@ class PatchClassifierNet(nn.Module):
     defect_map (N, 1, h, w))``: the map is ``1 - P_patch(good)``, where the head saw the
     defect. Cost per image: one partial Lite0 pass (to the deepest tap) plus a
     C x hidden x K MLP per patch; no memory bank.
+
+    With ``context`` the MLP sees each patch beside its image's mean patch feature (2C
+    inputs), so that it can judge a patch against the rest of its own tile.
     """
 
     feature_mean: torch.Tensor
@@ -448,18 +451,20 @@ class PatchClassifierNet(nn.Module):
         pretrained: bool,
         standardize: bool = True,
         dropout: float = 0.1,
+        context: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError("a classifier needs the good class and at least one defect class")
         self.num_classes = num_classes
+        self.context = context
         self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
         self.features = PatchFeatures(taps=taps, neighbourhood=neighbourhood, pretrained=pretrained)
         channels = self.features.channels
         self.register_buffer("feature_mean", torch.zeros(1, channels, 1, 1))
         self.register_buffer("feature_std", torch.ones(1, channels, 1, 1))
         self.head = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1),
+            nn.Conv2d(channels * (2 if context else 1), hidden, 1),
             nn.GELU(),
             nn.Dropout(dropout),
             nn.Conv2d(hidden, num_classes, 1),
@@ -478,7 +483,14 @@ class PatchClassifierNet(nn.Module):
 
     def patch_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Per-patch class logits (N, K, h, w) from ``patch_features`` output."""
-        out: torch.Tensor = self.head((features - self.feature_mean) / self.feature_std)
+        standardised = (features - self.feature_mean) / self.feature_std
+        if self.context:
+            # Each patch also sees its image's mean patch: a defect such as a band of
+            # different grinding is a patch unlike the rest of its own tile, though like
+            # the whole of some good tiles.
+            image_mean = standardised.mean(dim=(2, 3), keepdim=True).expand_as(standardised)
+            standardised = torch.cat([standardised, image_mean], dim=1)
+        out: torch.Tensor = self.head(standardised)
         return out
 
     @staticmethod

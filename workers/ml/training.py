@@ -51,6 +51,10 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "patch_taps": [12],
         "patch_neighbourhood": 3,
         "patch_hidden": 128,
+        # Each patch also sees its tile's mean patch (PatchClassifierNet ``context``). Off:
+        # on MTD it lost recall at 1 % false reject (0.82 against 0.90-0.92), and finer or
+        # larger grids did too (block 10: 0.73; 448 px: 0.83-0.87): patch_head_scales.py.
+        "patch_context": False,
         "views": 4,
         # Views after the first: "flips" (the tile's flips and 180-degree turn, with lighting,
         # blur and noise drawn by albumentations) or "albumentations" (the whole pipeline).
@@ -148,6 +152,7 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
             hidden=int(architecture["hidden"]),
             pretrained=pretrained,
             standardize=bool(architecture["standardize"]),
+            context=bool(architecture.get("context", False)),
         )
     if kind == "classifier":
         return ClassifierNet(

@@ -336,6 +336,7 @@ def train_patch_classifier(
         hidden=int(params["patch_hidden"]),
         pretrained=bool(params["pretrained"]),
         standardize=bool(params["standardize"]),
+        context=bool(params["patch_context"]),
     ).eval()
     images = load_images(samples, size, control)
     masks, marked = load_optional_masks(samples, size, good_class)
@@ -381,6 +382,7 @@ def train_patch_classifier(
             "neighbourhood": int(params["patch_neighbourhood"]),
             "hidden": int(params["patch_hidden"]),
             "standardize": bool(params["standardize"]),
+            "context": bool(params["patch_context"]),
         },
         thresholds={"defect_probability": threshold},
         metrics=metrics,
