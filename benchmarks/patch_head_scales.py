@@ -99,7 +99,7 @@ def main() -> int:
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
     control = RunControl(None, None)
-    rows = []
+    rows: list[dict[str, Any]] = []
     settings = parse_settings(args.settings)
     for taps, side, context in settings:
         size = (side, side)
@@ -167,10 +167,10 @@ def main() -> int:
     log(header)
     log("-" * len(header))
     for row in rows:
-        missed = ", ".join(f"{k} {v}" for k, v in row["missed"].items()) or "-"
+        missed_text = ", ".join(f"{k} {v}" for k, v in row["missed"].items()) or "-"
         log(
             f"{row['taps']!s:<8} | {row['size']:>3} | {'yes' if row['context'] else 'no':>7} | {row['grid']:>5} | {row['seed']:>4} | {row['auroc']:>6.4f} | "
-            f"{row['recall']:>13.4f} | {missed:<30} | {row['best_epoch']:>5} | {row['extract_ms']:>11.1f} | "
+            f"{row['recall']:>13.4f} | {missed_text:<30} | {row['best_epoch']:>5} | {row['extract_ms']:>11.1f} | "
             f"{row['extract_s']:>7.0f} | {row['fit_s']:>5.0f}"
         )
     log("")

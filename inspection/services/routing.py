@@ -81,24 +81,53 @@ def audit_draw(*, project: Project, decision: Decision, rng: random.Random | Non
 # --- calibration ---------------------------------------------------------------------------
 
 
+def trained_on_images(*, project: Project, model_version: str) -> set[int]:
+    """Ids of the images any model of the set ``model_version`` (a deployed label such as
+    ``anomaly:3,classifier:7/int8``) learned from, its validation split included."""
+    from inspection.models import ModelVersion
+
+    pks = set()
+    for member in filter(None, model_version.split(",")):
+        _, _, rest = member.partition(":")
+        if rest.split("/")[0].isdigit():
+            pks.add(int(rest.split("/")[0]))
+    images: set[int] = set()
+    for training_data in ModelVersion.objects.filter(project=project, pk__in=pks).values_list(
+        "training_data", flat=True
+    ):
+        images.update(int(i) for i in (training_data or {}).get("images", []))
+    return images
+
+
 def calibration_parts(*, project: Project, model_version: str) -> tuple[np.ndarray, np.ndarray]:
-    """(defect scores, human says defective) of parts the deployed set scored and a person decided."""
+    """(defect scores, human says defective) of parts the deployed set scored and a person decided.
+
+    Images the set trained on are left out: decided parts feed the training pool, and a model
+    scores its own training images more confidently than new parts, which would loosen the
+    auto-pass threshold past the escape target (the bound holds for parts it has not seen).
+    """
     human = dict(
         Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN).values_list(
             "part_id", "outcome"
         )
     )
+    trained_on = trained_on_images(project=project, model_version=model_version)
     scores, defective = [], []
+    # Filtered here, not in SQL: a training set can hold more ids than SQLite takes as parameters.
     rows = Inspection.objects.filter(project=project, model_version=model_version, part_id__in=list(human))
-    for part_id, view_scores in rows.values_list("part_id", "scores"):
+    for part_id, image_id, view_scores in rows.values_list("part_id", "image_id", "scores"):
+        if image_id in trained_on:
+            continue
         if isinstance(view_scores, dict) and view_scores.get("defect_score") is not None:
             scores.append(float(view_scores["defect_score"]))
             defective.append(human[part_id] == Verdict.Outcome.FAIL)
     # Images of decided parts that this set scored after it was deployed (``calibration_rescore``).
     rescored = CalibrationScore.objects.filter(
         project=project, model_version=model_version, inspection__part_id__in=list(human)
-    ).values_list("inspection__part_id", "defect_score")
-    for part_id, score in rescored:
+    ).values_list("inspection__part_id", "inspection__image_id", "defect_score")
+    for part_id, image_id, score in rescored:
+        if image_id in trained_on:
+            continue
         scores.append(float(score))
         defective.append(human[part_id] == Verdict.Outcome.FAIL)
     return np.asarray(scores, dtype=np.float64), np.asarray(defective, dtype=bool)
@@ -108,8 +137,9 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
     """Calibrate a newly deployed model set at once: score the images of the latest ``limit``
     human-decided parts that it has not scored itself, then refit the thresholds. Without this a
     new deployment (or a switch to INT8) sends every part to review until it has served enough
-    parts that people then decide. Runs the models outside any transaction; idempotent (a
-    rescored image is stored once per set). Returns how many images were scored."""
+    parts that people then decide. Images the set trained on are skipped (``calibration_parts``).
+    Runs the models outside any transaction; idempotent (a rescored image is stored once per
+    set). Returns how many images were scored."""
     from inspection import serving
     from inspection.services.inspections import run_models
 
@@ -132,8 +162,11 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
         .exclude(pk__in=done_already)
         .select_related("image", "project", "part")
     )
+    trained_on = trained_on_images(project=project, model_version=label)
     scored = []
     for inspection in todo.iterator():
+        if inspection.image_id in trained_on:
+            continue
         run = run_models(inspection=inspection, deployed=deployed, save_overlays=False)
         if run.defect_score is not None and not run.error:
             scored.append(

@@ -24,6 +24,7 @@ from inspection.services.routing import (
 )
 from review.models import ReviewItem
 from tests.factories import make_project, make_station, make_user
+from workers.routing.calibration import calibrate
 
 pytestmark = pytest.mark.django_db
 
@@ -145,17 +146,24 @@ def test_an_audited_automatic_decision_goes_to_a_person_and_remembers_what_the_m
     assert not part.verdicts.exists()
 
 
-def calibration_history(project: Project, model_version: str, n: int, seed: int = 0) -> None:
-    """n parts the deployed set scored and a person then decided."""
+def calibration_history(
+    project: Project, model_version: str, n: int, seed: int = 0, *, serial: str = "C", sure: bool = False
+) -> list[int]:
+    """n parts the deployed set scored and a person then decided; returns their image ids.
+    ``sure``: scored as a model scores the images it trained on (goods near 0, defects near 1)."""
     rng = np.random.default_rng(seed)
     reviewer = make_user(project)
     station = make_station(project).station
+    image_ids = []
     for index in range(n):
         defective = bool(rng.random() < 0.1)
-        score = float(rng.beta(8, 2) if defective else rng.beta(2, 8))
-        part = Part.objects.create(project=project, serial=f"C-{index}")
+        if sure:
+            score = float(rng.uniform(0.95, 1.0) if defective else rng.uniform(0.0, 0.05))
+        else:
+            score = float(rng.beta(8, 2) if defective else rng.beta(2, 8))
+        part = Part.objects.create(project=project, serial=f"{serial}-{index}")
         image = Image.objects.create(
-            sha256=hashlib.sha256(f"cal-{project.pk}-{index}".encode()).hexdigest(),
+            sha256=hashlib.sha256(f"cal-{project.pk}-{serial}-{index}".encode()).hexdigest(),
             file="x",
             format="PNG",
             width=1,
@@ -169,6 +177,8 @@ def calibration_history(project: Project, model_version: str, n: int, seed: int 
         Verdict.objects.create(
             project=project, part=part, outcome="fail" if defective else "pass", source="human", decided_by=reviewer
         )
+        image_ids.append(image.pk)
+    return image_ids
 
 
 def test_calibration_on_human_labelled_parts_sets_the_thresholds_routing_uses() -> None:
@@ -186,6 +196,42 @@ def test_calibration_on_human_labelled_parts_sets_the_thresholds_routing_uses() 
         point["target_escape"] for point in calibration.curve
     )
     assert AuditEvent.objects.filter(action="routing.calibrated").count() == 1
+
+
+def test_calibration_leaves_out_the_parts_the_deployed_models_trained_on() -> None:
+    # Decided parts feed the training pool; the next model scores its own training images
+    # with confidence it will not have on new parts, so those must not set its thresholds.
+    project, unseen_only = make_project(), make_project()
+    seen = calibration_history(project, "classifier:0", 2000, seed=1, serial="T", sure=True)
+    version = ModelVersion.objects.create(
+        project=project, kind="classifier", status=ModelVersion.Status.DEPLOYED, training_data={"images": seen}
+    )
+    label = deployed_label(project=project)
+    Inspection.objects.filter(image_id__in=seen).update(model_version=label)
+    calibration_history(project, label, 1500, seed=2)
+    calibration_history(unseen_only, label, 1500, seed=2)
+
+    calibration = calibration_run(project=project, model_version=label)
+    expected = calibration_run(project=unseen_only, model_version=label)
+
+    assert label == version.label and calibration.parts == 1500
+    assert (calibration.t_pass, calibration.t_fail) == (expected.t_pass, expected.t_fail)
+    # With the training images counted, 3,500 parts would certify a looser auto-pass.
+    everything = calibrate(
+        np.array(list(Inspection.objects.filter(project=project).values_list("scores__defect_score", flat=True))),
+        np.array(
+            [
+                outcome == "fail"
+                for outcome in Inspection.objects.filter(project=project).values_list(
+                    "part__verdicts__outcome", flat=True
+                )
+            ]
+        ),
+        target_escape=project.target_escape_rate,
+        target_false_reject=project.target_false_reject_rate,
+        delta=1 - project.calibration_confidence,
+    )
+    assert everything.t_pass > calibration.t_pass
 
 
 def test_a_manager_sees_the_trade_off_and_moving_the_operating_point_is_audited_and_refits(register: Any) -> None:
@@ -255,16 +301,19 @@ def test_a_newly_deployed_model_is_calibrated_at_once_on_the_parts_people_alread
     overlays = sorted(Inspection.objects.values_list("heatmap_file", "mask_file"))
 
     second = register(project, "classifier")
+    # It learned from one of those parts: that one cannot calibrate it.
+    learned_from = Inspection.objects.get(part__serial="CAL-0").image_id
+    ModelVersion.objects.filter(pk=second.pk).update(training_data={"images": [learned_from]})
     model_version_deploy(version=second, precision="int8")
     scored = calibration_rescore(project_id=project.pk)
     again = calibration_rescore(project_id=project.pk)
 
     label = f"classifier:{second.pk}/int8"
     assert deployed_label(project=project) == label and first.label != second.label
-    assert (scored, again) == (6, 0)  # every decided part once, and only once
-    assert CalibrationScore.objects.filter(model_version=label).count() == 6
+    assert (scored, again) == (5, 0)  # every decided part it did not learn from, once
+    assert CalibrationScore.objects.filter(model_version=label).count() == 5
     calibration = Calibration.objects.filter(project=project, model_version=label).first()
-    assert calibration is not None and calibration.parts == 6
+    assert calibration is not None and calibration.parts == 5
     # Scoring for calibration leaves what the first model drew on those parts as it was.
     assert sorted(Inspection.objects.values_list("heatmap_file", "mask_file")) == overlays
 
