@@ -13,9 +13,12 @@ all folds but one and scoring that one, so every part gets scores from models th
 saw it; the scored parts are halved (stratified), one half calibrates, the other is
 measured. More calibration parts (~530 against 263) is what a 0.5 % escape target needs:
 with none escaping, a 90 %-confidence bound reaches 0.5 % only from 460 parts. The price:
-the scores come from K models, each trained on (K-1)/K of the data, not from one. Routing is Loupe's: a part is passed when
-its defect score is at or under the calibrated t_pass, failed at or over t_fail, and sent to a
-person otherwise or when classifier and anomaly detector disagree. Prints one table, then one
+the scores come from K models, each trained on (K-1)/K of the data, not from one.
+
+Routing is Loupe's: a part is passed when its defect score (the mean of the classifier's
+P(defect) and the anomaly ratio / 2, ``workers/routing/scores.py``) is at or under the
+calibrated t_pass, failed at or over t_fail, and sent to a person otherwise or when
+classifier and anomaly detector disagree. Prints one table, then one
 JSON line: {"review_share_at_0.5pct_escape", "measured_escape", "calibration_parts", "eval_parts", "folds"}.
 """
 
@@ -43,6 +46,7 @@ from workers.ml.inference import load_inferencer  # noqa: E402
 from workers.ml.training import train  # noqa: E402
 from workers.ml.types import Sample  # noqa: E402
 from workers.routing.calibration import calibrate  # noqa: E402
+from workers.routing.scores import defect_score  # noqa: E402
 
 GOOD = "Free"
 
@@ -136,8 +140,14 @@ def score_parts(models: Models, samples: list[Sample]) -> dict[str, np.ndarray]:
     return {key: np.array(value) for key, value in raw.items()}
 
 
+def loupe_scores(parts: dict[str, np.ndarray]) -> np.ndarray:
+    return np.array(
+        [defect_score(p, ratio) for p, ratio in zip(parts["p_defect"], parts["anomaly_ratio"], strict=True)]
+    )
+
+
 SCORE_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    # What Loupe routes on: the classifier's P(defect).
+    # The classifier's P(defect) alone (what Loupe routed on until the mean was measured).
     "classifier": lambda p, ratio: p,
     # Candidates: the anomaly ratio mapped like Loupe maps it when it is the only model
     # (0.5 at its 1 %-false-reject threshold), combined with P(defect).
@@ -145,7 +155,7 @@ SCORE_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "anomaly ratio/2": lambda p, ratio: np.clip(ratio / 2, 0, 1),
     "max(p, ratio/2)": lambda p, ratio: np.maximum(p, np.clip(ratio / 2, 0, 1)),
     "max(p, ratio/4)": lambda p, ratio: np.maximum(p, np.clip(ratio / 4, 0, 1)),
-    "mean(p, ratio/2)": lambda p, ratio: (p + np.clip(ratio / 2, 0, 1)) / 2,
+    "mean(p, ratio/2)": lambda p, ratio: (p + np.clip(ratio / 2, 0, 1)) / 2,  # Loupe's score
 }
 
 
@@ -235,8 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ev = score_parts(models, evaluation)
     log(f"trained and scored in {(time.time() - started) / 60:.1f} min")
     dumped = [cal, ev]
-    cal_scores, cal_truth = cal["p_defect"], cal["truth"]
-    eval_scores, eval_disagree, eval_truth = ev["p_defect"], ev["disagree"], ev["truth"]
+    # Loupe's routing score: the mean of the two models' (workers/routing/scores.py).
+    cal_scores, cal_truth = loupe_scores(cal), cal["truth"]
+    eval_scores, eval_disagree, eval_truth = loupe_scores(ev), ev["disagree"], ev["truth"]
     if args.dump:
         arrays = {f"cal_{k}": v for k, v in dumped[0].items()} | {f"eval_{k}": v for k, v in dumped[1].items()}
         np.savez(args.dump, **arrays)

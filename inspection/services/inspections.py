@@ -304,6 +304,7 @@ def _screen_and_detail(
 ) -> None:
     from inspection import serving
     from inspection.storage import save_png
+    from workers.routing.scores import defect_score
 
     count = len(inspections)
     flagged = [False] * count
@@ -348,8 +349,8 @@ def _screen_and_detail(
             run.scores["anomaly_ratio"] = round(ratio, 6)  # >= 1: beyond the good parts' threshold
             run.scores["anomaly_flag"] = bool(ratio >= 1.0)
             flagged[index] |= ratio >= 1.0
-            if run.defect_score is None:
-                run.defect_score = min(1.0, max(0.0, ratio / 2.0))  # 0.5 at the threshold
+            # Both models deployed: their mean (workers/routing/scores.py says why).
+            run.defect_score = defect_score(run.defect_score, ratio)
             if prediction.heatmap is not None and save_overlays:
                 heat = (np.clip(prediction.heatmap, 0.0, 1.0) * 255).astype(np.uint8)
                 run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", heat)

@@ -357,3 +357,24 @@ def test_a_second_final_verdict_is_a_conflict_that_leaves_the_callers_transactio
     assert refused.value.code == "already_decided"
     assert still_usable == 1
     assert list(part.verdicts.values_list("pk", "outcome")) == [(first.pk, "pass")]
+
+
+def test_with_classifier_and_anomaly_detector_deployed_routing_scores_their_mean(register: Any) -> None:
+    from inspection import serving
+    from inspection.services.inspections import run_models
+    from tests.factories import part_jpeg, upload
+
+    project = make_project()
+    for kind in ("classifier", "anomaly"):
+        register(project, kind, status=ModelVersion.Status.DEPLOYED)
+    station = make_station(project)
+    posted: Any = APIClient().post(
+        "/api/v1/inspections", {"part_serial": "MEAN-1", "image": upload(part_jpeg(3, defect="scratch"))},
+        format="multipart", headers=station.auth,
+    )  # fmt: skip
+    inspection = Inspection.objects.select_related("image", "project").get(pk=posted.json()["id"])
+
+    run = run_models(inspection=inspection, deployed=serving.deployed_versions(project_id=project.pk))
+
+    p_defect, ratio = run.scores["defect_probability"], run.scores["anomaly_ratio"]
+    assert run.scores["defect_score"] == pytest.approx((p_defect + min(1.0, ratio / 2)) / 2, abs=1e-5)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from workers.routing.calibration import calibrate, risk_upper_bound, workload_curve
+from workers.routing.scores import defect_score
 
 Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
@@ -86,3 +87,20 @@ def test_a_looser_escape_target_never_needs_more_review() -> None:
 @pytest.mark.parametrize(("failures", "n", "delta"), [(0, 100, 0.1), (3, 1000, 0.05), (50, 50, 0.1)])
 def test_the_upper_bound_is_never_below_the_observed_rate(failures: int, n: int, delta: float) -> None:
     assert failures / n <= risk_upper_bound(failures, n, delta) <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("p_defect", "anomaly_ratio", "expected"),
+    [
+        (0.8, None, 0.8),  # the classifier alone
+        (None, 1.0, 0.5),  # the anomaly detector alone: its threshold sits at 0.5
+        (None, 7.0, 1.0),  # twice the threshold and beyond: sure
+        (0.9, 0.2, (0.9 + 0.1) / 2),  # both: their mean
+        (None, None, None),  # neither ran
+    ],
+    ids=["classifier", "anomaly-at-threshold", "anomaly-far-beyond", "both", "none"],
+)
+def test_the_routing_score_is_the_mean_of_what_the_deployed_models_said(
+    p_defect: float | None, anomaly_ratio: float | None, expected: float | None
+) -> None:
+    assert defect_score(p_defect, anomaly_ratio) == (None if expected is None else pytest.approx(expected))
