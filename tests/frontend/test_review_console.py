@@ -151,6 +151,12 @@ def test_the_reviewer_toggles_the_models_heatmap_over_the_part(
 
     page.keyboard.press("n")
     page.wait_for_selector("#current-serial >> text=SN-HEAT-1")
+    # The score routing applied its thresholds to, beside what each model said.
+    from inspection.models import Inspection
+
+    routing_score = Inspection.objects.get(part__serial="SN-HEAT-1").scores["defect_score"]
+    row = page.locator("table.scores tr", has_text="Routing score").inner_text()
+    assert f"{routing_score * 100:.1f} %" in row
     page.wait_for_selector("#toggle-heatmap:not([disabled])")
     page.keyboard.press("h")
     page.wait_for_function(

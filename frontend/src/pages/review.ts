@@ -326,6 +326,8 @@ class ReviewConsole {
     const scores = item.scores ?? {};
     const rows: [string, string][] = [
       ["Predicted", scores.predicted_class ?? "–"],
+      // What the thresholds were applied to: the models' scores combined (workers/routing/scores.py).
+      ["Routing score", percent(scores.defect_score)],
       ["P(defect)", percent(scores.defect_probability)],
       ["Anomaly / limit", scores.anomaly_ratio === undefined ? "–" : scores.anomaly_ratio.toFixed(2)],
       ...Object.entries(scores.probabilities ?? {}).map(([name, p]): [string, string] => [`P(${name})`, percent(p)]),
