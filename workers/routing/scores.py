@@ -6,10 +6,11 @@ threshold (``ratio``, mapped to ``ratio / 2`` so that the threshold sits at 0.5 
 
 Why the mean: escape-bounded routing is decided by the defects a model scores as low as the
 goods, and the two models' stragglers are not the same parts. On MTD, cross-fitted scores of
-the patch-head classifier and the anomaly detector with its defect bank, over 200 random
-calibration halvings (``benchmarks/routing_rules.py``), the mean sent 46 / 12 / 7.1 / 6.3 % of
-parts to people at the 0.5 / 1 / 2 / 5 % escape targets, the classifier alone 59 / 25 / 8.7 /
-6.9 %, the larger of the two 59 / 24 / 19 / 17 %, at measured escapes under the targets.
+the patch-head classifier and the anomaly detector with its defect bank, averaged over 200
+random calibration halvings (``benchmarks/routing_rules.py``, two cross-fitted runs), the mean
+sent 46 / 12 / 7.1 / 6.3 % and 37 / 11 / 4.2 / 3.5 % of parts to people at the 0.5 / 1 / 2 / 5 %
+escape targets, the classifier alone 59 / 25 / 8.7 / 6.9 % and 42 / 29 / 8.4 / 4.5 %, at measured
+escapes under the targets.
 """
 
 from __future__ import annotations
