@@ -106,27 +106,27 @@ def calibration_parts(*, project: Project, model_version: str) -> tuple[np.ndarr
     scores its own training images more confidently than new parts, which would loosen the
     auto-pass threshold past the escape target (the bound holds for parts it has not seen).
     """
-    human = dict(
-        Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN).values_list(
-            "part_id", "outcome"
-        )
-    )
+    decided = Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
+    human = dict(decided.values_list("part_id", "outcome"))
     trained_on = trained_on_images(project=project, model_version=model_version)
     scores, defective = [], []
-    # Filtered here, not in SQL: a training set can hold more ids than SQLite takes as parameters.
-    rows = Inspection.objects.filter(project=project, model_version=model_version, part_id__in=list(human))
+    # Decided parts as a subquery and training images filtered here: either can hold more ids
+    # than SQLite takes as query parameters.
+    rows = Inspection.objects.filter(
+        project=project, model_version=model_version, part_id__in=decided.values("part_id")
+    )
     for part_id, image_id, view_scores in rows.values_list("part_id", "image_id", "scores"):
-        if image_id in trained_on:
+        if image_id in trained_on or part_id not in human:  # decided after ``human`` was read
             continue
         if isinstance(view_scores, dict) and view_scores.get("defect_score") is not None:
             scores.append(float(view_scores["defect_score"]))
             defective.append(human[part_id] == Verdict.Outcome.FAIL)
     # Images of decided parts that this set scored after it was deployed (``calibration_rescore``).
     rescored = CalibrationScore.objects.filter(
-        project=project, model_version=model_version, inspection__part_id__in=list(human)
+        project=project, model_version=model_version, inspection__part_id__in=decided.values("part_id")
     ).values_list("inspection__part_id", "inspection__image_id", "defect_score")
     for part_id, image_id, score in rescored:
-        if image_id in trained_on:
+        if image_id in trained_on or part_id not in human:
             continue
         scores.append(float(score))
         defective.append(human[part_id] == Verdict.Outcome.FAIL)
