@@ -21,6 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import collections
 import copy
+import itertools
 import json
 import platform
 import sys
@@ -73,6 +74,11 @@ def main() -> int:
         default=DEFAULT_SETTINGS,
         help="comma-separated TAPS@SIZE[+context], taps joined by '+' (default: %(default)s)",
     )
+    parser.add_argument(
+        "--unmarked-weights",
+        default="0",
+        help="comma-separated unmarked_weight values fitted side by side on the same views (default: %(default)s)",
+    )
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "patch-head-scales.txt")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -101,6 +107,7 @@ def main() -> int:
     control = RunControl(None, None)
     rows: list[dict[str, Any]] = []
     settings = parse_settings(args.settings)
+    unmarked_weights = [float(w) for w in args.unmarked_weights.split(",")]
     for taps, side, context in settings:
         size = (side, side)
         images = load_images(train_set, size, control)
@@ -122,10 +129,11 @@ def main() -> int:
             template, images, masks, marked, targets, fit_idx, val_idx, params=base, control=control, seed=0
         )
         extract_s = time.perf_counter() - started
-        for seed in range(args.seeds):
+        for seed, unmarked in itertools.product(range(args.seeds), unmarked_weights):
             network = copy.deepcopy(template)
             started = time.perf_counter()
-            report = fit_head(network, data, params=base, control=RunControl(None, None), seed=seed)
+            params = {**base, "unmarked_weight": unmarked}
+            report = fit_head(network, data, params=params, control=RunControl(None, None), seed=seed)
             with torch.inference_mode():
                 val_logits = network.patch_logits(data.val_features.float())
             temperature = _fit_temperature(val_logits, data.val_classes)
@@ -146,6 +154,7 @@ def main() -> int:
                     "context": context,
                     "grid": grid,
                     "seed": seed,
+                    "unmarked": unmarked,
                     "auroc": auroc,
                     "recall": recall,
                     "missed": dict(sorted(missed.items())),
@@ -156,12 +165,12 @@ def main() -> int:
                 }
             )
             log(
-                f"  done: taps {taps} at {side} px, context {context}, seed {seed}: AUROC {auroc:.4f}, recall {recall:.4f}, {missed}"
+                f"  done: taps {taps} at {side} px, context {context}, unmarked {unmarked}, seed {seed}: AUROC {auroc:.4f}, recall {recall:.4f}, {missed}"
             )
         del data, test_features
     log("")
     header = (
-        f"{'taps':<8} | {'px':>3} | {'context':>7} | {'grid':>5} | {'seed':>4} | {'AUROC':>6} | {'recall @1% FR':>13} | "
+        f"{'taps':<8} | {'px':>3} | {'context':>7} | {'unmarked':>8} | {'grid':>5} | {'seed':>4} | {'AUROC':>6} | {'recall @1% FR':>13} | "
         f"{'missed at 1% FR':<30} | {'epoch':>5} | {'feat ms/img':>11} | {'views s':>7} | {'fit s':>5}"
     )
     log(header)
@@ -169,16 +178,23 @@ def main() -> int:
     for row in rows:
         missed_text = ", ".join(f"{k} {v}" for k, v in row["missed"].items()) or "-"
         log(
-            f"{row['taps']!s:<8} | {row['size']:>3} | {'yes' if row['context'] else 'no':>7} | {row['grid']:>5} | {row['seed']:>4} | {row['auroc']:>6.4f} | "
+            f"{row['taps']!s:<8} | {row['size']:>3} | {'yes' if row['context'] else 'no':>7} | {row['unmarked']:>8} | {row['grid']:>5} | {row['seed']:>4} | {row['auroc']:>6.4f} | "
             f"{row['recall']:>13.4f} | {missed_text:<30} | {row['best_epoch']:>5} | {row['extract_ms']:>11.1f} | "
             f"{row['extract_s']:>7.0f} | {row['fit_s']:>5.0f}"
         )
     log("")
     summary: dict[str, Any] = {}
-    for taps, side, context in settings:
-        mine = [r for r in rows if r["taps"] == taps and r["size"] == side and r["context"] == context]
+    for (taps, side, context), unmarked in itertools.product(settings, unmarked_weights):
+        mine = [
+            r
+            for r in rows
+            if r["taps"] == taps and r["size"] == side and r["context"] == context and r["unmarked"] == unmarked
+        ]
         key = f"taps{'-'.join(map(str, taps))}_{side}{'_context' if context else ''}"
+        if len(unmarked_weights) > 1:
+            key += f"_unmarked{unmarked:g}"
         summary[f"{key}_recall_min"] = round(min(r["recall"] for r in mine), 4)
+        summary[f"{key}_recall_mean"] = round(float(np.mean([r["recall"] for r in mine])), 4)
         summary[f"{key}_auroc_min"] = round(min(r["auroc"] for r in mine), 4)
     log(json.dumps(summary))
     args.output.parent.mkdir(parents=True, exist_ok=True)
