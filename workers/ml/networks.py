@@ -199,14 +199,20 @@ class SegmenterNet(nn.Module):
     """U-Net: Lite0 encoder, skip connections at strides 2, 4, 8, 16, decoder to full size.
 
     ``forward`` returns defect probability (N, 1, H, W); ``logits`` the pre-sigmoid map.
+    ``final_stride`` 2 runs the last 3x3 convolution at half resolution and upsamples the
+    logits bilinearly: a third cheaper training step at 256 px (the full-resolution layer
+    is the decoder's most expensive), with sub-pixel boundaries kept by the interpolation.
     """
 
     SKIPS = (0, 2, 4, 10)
     BOTTOM = 15
     DECODER_CHANNELS = (96, 64, 48, 32)
 
-    def __init__(self, *, pretrained: bool, standardize: bool = False) -> None:
+    def __init__(self, *, pretrained: bool, standardize: bool = False, final_stride: int = 1) -> None:
         super().__init__()
+        if final_stride not in (1, 2):
+            raise ValueError(f"final_stride must be 1 or 2, not {final_stride}")
+        self.final_stride = final_stride
         self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
         self.encoder = Lite0Encoder(pretrained=pretrained, last_block=self.BOTTOM)
         stages = []
@@ -227,9 +233,11 @@ class SegmenterNet(nn.Module):
         for stage, skip in zip(self.stages, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = stage(torch.cat([x, skip], dim=1))
-        x = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        out: torch.Tensor = self.final(x)
-        return out
+        if self.final_stride == 1:
+            x = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            out: torch.Tensor = self.final(x)
+            return out
+        return F.interpolate(self.final(x), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(images))

@@ -90,6 +90,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         # Measured on MTD: standardised input with lr 3e-3 collapsed (val IoU 0.08, early
         # stop); raw input with 1e-3 reached 0.26. The two were not separated for lack of time.
         "standardize": False,
+        "final_stride": 1,
+        "train_crop": 0,
         "good_fraction": 0.3,
         "val_fraction": 0.2,
         "patience": 10,
@@ -159,7 +161,11 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
             len(manifest["class_names"]), pretrained=pretrained, standardize=bool(architecture.get("standardize"))
         )
     if kind == "segmenter":
-        return SegmenterNet(pretrained=pretrained, standardize=bool(architecture.get("standardize")))
+        return SegmenterNet(
+            pretrained=pretrained,
+            standardize=bool(architecture.get("standardize")),
+            final_stride=int(architecture.get("final_stride", 1)),
+        )
     if kind == "anomaly":
         return PatchCoreNet(
             taps=architecture["taps"],

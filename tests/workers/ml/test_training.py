@@ -306,3 +306,30 @@ def test_anomaly_model_without_marked_defects_learns_from_goods_only(toy_train: 
     # The unmarked defects only measure it.
     val_auroc = result.metrics["val_image_auroc"]
     assert result.metrics["defect_bank_images"] == 0 and isinstance(val_auroc, float) and val_auroc >= 0.9
+
+
+def test_segmenter_trained_on_crops_with_a_half_resolution_head_outlines_whole_images(
+    toy_train: ToySet, toy_test: ToySet, tmp_path: Path
+) -> None:
+    # given a segmenter that sees only 40 px crops of the 64 px parts and predicts at stride 2
+    result = train(
+        kind="segmenter",
+        samples=toy_train.samples,
+        good_class=GOOD,
+        out_dir=tmp_path / "seg",
+        hyperparameters={**FAST["segmenter"], "train_crop": 40, "final_stride": 2},
+        seed=0,
+    )
+    manifest = json.loads((tmp_path / "seg" / "manifest.json").read_text())
+    assert manifest["architecture"]["final_stride"] == 2
+    # when both backends predict whole, uncropped test parts
+    defect_images = [i for i, label in enumerate(toy_test.labels) if label != GOOD]
+    truth = np.stack([toy_test.masks[i] for i in defect_images]) > 0
+    for backend in ("onnx", "torch"):
+        inferencer = load_inferencer(tmp_path / "seg", result.artifacts, backend=backend)
+        predictions = inferencer.predict([toy_test.images[i] for i in defect_images])
+        masks = np.stack([p.mask for p in predictions if p.mask is not None])
+        # then the full-size masks outline the defects (an empty or full mask scores ~0.0 / ~0.05)
+        assert masks.shape == truth.shape
+        iou, _ = mask_iou_dice(masks > 0, truth)
+        assert iou >= 0.4, backend

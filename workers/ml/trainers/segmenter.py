@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import albumentations as A
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,31 @@ def _dice_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return (1.0 - (2.0 * intersection + 1.0) / (total + 1.0)).mean()
 
 
+def _training_crop(crop_size: int, size: tuple[int, int], *, seed: int) -> A.Compose | None:
+    """Square training crops of ``crop_size`` px, most of them around a defect.
+
+    The network is fully convolutional, so it trains on crops and predicts whole images:
+    a 160 px crop costs a third of a 256 px step, and centring most crops on the rare
+    defect pixels spends those steps where the masks are. 0 (or a crop as large as the
+    input) trains on whole images. One pipeline per batch, seeded from the batch, so the
+    augmentation threads share nothing and a run is reproducible.
+    """
+    if crop_size <= 0 or crop_size >= min(size):
+        return None
+    return A.Compose(
+        [
+            A.OneOf(
+                [
+                    A.CropNonEmptyMaskIfExists(height=crop_size, width=crop_size, p=0.7),
+                    A.RandomCrop(height=crop_size, width=crop_size, p=0.3),
+                ],
+                p=1.0,
+            )
+        ],
+        seed=seed,
+    )
+
+
 def train_segmenter(
     *, samples: Sequence[Sample], good_class: str, params: dict[str, Any], control: RunControl, seed: int
 ) -> TrainedModel:
@@ -66,12 +92,16 @@ def train_segmenter(
     if not val_defect_idx:
         raise TrainingDataError("too few defect samples for a validation split")
 
-    network = SegmenterNet(pretrained=bool(params["pretrained"]), standardize=bool(params["standardize"]))
+    final_stride = int(params["final_stride"])
+    network = SegmenterNet(
+        pretrained=bool(params["pretrained"]), standardize=bool(params["standardize"]), final_stride=final_stride
+    )
     network.encoder.freeze_through(int(params["freeze_through_block"]))
     device = training_device()
     network.to(device)
     channels_last(network, True)
     augmenter = BatchAugmenter(seed=seed, strength=float(params["augment"]), threads=loader_threads(device))
+    crop_size = int(params["train_crop"])
     batch_size = int(params["batch_size"])
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     epochs = int(params["epochs"])
@@ -93,8 +123,11 @@ def train_segmenter(
             if len(batch_idx := order[step * batch_size : (step + 1) * batch_size]) >= 2
         ]
 
-        def make(augment: Any, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def make(augment: Any, idx: np.ndarray, epoch: int = epoch) -> tuple[np.ndarray, np.ndarray]:
             pairs = [augment(image=images[i], mask=masks[i]) for i in idx]
+            crop = _training_crop(crop_size, size, seed=(seed * 1_000_003 + epoch * 100_003 + int(idx.sum())) % 2**32)
+            if crop is not None:
+                pairs = [crop(image=p["image"], mask=p["mask"]) for p in pairs]
             return np.stack([p["image"] for p in pairs]), np.stack([p["mask"] for p in pairs])
 
         for image_batch, mask_batch in augmenter.batches(epoch, index_batches, make):
@@ -147,6 +180,7 @@ def train_segmenter(
             "decoder": "unet",
             "skips": list(SegmenterNet.SKIPS),
             "standardize": bool(params["standardize"]),
+            "final_stride": final_stride,
         },
         thresholds={"pixel_probability": threshold, "min_defect_pixels": int(params["min_defect_pixels"])},
         metrics={"val_iou": best_val_iou, "val_dice": dice, "best_epoch": best_epoch},
