@@ -39,11 +39,14 @@ def ms_per_image(run: Callable[[np.ndarray], Any], batch: np.ndarray, repeats: i
 
 
 def classifier_timing(artifact_dir: Path, artifacts: dict[str, str], image_paths: Sequence[Path]) -> dict[str, float]:
-    """ms per image of PyTorch eager, ONNX Runtime fp32 and INT8 at batch 1 and 16."""
+    """ms per image of PyTorch eager, ONNX Runtime fp32 and INT8 at batch 1 and 16, and
+    ONNX Runtime fp32 with spinning threads (``LOUPE_INFERENCE_SPIN``, a dedicated box)."""
     onnx_fp32 = load_inferencer(artifact_dir, artifacts)
+    onnx_spin = load_inferencer(artifact_dir, artifacts, allow_spinning=True)
     onnx_int8 = load_inferencer(artifact_dir, artifacts, int8=True)
     eager = load_inferencer(artifact_dir, artifacts, backend="torch")
     assert isinstance(onnx_fp32, OnnxInferencer) and isinstance(onnx_int8, OnnxInferencer)
+    assert isinstance(onnx_spin, OnnxInferencer)
     assert isinstance(eager, TorchInferencer)
     batch = to_batch([read_image(path) for path in image_paths], onnx_fp32.input_size)
     timing = {}
@@ -53,6 +56,7 @@ def classifier_timing(artifact_dir: Path, artifacts: dict[str, str], image_paths
         timing[f"eager_b{batch_size}"] = ms_per_image(eager.forward_batch, sample_batch, repeats)
         timing[f"ort_fp32_b{batch_size}"] = ms_per_image(onnx_fp32.forward_batch, sample_batch, repeats)
         timing[f"ort_int8_b{batch_size}"] = ms_per_image(onnx_int8.forward_batch, sample_batch, repeats)
+        timing[f"ort_fp32_spin_b{batch_size}"] = ms_per_image(onnx_spin.forward_batch, sample_batch, repeats)
     return timing
 
 

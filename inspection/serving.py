@@ -54,6 +54,7 @@ def inferencer_for(version: ModelVersion) -> Inferencer:
             backend="onnx",
             int8=version.precision == Precision.INT8,
             intra_op_threads=settings.LOUPE_INFERENCE_THREADS,
+            allow_spinning=settings.LOUPE_INFERENCE_SPIN,
         )
         _loaded[slot] = (serving, inferencer)
         return inferencer

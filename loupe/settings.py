@@ -369,6 +369,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 # 224 px classifier costs 11 ms of CPU per part on 1 thread, 13 ms on 2). 0: one per core,
 # for a worker that runs a single process.
 LOUPE_INFERENCE_THREADS = env_int("LOUPE_INFERENCE_THREADS", 1)
+# ONNX Runtime's threads busy-wait between runs (only matters with more than one thread).
+# Off: on a shared box spinning threads steal the cores other work needs (batch-1 latency
+# doubled on the 2-core box); on for a dedicated inference box, where it cut the patch
+# classifier's batch-1 latency from ~16 to ~10.5 ms with 2 threads (benchmarks/README.md).
+LOUPE_INFERENCE_SPIN = env_bool("LOUPE_INFERENCE_SPIN", False)
 # Most parts one inference task runs together: its own and others of the project waiting at
 # that moment (``inspection.services.run_claims``). 1: one part per task.
 LOUPE_INFERENCE_BATCH = env_int("LOUPE_INFERENCE_BATCH", 8, minimum=1)

@@ -188,9 +188,11 @@ class OnnxInferencer(_InferencerBase):
 
     ``int8=True`` loads ``model.int8.onnx`` instead of ``model.onnx``. ``intra_op_threads``
     0 lets ONNX Runtime use one thread per physical core. ``allow_spinning`` is off by
-    default: busy-waiting worker threads are marginally faster on an idle machine but,
-    measured on the 2-core box shared with the web process and the test suite, doubled
-    the batch-1 latency of the classifier (17 ms vs 8-10 ms).
+    default: measured on the 2-core box shared with the web process and the test suite,
+    busy-waiting worker threads doubled the batch-1 latency of the classifier (17 ms vs
+    8-10 ms); on an idle box they cut it instead (patch classifier at 320 px, 2 threads:
+    ~10.5 against ~16 ms, 2026-12-02). On, by ``LOUPE_INFERENCE_SPIN``, for a dedicated
+    inference box whose sessions have more than one thread (with one it changes nothing).
     """
 
     def __init__(self, *, int8: bool = False, intra_op_threads: int = 0, allow_spinning: bool = False) -> None:
@@ -211,8 +213,7 @@ class OnnxInferencer(_InferencerBase):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.intra_op_threads:
             options.intra_op_num_threads = self.intra_op_threads
-        if not self.allow_spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
         # Bytes, not a path: the runtime has no directory to resolve anything against.
         self._session = ort.InferenceSession(model_bytes, sess_options=options, providers=available_providers())
         self._input_name = self._session.get_inputs()[0].name
@@ -268,15 +269,20 @@ def load_inferencer(
     backend: Literal["onnx", "torch"] = "onnx",
     int8: bool = False,
     intra_op_threads: int = 0,
+    allow_spinning: bool = False,
 ) -> Inferencer:
     """Build and ``load`` the inferencer for ``backend``; raise on any integrity problem.
-    ``intra_op_threads``: ONNX Runtime threads per session (0: one per physical core)."""
+    ``intra_op_threads``: ONNX Runtime threads per session (0: one per physical core);
+    ``allow_spinning``: ONNX Runtime's worker threads busy-wait between runs (see
+    ``OnnxInferencer``)."""
     inferencer: _InferencerBase
     if backend == "onnx":
-        inferencer = OnnxInferencer(int8=int8, intra_op_threads=intra_op_threads)
+        inferencer = OnnxInferencer(int8=int8, intra_op_threads=intra_op_threads, allow_spinning=allow_spinning)
     elif backend == "torch":
         if int8:
             raise ValueError("INT8 is served by the onnx backend only")
+        if allow_spinning:
+            raise ValueError("allow_spinning is an ONNX Runtime option")
         inferencer = TorchInferencer()
     else:
         raise ValueError(f"unknown backend {backend!r}")

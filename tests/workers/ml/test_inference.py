@@ -67,3 +67,25 @@ def test_onnx_backend_reports_the_providers_its_session_runs_on(trained_classifi
     # The session's own answer, not the build's list: CUDA only where it really started.
     assert inferencer.providers[-1] == "CPUExecutionProvider"
     assert set(inferencer.providers) <= set(ort.get_available_providers())
+
+
+def test_spinning_threads_are_an_onnx_runtime_switch_that_changes_no_prediction(
+    trained_classifier: Trained, toy_test: ToySet
+) -> None:
+    artifacts = trained_classifier.result.artifacts
+    quiet = load_inferencer(trained_classifier.out_dir, artifacts, intra_op_threads=2)
+    spinning = load_inferencer(trained_classifier.out_dir, artifacts, intra_op_threads=2, allow_spinning=True)
+    assert isinstance(quiet, OnnxInferencer) and isinstance(spinning, OnnxInferencer)
+    options = quiet._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spin_options = spinning._session.get_session_options()
+    assert spin_options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    a = [p.probabilities for p in quiet.predict(toy_test.images[:8])]
+    b = [p.probabilities for p in spinning.predict(toy_test.images[:8])]
+    for pa, pb in zip(a, b, strict=True):
+        assert pa is not None and pb is not None
+        assert pa.keys() == pb.keys()
+        np.testing.assert_allclose(list(pa.values()), list(pb.values()), rtol=1e-5, atol=1e-6)
+
+    with pytest.raises(ValueError, match="ONNX Runtime option"):
+        load_inferencer(trained_classifier.out_dir, artifacts, backend="torch", allow_spinning=True)
