@@ -11,6 +11,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -54,14 +55,23 @@ def export_onnx(
 
 
 def quantize_int8(
-    source: Path, target: Path, calibration_batches: Sequence[np.ndarray], *, float_modules: Sequence[str] = ()
+    source: Path,
+    target: Path,
+    calibration_batches: Sequence[np.ndarray],
+    *,
+    float_modules: Sequence[str] = (),
+    method: Literal["minmax", "percentile", "entropy"] = "minmax",
+    float_depthwise: bool = False,
 ) -> None:
-    """Static INT8 quantisation (QDQ, per-channel weights, min-max activations).
+    """Static INT8 quantisation (QDQ, per-channel weights; activation ranges by ``method``).
 
     ``calibration_batches`` are float32 NCHW input batches (values 0..255) drawn from
     training images; 8-32 images are enough. ``float_modules``: node-name prefixes of the
     export (``/head/``) left in float, for a small head whose decisions hinge on small
-    probabilities. Cost: ~seconds per calibration image.
+    probabilities. ``float_depthwise`` leaves the depthwise convolutions (``group`` > 1) in
+    float: one weight per channel per tap is where 8 bits lose most in MobileNet-style
+    nets. ``benchmarks/int8_study.py`` compares the options. Cost: ~seconds per calibration
+    image.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -90,6 +100,13 @@ def quantize_int8(
         keep_float = [node.name for node in graph.node if node.op_type in KEEP_FLOAT_OPS]
         keep_float += downstream_of(graph, {"Softmax", "Sigmoid"})
         keep_float += [node.name for node in graph.node if node.name.startswith(tuple(float_modules))]
+        if float_depthwise:
+            keep_float += [node.name for node in graph.node if node.op_type == "Conv" and _group(node) > 1]
+        methods = {
+            "minmax": CalibrationMethod.MinMax,
+            "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy,
+        }
         quantize_static(
             str(prepared),
             str(target),
@@ -98,9 +115,13 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=methods[method],
             nodes_to_exclude=keep_float,
         )
+
+
+def _group(node: onnx.NodeProto) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == "group"), 1)
 
 
 def downstream_of(graph: onnx.GraphProto, op_types: set[str]) -> list[str]:
