@@ -73,10 +73,16 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "min_defect_probability": 0.02,
         "max_minutes": 9.0,
         "augment": 1.0,
-        # Patch head: no INT8 copy unless asked. Its per-patch decisions feel the 8-bit
-        # features far more than a pooled image does: on MTD defect recall at 1 % false reject
-        # fell from 0.90 to 0.77 for 16.1 -> 9.1 ms per image at batch 16 (benchmarks/README.md).
+        # Patch head: no INT8 copy unless asked. With min-max ranges from 16 images its
+        # per-patch decisions lost 3-13 points of defect recall at 1 % false reject on MTD;
+        # percentile ranges from 64 images lose none on average (0.90 -> 0.90, worst of three
+        # draws 0.88) for 5.7 -> 3.2 ms per image at batch 16 (benchmarks/int8_study.py).
         "int8": False,
+        # How the INT8 copy's activation ranges are set (``quantize_int8``): "percentile"
+        # (99.999 %, robust to rare outliers), "minmax" or "entropy", and from how many
+        # training images. ~30 s at 320 px for 64 images.
+        "int8_calibration": "percentile",
+        "int8_calibration_images": 64,
         "pretrained": True,
     },
     "segmenter": {
@@ -136,6 +142,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     },
 }
 
+
+INT8_CALIBRATION_METHODS = frozenset({"minmax", "percentile", "entropy"})
 
 # The global classifier head's defaults where they differ from the patch head's.
 GLOBAL_HEAD_DEFAULTS: dict[str, Any] = {
@@ -267,6 +275,8 @@ def train(
     unknown = set(params) - set(DEFAULT_HYPERPARAMETERS[kind])
     if unknown:
         raise ValueError(f"unknown hyperparameters for {kind}: {sorted(unknown)}")
+    if params.get("int8_calibration", "minmax") not in INT8_CALIBRATION_METHODS:
+        raise ValueError(f"int8_calibration must be one of {sorted(INT8_CALIBRATION_METHODS)}")
     height, width = (int(v) for v in params["input_size"])
     if height % 32 or width % 32:
         raise ValueError("input_size must be multiples of 32")

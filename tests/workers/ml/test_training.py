@@ -224,6 +224,28 @@ def test_cancelling_during_artifact_writing_leaves_no_artifact(toy_train: ToySet
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("hyperparameters", "reason"),
+    [
+        ({"epochz": 3}, "unknown hyperparameters for classifier: \\['epochz'\\]"),
+        ({"int8": True, "int8_calibration": "max"}, "int8_calibration must be one of"),
+        ({"input_size": [100, 100]}, "multiples of 32"),
+    ],
+)
+def test_bad_hyperparameters_are_refused_before_any_training(
+    toy_train: ToySet, tmp_path: Path, hyperparameters: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        train(
+            kind="classifier",
+            samples=toy_train.samples,
+            good_class=GOOD,
+            out_dir=tmp_path / "run",
+            hyperparameters=hyperparameters,
+        )
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
 def test_anomaly_training_without_good_samples_is_refused(toy_train: ToySet, tmp_path: Path) -> None:
     defects = [s for s in toy_train.samples if s.label is not None]
     with pytest.raises(TrainingDataError, match="good"):

@@ -152,7 +152,7 @@ def train_classifier(
         for error in example_errors(probabilities, val_targets.numpy(), class_names, defect_threshold=threshold)
     ]
 
-    calibration = images[train_idx][rng.permutation(len(train_idx))[:16]]
+    calibration = images[train_idx][rng.permutation(len(train_idx))[: int(params["int8_calibration_images"])]]
 
     def int8_check(fp32: Path, int8: Path) -> dict[str, float]:
         return _onnx_accuracy_drop(fp32, int8, val_images, val_targets.numpy(), threshold)
@@ -169,6 +169,7 @@ def train_classifier(
         metrics=metrics,
         output_names=["probabilities"],
         calibration_images=to_tensor(calibration).numpy(),
+        int8_method=str(params["int8_calibration"]),
         int8_check=int8_check,
     )
 

@@ -56,6 +56,8 @@ class TrainedModel:
     memory_bank: np.ndarray | None = None
     # ONNX node-name prefixes INT8 quantisation leaves in float (see ``quantize_int8``).
     float_modules: list[str] = field(default_factory=list)
+    # How INT8 quantisation sets activation ranges (``quantize_int8``'s ``method``).
+    int8_method: str = "minmax"
 
     def write(self, directory: Path, *, params: dict[str, Any], control: RunControl) -> None:
         """Write weights, ONNX (and INT8 ONNX if asked) into ``directory``."""
@@ -72,7 +74,13 @@ class TrainedModel:
         control.check()
         if params.get("int8") and self.calibration_images is not None:
             batches = [self.calibration_images[i : i + 4] for i in range(0, len(self.calibration_images), 4)]
-            quantize_int8(directory / ONNX_NAME, directory / ONNX_INT8_NAME, batches, float_modules=self.float_modules)
+            quantize_int8(
+                directory / ONNX_NAME,
+                directory / ONNX_INT8_NAME,
+                batches,
+                float_modules=self.float_modules,
+                method=self.int8_method,  # type: ignore[arg-type]  # checked by train()
+            )
             if self.int8_check is not None:
                 self.metrics.update(self.int8_check(directory / ONNX_NAME, directory / ONNX_INT8_NAME))
 

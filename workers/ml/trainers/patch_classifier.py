@@ -364,7 +364,9 @@ def train_patch_classifier(
         for error in example_errors(probabilities, val_targets.numpy(), class_names, defect_threshold=threshold)
     ]
     rng = np.random.default_rng(seed)
-    calibration = images[np.asarray(train_idx)[rng.permutation(len(train_idx))[:16]]]
+    calibration = images[
+        np.asarray(train_idx)[rng.permutation(len(train_idx))[: int(params["int8_calibration_images"])]]
+    ]
     val_images = images[val_idx]
 
     def int8_check(fp32: Path, int8: Path) -> dict[str, float]:
@@ -388,6 +390,7 @@ def train_patch_classifier(
         metrics=metrics,
         output_names=["probabilities", "defect_map"],
         calibration_images=to_tensor(calibration).numpy(),
+        int8_method=str(params["int8_calibration"]),
         int8_check=int8_check,
         # The head is ~25k multiply-adds per patch: INT8 saves nothing there, and its 8-bit
         # logits moved goods' P(defect) from 0.001 to 0.1 on the toy set.
