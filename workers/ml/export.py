@@ -84,7 +84,9 @@ def quantize_int8(
 
     class _Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no stubs
         def __init__(self, batches: Sequence[np.ndarray]) -> None:
-            self._batches: Iterator[np.ndarray] = iter(batches)
+            # One image per run: the histogram calibrators (percentile, entropy) stack each
+            # run's outputs and fail on batches of different sizes (a short last batch).
+            self._batches: Iterator[np.ndarray] = (image[None] for batch in batches for image in batch)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._batches, None)

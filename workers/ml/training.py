@@ -73,11 +73,12 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "min_defect_probability": 0.02,
         "max_minutes": 9.0,
         "augment": 1.0,
-        # Patch head: no INT8 copy unless asked. With min-max ranges from 16 images its
-        # per-patch decisions lost 3-13 points of defect recall at 1 % false reject on MTD;
-        # percentile ranges from 64 images lose none on average (0.90 -> 0.90, worst of three
-        # draws 0.88) for 5.7 -> 3.2 ms per image at batch 16 (benchmarks/int8_study.py).
-        "int8": False,
+        # An INT8 copy is made for the manager to deploy (fp32 stays what a deploy serves
+        # unless INT8 is asked for). With min-max ranges from 16 images the patch head lost
+        # 3-13 points of defect recall at 1 % false reject on MTD; percentile ranges from 64
+        # images lose none (0.90 -> 0.90 mean of three draws, 0.93 in mtd.py) for 5.7 -> 3.2
+        # ms per image at batch 16 (benchmarks/int8_study.py, benchmarks/README.md).
+        "int8": True,
         # How the INT8 copy's activation ranges are set (``quantize_int8``): "percentile"
         # (99.999 %, robust to rare outliers), "minmax" or "entropy", and from how many
         # training images. ~30 s at 320 px for 64 images.
@@ -151,7 +152,6 @@ GLOBAL_HEAD_DEFAULTS: dict[str, Any] = {
     "batch_size": 16,
     "learning_rate": 1e-3,
     "patience": 10,
-    "int8": True,  # MTD: recall at 1 % false reject 0.73 -> 0.72 and 0.62 -> 0.53 in two runs, ~2x faster
 }
 
 

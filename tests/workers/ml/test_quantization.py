@@ -50,8 +50,9 @@ def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _calibration() -> list[np.ndarray]:
+    """Two batches of training images, the last one short, as a trainer hands them over."""
     rng = np.random.default_rng(0)
-    return [rng.uniform(0, 255, (4, 3, 16, 16)).astype(np.float32) for _ in range(2)]
+    return [rng.uniform(0, 255, (n, 3, 16, 16)).astype(np.float32) for n in (4, 3)]
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])

@@ -76,8 +76,9 @@ def test_classifier_artifact_has_manifest_with_hashes_and_calibration(trained_cl
     assert manifest["kind"] == "classifier"
     assert manifest["class_names"] == [GOOD, "blob", "scratch"]
     assert manifest["input_size"] == [64, 64]
-    # The patch head makes no INT8 copy unless asked (it costs too much accuracy there).
-    assert set(trained_classifier.result.artifacts) == {"manifest.json", "model.onnx", "weights.pt"}
+    # Every file is hashed, the INT8 copy a manager may deploy included.
+    assert set(trained_classifier.result.artifacts) == {"manifest.json", "model.onnx", "model.int8.onnx", "weights.pt"}
+    assert manifest["hyperparameters"]["int8_calibration"] == "percentile"
     assert set(manifest["files"]) == set(trained_classifier.result.artifacts) - {"manifest.json"}
     assert manifest["architecture"]["head"] == "patch-mlp"
     assert manifest["metrics"]["temperature"] > 0
