@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.parsers import LabelJSONParser
 from inspection.errors import NotFound
 from inspection.permissions import CAN_MANAGE, IsPerson
 from inspection.selectors import access_project, parts_for
@@ -54,6 +55,8 @@ class ReviewItemDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
 
 class ReviewItemDecideApi(APIView):
     permission_classes = [IsPerson]
+    # A decision may carry corrected shapes: bound their cost before the body is decoded.
+    parser_classes = [LabelJSONParser]
 
     @extend_schema(request=ReviewDecisionInputSerializer, responses={201: VerdictOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:

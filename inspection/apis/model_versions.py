@@ -8,7 +8,6 @@ import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -48,7 +47,6 @@ class ModelVersionListApi(generics.ListAPIView):  # type: ignore[type-arg]
     filterset_class = ModelVersionFilter
     ordering_fields = ["id", "created_at"]
     ordering = ["-id"]
-    parser_classes = [JSONParser]
 
     def get_queryset(self) -> QuerySet[ModelVersion]:
         return selectors.model_versions_for(user=self.request.user)

@@ -21,6 +21,7 @@ from inspection.models import ModelVersion, Precision, Project
 from inspection.notifications import notify_training_progress
 from inspection.services.audit import audit_record
 from inspection.storage import local_files
+from workers.ml.hyperparameters import resolve_hyperparameters
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ def training_start(
     """Snapshot the training data and queue a training job on the ``training`` queue."""
     if kind not in ModelVersion.Kind.values:
         raise InvalidInput(f"Unknown model kind {kind!r}: use classifier, anomaly or segmenter.")
+    try:
+        resolve_hyperparameters(kind, hyperparameters)
+    except ValueError as exc:
+        raise InvalidInput(f"Bad hyperparameters: {exc}.", code="bad_hyperparameters") from None
     chosen = _for_kind(kind, labelled_images(project=project))
     if len(chosen) < MIN_IMAGES[kind]:
         raise InvalidInput(

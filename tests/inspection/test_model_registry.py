@@ -311,7 +311,7 @@ def test_only_managers_of_the_project_start_training_through_the_api(tmp_path: P
     root = write_dataset(tmp_path / "d", goods=9, per_defect=1)
     run_command("import_folder", str(root), "--project", "Api", "--good-class", "MT_Free")
     project = Project.objects.get(name="Api")
-    body = {"project": project.pk, "kind": "anomaly", "hyperparameters": {"epochs": 1}}
+    body = {"project": project.pk, "kind": "anomaly", "hyperparameters": {"bank_size": 500}}
 
     as_reviewer, as_manager, as_stranger = APIClient(), APIClient(), APIClient()
     as_reviewer.force_authenticate(make_user(project, role="reviewer"))
@@ -329,6 +329,40 @@ def test_only_managers_of_the_project_start_training_through_the_api(tmp_path: P
     )
     assert sideways.status_code == 400 and "head must be" in sideways.text
     assert ModelVersion.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "hyperparameters", "reason"),
+    [
+        ("anomaly", {"epochs": 5}, "unknown hyperparameters for anomaly: ['epochs']"),
+        ("classifier", {"epochs": "ten"}, "epochs must be a number"),
+        ("classifier", {"epochs": 0}, "epochs must be at least 1"),
+        ("segmenter", {"learning_rate": -0.1}, "learning_rate must be a finite number, not negative"),
+        ("classifier", {"val_fraction": 1.5}, "val_fraction must lie between 0 and 1"),
+        ("classifier", {"int8": "yes"}, "int8 must be true or false"),
+        ("segmenter", {"input_size": [100, 100]}, "input_size must be multiples of 32"),
+        ("anomaly", {"taps": [99]}, "taps must name Lite0 blocks"),
+    ],
+)
+def test_bad_hyperparameters_are_a_400_before_a_job_is_queued(
+    tmp_path: Path, kind: str, hyperparameters: dict[str, Any], reason: str
+) -> None:
+    root = write_dataset(tmp_path / "d", goods=9, per_defect=1)
+    run_command("import_folder", str(root), "--project", "Hp", "--good-class", "MT_Free")
+    project = Project.objects.get(name="Hp")
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+
+    response: Any = manager.post(
+        "/api/v1/model-versions",
+        {"project": project.pk, "kind": kind, "hyperparameters": hyperparameters},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_hyperparameters"
+    assert reason in response.json()["detail"]
+    assert not ModelVersion.objects.exists()
 
 
 def test_training_with_too_few_labels_is_refused_with_a_reason() -> None:

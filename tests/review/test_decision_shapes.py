@@ -57,12 +57,12 @@ def test_a_corrected_box_and_polygon_become_part_of_the_training_label(item_and_
         [{"type": "box", "x": 90, "y": 0, "width": 50, "height": 5}],  # leaves the 96 px image
         [{"type": "polygon", "points": [[1, 1], [2, float("nan")], [3, 3]]}],
         [{"type": "polygon", "points": [[1, 1], [2, 1e309], [3, 3]]}],
-        [{"type": "polygon", "points": [[1, 1]] * 200_000}],
+        [{"type": "polygon", "points": [[1, 1]] * 200_001}],
         [{"type": "polygon", "points": [[[[[1]]]], [2, 2], [3, 3]]}],
         [{"type": "circle", "r": 3}],
         "not a list",
     ],
-    ids=["outside", "nan", "infinite", "million-points", "deep-nesting", "unknown-type", "not-a-list"],
+    ids=["outside", "nan", "infinite", "too-many-points", "deep-nesting", "unknown-type", "not-a-list"],
 )
 def test_bad_geometry_is_refused_and_nothing_is_decided(item_and_reviewer: Any, shapes: Any) -> None:
     item, reviewer = item_and_reviewer
@@ -72,3 +72,16 @@ def test_bad_geometry_is_refused_and_nothing_is_decided(item_and_reviewer: Any, 
     assert response.status_code == 400
     item.refresh_from_db()
     assert item.status == "open" and not Annotation.objects.exists()
+
+
+def test_a_million_point_outline_is_refused_before_it_is_decoded(item_and_reviewer: Any) -> None:
+    item, reviewer = item_and_reviewer
+
+    response = decide(reviewer, item, [{"type": "polygon", "points": [[1, 1]] * 1_000_000}])
+
+    # The parser's reason, from counting brackets in the raw bytes: the body never became
+    # a million Python lists for the shape validator to count.
+    assert response.status_code == 400
+    assert "holds more than" in response.json()["detail"]
+    item.refresh_from_db()
+    assert item.status == "open"

@@ -83,8 +83,11 @@ export const trainingPage: Page = (context: PageContext) => {
   );
   const epochs = h("input", { id: "train-epochs", type: "number", attrs: { min: "1", max: "200", placeholder: "default" } });
   const size = h("input", { id: "train-size", type: "number", attrs: { min: "32", max: "512", step: "32", placeholder: "default" } });
-  // The anomaly detector has no INT8 copy; the classifier's patch head loses accuracy with one.
+  // The anomaly detector has neither epochs nor an INT8 copy (its training is one feature pass).
   const int8 = h("input", { id: "train-int8", type: "checkbox" });
+  kind.addEventListener("change", () => {
+    epochs.disabled = int8.disabled = kind.value === "anomaly";
+  });
 
   const form = h(
     "form",
@@ -96,7 +99,7 @@ export const trainingPage: Page = (context: PageContext) => {
           message.textContent = "";
           const hyperparameters: Record<string, number | number[] | boolean> = {};
           if (int8.checked && kind.value !== "anomaly") hyperparameters.int8 = true;
-          if (epochs.value) hyperparameters.epochs = Number(epochs.value);
+          if (epochs.value && kind.value !== "anomaly") hyperparameters.epochs = Number(epochs.value);
           if (size.value) hyperparameters.input_size = [Number(size.value), Number(size.value)];
           try {
             const version = await api<ModelVersion>("model-versions", {
