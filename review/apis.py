@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -29,9 +29,15 @@ from review.serializers import (
 
 
 class ReviewItemFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+    # By the reason people are shown: a golden item answers to its disguise, never to "golden".
+    reason = django_filters.ChoiceFilter(choices=ReviewItem.Reason.choices, method="filter_reason")
+
     class Meta:
         model = ReviewItem
         fields = ["project", "status", "reason"]
+
+    def filter_reason(self, queryset: QuerySet[ReviewItem], name: str, value: str) -> QuerySet[ReviewItem]:
+        return queryset.filter(Q(shown_reason=value) | Q(shown_reason="", reason=value))
 
 
 class ReviewItemListApi(generics.ListAPIView):  # type: ignore[type-arg]

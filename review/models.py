@@ -36,6 +36,9 @@ class ReviewItem(models.Model):
     # change the part's verdict.
     golden = models.ForeignKey("review.GoldenPart", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     golden_correct = models.BooleanField(null=True, blank=True)
+    # What a reviewer is told about a golden item: the reason its part was first routed (or
+    # an audit), so a known-answer item cannot be told from the rest of the queue.
+    shown_reason = models.CharField(max_length=32, choices=Reason.choices, blank=True)
     decided_outcome = models.CharField(max_length=4, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_by = models.ForeignKey(

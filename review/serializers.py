@@ -21,6 +21,7 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
     views = serializers.SerializerMethodField()
     station = serializers.SerializerMethodField()
     sla_due_at = serializers.SerializerMethodField()
+    reason = serializers.SerializerMethodField()
 
     class Meta:
         model = ReviewItem
@@ -42,6 +43,10 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
             "lease_expires_at",
             "decided_at",
         ]
+
+    def get_reason(self, item: ReviewItem) -> str:
+        """Why the part is in the queue; a golden item shows its disguise (``shown_reason``)."""
+        return item.shown_reason or item.reason
 
     def get_part(self, item: ReviewItem) -> dict[str, Any]:
         return {"id": item.part_id, "serial": item.part.serial, "sku": item.part.sku}

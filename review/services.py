@@ -188,12 +188,16 @@ def _golden_for(*, reviewer: Any, project_ids: list[int], rng: random.Random) ->
     if rng.random() >= golden.project.golden_rate:
         return None
     lease = timedelta(seconds=settings.LOUPE_REVIEW_LEASE_SECONDS)
+    # Disguised as the part's first routing (else as an audit): the reviewer must not know.
+    first = ReviewItem.objects.filter(part_id=golden.part_id, golden__isnull=True).order_by("id").first()
     return ReviewItem.objects.create(
         project_id=golden.project_id,
         part_id=golden.part_id,
         inspection=Inspection.objects.filter(part_id=golden.part_id).order_by("id").first(),
         golden=golden,
         reason=ReviewItem.Reason.GOLDEN,
+        shown_reason=first.reason if first is not None else ReviewItem.Reason.AUDIT_SAMPLE,
+        model_version=first.model_version if first is not None else "",
         status=ReviewItem.Status.CLAIMED,
         claimed_by=reviewer,
         lease_expires_at=timezone.now() + lease,

@@ -81,6 +81,36 @@ def test_a_golden_item_scores_the_reviewer_and_leaves_the_part_alone() -> None:
     assert review_claim_next(reviewer=reviewer, project_ids=[project.pk], rng=random.Random(0)) is None
 
 
+def test_a_reviewer_cannot_tell_a_golden_item_from_the_rest_of_the_queue() -> None:
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(golden_rate=1.0)
+    manager, reviewer = make_user(project, role="manager"), as_user(make_user(project, role="reviewer"))
+    routed, inspection = part_with_view(project, "G-ROUTED")
+    ReviewItem.objects.create(
+        project=project, part=routed, inspection=inspection, reason="uncertain", status="decided",
+        model_version="classifier v3",
+    )  # fmt: skip
+    never_routed, _ = part_with_view(project, "G-AUTO")
+    for part in (routed, never_routed):
+        marked = as_user(manager).post("/api/v1/golden-parts", {"part": part.pk, "outcome": "pass"}, format="json")
+        assert marked.status_code == 201
+
+    first = reviewer.post("/api/v1/review-items/claim", {}, format="json")
+    second = reviewer.post("/api/v1/review-items/claim", {"exclude": [first.json()["id"]]}, format="json")
+    shown = [first, second]
+
+    items = {response.json()["part"]["serial"]: response.json() for response in shown}
+    # Each is shown as its part was first routed (or as an audit), with the model it was shown with.
+    assert (items["G-ROUTED"]["reason"], items["G-ROUTED"]["model_version"]) == ("uncertain", "classifier v3")
+    assert items["G-AUTO"]["reason"] == "audit_sample"
+    assert all("golden" not in response.content.decode() for response in shown)
+    # Nor does filtering the queue give them away.
+    assert reviewer.get(f"/api/v1/review-items?project={project.pk}&reason=golden").json()["results"] == []
+    listed = reviewer.get(f"/api/v1/review-items?project={project.pk}&reason=uncertain&status=claimed").json()
+    assert [row["id"] for row in listed["results"]] == [items["G-ROUTED"]["id"]]
+    assert ReviewItem.objects.filter(golden__isnull=False, reason="golden").count() == 2
+
+
 def test_only_managers_mark_golden_parts() -> None:
     project = make_project()
     part, _ = part_with_view(project, "G-1")
