@@ -276,6 +276,13 @@ def model_version_deploy(*, version: ModelVersion, actor: Any = None, precision:
     except (MLError, OSError) as exc:
         raise Conflict(f"Artifact of {version.label} failed verification: {exc}", code="artifact_integrity") from None
     with transaction.atomic():
+        # One deployment per project at a time: two concurrent deploys of the kind would each
+        # retire what was deployed before and both activate theirs (the second then broke the
+        # one-deployed-per-kind constraint, a 500). NO KEY: inserts referencing the project go on.
+        Project.objects.select_for_update(no_key=True).filter(pk=version.project_id).first()
+        status_now = ModelVersion.objects.values_list("status", flat=True).get(pk=version.pk)
+        if status_now not in {ModelVersion.Status.READY, ModelVersion.Status.RETIRED}:
+            raise Conflict(f"Only a ready or retired version can be deployed; {version.label} is {status_now}.")
         previous = list(
             ModelVersion.objects.select_for_update()
             .filter(project=version.project, kind=version.kind, status=ModelVersion.Status.DEPLOYED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
@@ -124,6 +126,42 @@ def test_deploying_retires_the_previous_version_of_that_kind_only(register: Call
 
     statuses = dict(ModelVersion.objects.values_list("pk", "status"))
     assert statuses == {old_anomaly.pk: "retired", classifier.pk: "deployed", new_anomaly.pk: "deployed"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_managers_deploying_at_the_same_moment_leave_exactly_one_version_serving(
+    register: Callable[..., ModelVersion],
+) -> None:
+    project = make_project()
+    versions = [register(project, "anomaly") for _ in range(4)]
+    managers = [make_user(project, role="manager") for _ in versions]
+    start = threading.Barrier(len(versions))
+    answers: dict[int, int | str] = {}
+
+    def deploy(manager: Any, version: ModelVersion) -> None:
+        client = APIClient()
+        client.force_authenticate(manager)
+        try:
+            start.wait()
+            answers[version.pk] = client.post(
+                f"/api/v1/model-versions/{version.pk}/deploy", {}, format="json"
+            ).status_code
+        except Exception as exc:  # a 500 surfaces here: the test client re-raises server errors
+            answers[version.pk] = type(exc).__name__
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deploy, args=pair) for pair in zip(managers, versions, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # One after the other: each deploy retires the one before it, and one is left serving.
+    assert answers == {version.pk: 200 for version in versions}
+    statuses = sorted(ModelVersion.objects.values_list("status", flat=True))
+    assert statuses == ["deployed", "retired", "retired", "retired"]
+    assert AuditEvent.objects.filter(action="model.deployed").count() == 4
 
 
 def test_a_manager_can_serve_the_int8_model_and_its_parts_are_scored_under_their_own_label(
