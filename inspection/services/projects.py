@@ -53,20 +53,21 @@ def station_token_issue(
     """A new token for ``station``. The raw token is returned once and never stored."""
     prefix = secrets.token_hex(6)
     raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32).replace('_', '-')}"
-    token = StationToken.objects.create(
-        station=station,
-        prefix=prefix,
-        secret_sha256=hash_token(raw),
-        label=label,
-        expires_at=timezone.now() + ttl if ttl else None,
-    )
-    audit_record(
-        project_id=station.project_id,
-        actor=actor,
-        action="station_token.issued",
-        subject=token,
-        after={"station": station.pk, "prefix": prefix, "expires_at": str(token.expires_at) if ttl else None},
-    )
+    with transaction.atomic():  # no token without its audit row
+        token = StationToken.objects.create(
+            station=station,
+            prefix=prefix,
+            secret_sha256=hash_token(raw),
+            label=label,
+            expires_at=timezone.now() + ttl if ttl else None,
+        )
+        audit_record(
+            project_id=station.project_id,
+            actor=actor,
+            action="station_token.issued",
+            subject=token,
+            after={"station": station.pk, "prefix": prefix, "expires_at": str(token.expires_at) if ttl else None},
+        )
     return token, raw
 
 

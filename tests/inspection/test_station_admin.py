@@ -81,3 +81,21 @@ def test_an_admin_of_another_project_cannot_touch_these_stations() -> None:
     assert client.post(f"/api/v1/stations/{camera.station.pk}/tokens", {}, format="json").status_code == 404
     assert client.post(f"/api/v1/station-tokens/{token.pk}/revoke").status_code == 404
     assert client.get("/api/v1/stations").json()["results"] == []
+
+
+def test_a_token_whose_audit_row_cannot_be_written_is_not_issued(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import DatabaseError
+
+    from inspection.services import projects
+
+    station = make_station(make_project()).station
+    tokens_before = StationToken.objects.count()
+
+    def failing_audit(**_: Any) -> None:
+        raise DatabaseError("disk full")  # the database fails between the two writes
+
+    monkeypatch.setattr(projects, "audit_record", failing_audit)
+    with pytest.raises(DatabaseError):
+        projects.station_token_issue(station=station, label="night shift")
+
+    assert StationToken.objects.count() == tokens_before  # no token that nobody can account for
