@@ -69,6 +69,14 @@ def webhook_deliver_task(delivery_id: int) -> None:
         raise current_task.retry(exc=retry, countdown=retry.countdown) from None
 
 
+@loupe_task(name="inspection.requeue_webhook_deliveries", queue=Queue.DEFAULT, soft_time_limit=60, time_limit=90)
+def webhook_deliveries_requeue_overdue_task() -> None:
+    """Reconciler: no webhook delivery stays pending because its broker message was lost."""
+    from inspection.services.webhooks import webhook_deliveries_requeue_overdue
+
+    webhook_deliveries_requeue_overdue()
+
+
 @loupe_task(name="inspection.recalibrate_routing", queue=Queue.DEFAULT, soft_time_limit=300, time_limit=360)
 def routing_recalibrate_stale_task() -> None:
     """Refit routing thresholds where new human labels arrived."""

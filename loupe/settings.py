@@ -311,6 +311,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-uploads": {"task": "inspection.purge_expired_uploads", "schedule": 3600.0},
     "purge-expired-images": {"task": "inspection.purge_expired_images", "schedule": 3600.0},
     "requeue-stale-inspections": {"task": "inspection.requeue_stale", "schedule": 60.0},
+    "requeue-overdue-webhook-deliveries": {"task": "inspection.requeue_webhook_deliveries", "schedule": 60.0},
     "expire-review-leases": {"task": "review.expire_leases", "schedule": 15.0},
     "recalibrate-routing": {"task": "inspection.recalibrate_routing", "schedule": 600.0},
 }

@@ -44,3 +44,7 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["webhook", "verdict"], name="webhook_delivery_once_per_verdict"),
         ]
+        # The reconciler's minutely scan reads only the few pending rows, not the delivery log.
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(status="pending"), name="webhook_delivery_pending"),
+        ]

@@ -115,7 +115,9 @@ def inspection_submit(
 
 
 def _remove_unreferenced(key: str, wrote_file: bool) -> None:
-    if wrote_file and not Image.objects.filter(file=key).exists():
+    # A purged row does not count: its bytes were written again for a post that rolled back,
+    # and retention never looks at a purged image again, so the file would stay for ever.
+    if wrote_file and not Image.objects.filter(file=key, purged_at__isnull=True).exists():
         default_storage.delete(key)
 
 
@@ -137,7 +139,12 @@ def _same_or_conflict(existing: Inspection, normalised: NormalisedImage) -> Subm
 
 
 def image_record(normalised: NormalisedImage, key: str) -> Image:
-    """The Image row of stored content (one per SHA-256), created on first sight."""
+    """The Image row of stored content (one per SHA-256), created on first sight.
+
+    The caller has stored the bytes under ``key`` (``store_image_bytes``) and calls this inside
+    the transaction that references the image. A row whose bytes the retention policy purged
+    is restored in that transaction: it serves again, and retention may purge it again.
+    """
     values = {
         "sha256": normalised.sha256,
         "file": key,
@@ -148,9 +155,17 @@ def image_record(normalised: NormalisedImage, key: str) -> Image:
         "created_at": timezone.now(),
     }
     image_id = insert_unless_exists(Image, values=values, unique=["sha256"])
-    if image_id is None:
-        return Image.objects.get(sha256=normalised.sha256)
-    return Image(pk=image_id, **values)
+    if image_id is not None:
+        return Image(pk=image_id, **values)
+    image = Image.objects.get(sha256=normalised.sha256)
+    if image.purged_at is not None:
+        # Retention removed the bytes and store_image_bytes has just written them again.
+        # Conditional: a concurrent post of the same content restores the row once. The
+        # inspections that lost their overlays to the purge keep none; tiles are made again
+        # on demand.
+        Image.objects.filter(pk=image.pk, purged_at__isnull=False).update(purged_at=None, file=key)
+        image.purged_at, image.file = None, key
+    return image
 
 
 def part_record(*, project_id: int, serial: str, sku: str = "", lot: str = "") -> tuple[Part, bool]:

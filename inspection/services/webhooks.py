@@ -5,6 +5,10 @@ metadata, multicast or reserved ranges), checked when it is saved and again righ
 every delivery; the request then goes to the very address that was checked (DNS rebinding),
 and redirects are never followed (a public URL that 302s inward). Plants whose MES sits on
 a private network list those host names in ``LOUPE_WEBHOOK_ALLOWED_HOSTS``.
+
+Delivery is at least once, never two attempts at a time: an attempt claims its delivery row
+before it sends, and a reconciler queues again the pending deliveries whose broker message
+was lost.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import json
 import secrets
 import socket
 import time
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
 import requests
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
@@ -34,6 +40,13 @@ from inspection.sql import quoted_column
 SIGNATURE_HEADER = "X-Loupe-Signature"
 TIMESTAMP_HEADER = "X-Loupe-Timestamp"
 MAX_ATTEMPTS = 6
+# An attempt that claimed its delivery and did not record an outcome within this time died with
+# its worker. Longer than the delivery task's hard time limit (60 s), so a live attempt is
+# never taken over.
+ATTEMPT_LEASE = timedelta(seconds=120)
+# How far past its due time a pending delivery must be before the reconciler queues it again:
+# well past Celery's own retry, so only a lost message (or a queue this far behind) gets a second.
+REQUEUE_GRACE = timedelta(minutes=5)
 
 
 class WebhookRetry(Exception):
@@ -169,11 +182,32 @@ def _post_pinned(url: str, address: str, body: bytes, headers: dict[str, str]) -
         )
 
 
+def _in_flight(now: datetime) -> Q:
+    """Deliveries an attempt has claimed and not finished: the claim clears ``error`` and a
+    failed attempt always records one (a delivered one leaves ``pending``)."""
+    return Q(attempts__gt=0, error="", last_attempt_at__gte=now - ATTEMPT_LEASE)
+
+
 def webhook_deliver(*, delivery_id: int) -> WebhookDelivery | None:
-    """One attempt. Idempotent: a delivered or failed delivery is left alone. Raises
-    ``WebhookRetry`` (with its backoff) while attempts remain."""
+    """One attempt. Idempotent: a delivered or failed delivery is left alone, and so is one
+    another attempt is sending right now (the attempt claims the row with a conditional update
+    first, so a duplicate message never sends twice at once). Raises ``WebhookRetry`` (with its
+    backoff) while attempts remain."""
     delivery = WebhookDelivery.objects.select_related("webhook", "verdict").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
+        return delivery
+    now = timezone.now()
+    claimable = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=delivery.attempts
+    ).exclude(_in_flight(now))
+    attempts = delivery.attempts + 1
+    if delivery.attempts >= MAX_ATTEMPTS:
+        # Only the last attempt dying in flight leaves a row here (a finished one is failed).
+        claimable.update(status=WebhookDelivery.Status.FAILED, error="the last attempt was interrupted")
+        delivery.refresh_from_db()
+        return delivery
+    if not claimable.update(attempts=attempts, error="", last_attempt_at=now):
+        delivery.refresh_from_db()  # another attempt is sending it, or got here first
         return delivery
     webhook = delivery.webhook
     verdict = Verdict.objects.select_related("part", "defect_class", "inspection").get(pk=delivery.verdict_id)
@@ -197,22 +231,52 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery | None:
         error = refused.detail
     except requests.RequestException as failure:
         error = f"request failed: {type(failure).__name__}"
-    attempts = delivery.attempts + 1
     if not error:
         status = WebhookDelivery.Status.DELIVERED
     elif attempts >= MAX_ATTEMPTS:
         status = WebhookDelivery.Status.FAILED
     else:
         status = WebhookDelivery.Status.PENDING
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=attempts,
+    recorded = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=attempts
+    ).update(
         status=status,
         response_code=code,
         error=error[:300],
         last_attempt_at=timezone.now(),
         delivered_at=timezone.now() if status == WebhookDelivery.Status.DELIVERED else None,
     )
+    if not recorded:
+        # This attempt outlived its lease and another took the delivery over: its outcome is not ours to record.
+        delivery.refresh_from_db()
+        return delivery
     if status == WebhookDelivery.Status.PENDING:
         raise WebhookRetry(error, countdown=backoff_seconds(attempts))
     delivery.refresh_from_db()
     return delivery
+
+
+def webhook_deliveries_requeue_overdue(*, grace: timedelta = REQUEUE_GRACE, limit: int = 1000) -> list[int]:
+    """Queue again the pending deliveries whose next attempt is more than ``grace`` overdue, and
+    return their ids: their message was lost (Redis flushed or restarted empty, a worker killed
+    while it held a retry, an attempt that died sending). Due means: created, for one never
+    tried; the backoff after a failed attempt; the lease of an attempt that never finished.
+
+    Idempotent, and safe beside a message that was only late: the attempt claims the row, so a
+    delivery is never sent by two attempts at once nor again once delivered. Two messages for
+    a delivery whose receiver keeps failing can spend its attempts faster than the backoff.
+    """
+    now = timezone.now()
+    overdue = Q(attempts=0, created_at__lt=now - grace)
+    for attempts in range(1, MAX_ATTEMPTS):
+        retry_due = now - grace - timedelta(seconds=backoff_seconds(attempts))
+        overdue |= Q(attempts=attempts, last_attempt_at__lt=retry_due) & ~Q(error="")
+    overdue |= Q(attempts__gt=0, error="", last_attempt_at__lt=now - grace - ATTEMPT_LEASE)
+    delivery_ids = list(
+        WebhookDelivery.objects.filter(overdue, status=WebhookDelivery.Status.PENDING)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    for delivery_id in delivery_ids:
+        _enqueue(delivery_id)
+    return delivery_ids

@@ -91,6 +91,38 @@ def test_an_auto_decided_parts_image_goes_after_the_window_and_its_records_stay(
     assert purge(django_capture_on_commit_callbacks) == 0  # idempotent
 
 
+def test_an_image_posted_again_after_its_purge_is_served_and_expires_again(
+    line: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    project, station = line
+    first = inspect(station, "AGAIN-1", seed=11, days_ago=31)
+    with default_storage.open(first.image.file, "rb") as stored:
+        original = stored.read()
+    assert purge(django_capture_on_commit_callbacks) == 1
+    assert not default_storage.exists(first.image.file)
+    viewer = APIClient()
+    viewer.force_authenticate(make_user(project, role="manager"))
+
+    again = inspect(station, "AGAIN-2", seed=11, days_ago=0)  # the same bytes, a new part
+
+    assert again.image_id == first.image_id and again.image.purged_at is None
+    answer: Any = viewer.get(f"/api/v1/inspections/{again.pk}/image")
+    assert answer.status_code == 200 and b"".join(answer.streaming_content) == original
+    assert viewer.get(f"/api/v1/inspections/{again.pk}/tiles").status_code == 200
+    assert viewer.get(f"/api/v1/inspections/{again.pk}/tiles/0/0/0").status_code == 200
+    assert purge(django_capture_on_commit_callbacks) == 0  # the new inspection is inside the window
+
+    Inspection.objects.filter(pk=again.pk).update(received_at=timezone.now() - timedelta(days=31))
+    assert purge(django_capture_on_commit_callbacks) == 1
+
+    image = Image.objects.get(pk=first.image_id)
+    assert image.purged_at is not None
+    assert not default_storage.exists(image.file) and files_under(tile_folder(image)) == []
+    answer = viewer.get(f"/api/v1/inspections/{again.pk}/image")
+    assert answer.status_code == 410 and answer.json()["code"] == "image_removed"
+    assert AuditEvent.objects.filter(project=project, action="images.purged").count() == 2
+
+
 def test_images_inside_the_window_or_in_projects_without_a_policy_stay(
     line: Any, register: Any, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inspection.errors import InvalidInput
 from inspection.models import Verdict, Webhook, WebhookDelivery
 from inspection.services import inspection_run
 from inspection.services.webhooks import (
+    MAX_ATTEMPTS,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookRetry,
@@ -24,7 +28,9 @@ from inspection.services.webhooks import (
     resolve_public,
     webhook_create,
     webhook_deliver,
+    webhook_deliveries_requeue_overdue,
 )
+from inspection.tasks import webhook_deliver_task
 from review.models import ReviewItem
 from review.services import review_decide
 from tests.factories import make_project, make_station, make_user, part_jpeg, upload
@@ -202,3 +208,168 @@ def test_a_verdict_queues_one_delivery_per_active_webhook_of_its_own_project_onl
     deliveries = WebhookDelivery.objects.filter(verdict=verdict)
     assert list(deliveries.values_list("webhook_id", "status", "attempts")) == [(active.pk, "pending", 0)]
     assert again == []  # queueing twice creates nothing new
+
+
+@pytest.mark.parametrize("inward", ["127.0.0.1", "10.0.0.1"])
+def test_a_host_that_rebinds_to_a_private_address_after_it_was_saved_is_never_posted_to(
+    receiver: Receiver, monkeypatch: Any, inward: str
+) -> None:
+    port = receiver.url.rsplit(":", 1)[1].split("/", 1)[0]
+    url = f"http://mes.example.com:{port}/loupe-hook"  # the receiver's port, behind a public-looking name
+    real_getaddrinfo = socket.getaddrinfo
+    answer = {"mes.example.com": "93.184.216.34"}  # public while the webhook is saved
+    lookups: list[str] = []
+
+    def resolver(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in answer and host != inward:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer.get(host, host), port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    project = make_project()
+    webhook, _ = webhook_create(project=project, url=url)
+    delivery = WebhookDelivery.objects.get(webhook=webhook, verdict=decided_verdict(project))
+
+    answer["mes.example.com"] = inward  # the name's owner points it inward for the delivery
+    lookups.clear()
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(WebhookRetry):
+            webhook_deliver(delivery_id=delivery.pk)
+    webhook_deliver(delivery_id=delivery.pk)
+
+    assert receiver.requests == []
+    # One check per attempt and no connection: urllib3 resolves even an address literal before
+    # it connects, so a request to the inward address would show here.
+    assert lookups == ["mes.example.com"] * MAX_ATTEMPTS
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("failed", MAX_ATTEMPTS, None)
+    assert delivery.error == (
+        "Webhook host 'mes.example.com' resolves to a loopback, private, link-local or reserved address."
+    )
+
+
+# --- the reconciler: deliveries whose broker message was lost --------------------------------
+
+
+@pytest.fixture
+def broker(monkeypatch: Any) -> list[int]:
+    """The delivery ids the reconciler queues, in order (a stand-in for the Redis queue, so a
+    test never leaves messages for a later test's worker)."""
+    queued: list[int] = []
+    monkeypatch.setattr("inspection.services.webhooks._enqueue", queued.append)
+    return queued
+
+
+def work_off(queued: list[int]) -> None:
+    """A worker taking every queued message, in order, through the real task."""
+    while queued:
+        webhook_deliver_task.apply(args=(queued.pop(0),), throw=True)
+
+
+def lost_delivery(receiver: Receiver, **state: Any) -> WebhookDelivery:
+    """A delivery of a final verdict whose message never reached a worker, in ``state``."""
+    project = make_project()
+    webhook, _ = webhook_create(project=project, url=receiver.url)
+    delivery = WebhookDelivery.objects.get(webhook=webhook, verdict=decided_verdict(project))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(**state)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def test_a_delivery_whose_message_was_lost_is_queued_again_and_delivered_once(
+    receiver: Receiver, broker: list[int]
+) -> None:
+    delivery = lost_delivery(receiver, created_at=timezone.now() - timedelta(minutes=10))
+
+    assert webhook_deliveries_requeue_overdue() == [delivery.pk]
+    assert webhook_deliveries_requeue_overdue() == [delivery.pk]  # a second run before a worker got to it
+    work_off(broker)
+
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0][0]["X-Loupe-Delivery"] == str(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("delivered", 1, 200)
+    assert webhook_deliveries_requeue_overdue() == []  # delivered: nothing to do any more
+    assert broker == []
+
+
+def test_a_retry_whose_message_was_lost_is_queued_again(receiver: Receiver, broker: list[int]) -> None:
+    delivery = lost_delivery(
+        receiver, attempts=2, error="receiver answered HTTP 503", last_attempt_at=timezone.now() - timedelta(minutes=10)
+    )
+
+    assert webhook_deliveries_requeue_overdue() == [delivery.pk]
+    work_off(broker)
+
+    assert len(receiver.requests) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.error) == ("delivered", 3, "")
+
+
+def minutes_ago(minutes: float) -> Any:
+    return timezone.now() - timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        ({"created_at_minutes": 1}, "just created: its message is on its way"),
+        ({"attempts": 1, "error": "receiver answered HTTP 503", "last_attempt_minutes": 2}, "retry not yet overdue"),
+        ({"attempts": 5, "error": "receiver answered HTTP 503", "last_attempt_minutes": 6}, "backoff 160 s + grace"),
+        ({"attempts": 1, "error": "", "last_attempt_minutes": 1}, "an attempt is sending it right now"),
+        ({"status": "delivered", "attempts": 1}, "delivered"),
+        ({"status": "failed", "attempts": MAX_ATTEMPTS, "error": "receiver answered HTTP 500"}, "failed"),
+    ],
+)
+def test_a_delivery_that_is_not_overdue_is_left_alone(
+    receiver: Receiver, broker: list[int], state: dict[str, Any], why: str
+) -> None:
+    state = {"created_at_minutes": 60, "last_attempt_minutes": None, **state}
+    created, last = state.pop("created_at_minutes"), state.pop("last_attempt_minutes")
+    lost_delivery(
+        receiver, created_at=minutes_ago(created), last_attempt_at=None if last is None else minutes_ago(last), **state
+    )
+
+    assert webhook_deliveries_requeue_overdue() == [], why
+    assert broker == [] and receiver.requests == []
+
+
+def test_a_second_attempt_while_one_is_sending_sends_nothing_until_its_lease_runs_out(receiver: Receiver) -> None:
+    delivery = lost_delivery(receiver, attempts=1, error="", last_attempt_at=minutes_ago(0.5))
+
+    webhook_deliver(delivery_id=delivery.pk)
+
+    assert receiver.requests == []
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(last_attempt_at=minutes_ago(3))  # its worker died
+    webhook_deliver(delivery_id=delivery.pk)
+
+    assert len(receiver.requests) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+
+
+def test_an_interrupted_last_attempt_is_queued_again_and_marked_failed(receiver: Receiver, broker: list[int]) -> None:
+    delivery = lost_delivery(receiver, attempts=MAX_ATTEMPTS, error="", last_attempt_at=minutes_ago(10))
+
+    assert webhook_deliveries_requeue_overdue() == [delivery.pk]
+    work_off(broker)
+
+    assert receiver.requests == []
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.error) == (
+        "failed",
+        MAX_ATTEMPTS,
+        "the last attempt was interrupted",
+    )
+
+
+def test_the_reconciler_runs_every_minute_as_a_registered_task(settings: Any) -> None:
+    from loupe.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["requeue-overdue-webhook-deliveries"]
+
+    assert entry["schedule"] == 60.0 and entry["task"] in app.tasks
