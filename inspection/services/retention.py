@@ -102,7 +102,11 @@ def _purge(project: Project, image_ids: list[int], now: datetime) -> int:
     files: list[str] = []
     tile_folders: list[str] = []
     with transaction.atomic():
-        images = list(Image.objects.select_for_update().filter(pk__in=image_ids, purged_at__isnull=True))
+        locked = list(Image.objects.select_for_update().filter(pk__in=image_ids, purged_at__isnull=True))
+        # Asked again under the lock: a part posted with the same bytes (or labelled) since
+        # the candidates were chosen keeps its image.
+        still = set(_purgeable_image_ids([image.pk for image in locked], now))
+        images = [image for image in locked if image.pk in still]
         if not images:
             return 0
         ids = [image.pk for image in images]

@@ -189,3 +189,27 @@ def test_only_managers_set_the_window_and_it_must_be_a_positive_number_of_days(l
     assert manager.patch(url, {"image_retention_days": None}, format="json").json()["image_retention_days"] is None
     changes = AuditEvent.objects.filter(project=project, action="project.updated").order_by("id")
     assert [e.after.get("image_retention_days") for e in changes][-2:] == [7, None]
+
+
+def test_a_part_posted_with_the_same_bytes_while_the_purge_runs_keeps_the_image(
+    line: Any, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspection.services import retention
+
+    _project, station = line
+    old = inspect(station, "OLD-1", seed=7, days_ago=400)
+    choose = retention._purgeable_image_ids
+    raced: list[Inspection] = []
+
+    def choose_then_a_station_posts(candidates: list[int], now: Any) -> list[int]:
+        chosen = choose(candidates, now)
+        if not raced:  # between choosing the images and locking them
+            raced.append(inspect(station, "NEW-1", seed=7, days_ago=0))
+        return chosen
+
+    monkeypatch.setattr(retention, "_purgeable_image_ids", choose_then_a_station_posts)
+
+    assert purge(django_capture_on_commit_callbacks) == 0
+    assert raced[0].image_id == old.image_id
+    assert Image.objects.get(pk=old.image_id).purged_at is None
+    assert default_storage.exists(Image.objects.get(pk=old.image_id).file)
