@@ -175,8 +175,10 @@ def golden_mark(*, part: Part, outcome: str, defect_class_id: int | None, actor:
 
 def _golden_for(*, reviewer: Any, project_ids: list[int], rng: random.Random) -> ReviewItem | None:
     """Maybe a golden item, leased to ``reviewer``: drawn at the project's ``golden_rate``,
-    never a part this reviewer already answered as golden."""
-    answered = ReviewItem.objects.filter(golden__isnull=False, decided_by=reviewer).values_list("golden_id", flat=True)
+    never a part this reviewer already answered as golden or holds as one right now."""
+    answered = ReviewItem.objects.filter(
+        Q(decided_by=reviewer) | Q(claimed_by=reviewer, status=ReviewItem.Status.CLAIMED), golden__isnull=False
+    ).values_list("golden_id", flat=True)
     candidates = list(
         GoldenPart.objects.filter(project_id__in=project_ids, is_active=True)
         .exclude(pk__in=answered)
