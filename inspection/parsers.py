@@ -5,13 +5,16 @@ RecursionError there (not ValueError), which DRF does not catch, so the client g
 Python's json accepts NaN and Infinity, which are not JSON. This parser measures the nesting
 depth of the raw bytes first with C-speed scans (brackets inside strings are counted too,
 which can only over-count), refuses a body deeper than ``MAX_DEPTH`` with a 400, and refuses
-NaN and Infinity while decoding. Label bodies get a stricter subclass
-(``annotation.parsers.LabelJSONParser``) that also bounds their size.
+NaN and Infinity while decoding. It also refuses a string (key or value, at any depth) that
+holds U+0000: PostgreSQL's text and jsonb reject it, so it would otherwise be a 500 at the
+first write. Label bodies get a stricter subclass (``annotation.parsers.LabelJSONParser``)
+that also bounds their size; it replaces ``check`` but shares ``decode``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -23,6 +26,9 @@ from rest_framework.parsers import JSONParser
 MAX_DEPTH = 32  # no Loupe request body nests deeper than a handful of levels
 NOT_BRACKETS = bytes(value for value in range(256) if value not in b"[]{}")
 _CHUNK = 1 << 20
+# The escape \u0000, but not the text "\\u0000" (an escaped backslash, then "u0000"): the
+# backslash run before it is odd. Backslashes only occur inside JSON strings.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def refuse_constant(name: str) -> None:
@@ -43,8 +49,15 @@ def max_depth(brackets: bytes) -> int:
 
 
 def decode(body: bytes) -> Any:
+    """The JSON value of ``body``; a ParseError (400) for what is not JSON Loupe can store."""
     try:
-        return json.loads(body, parse_constant=refuse_constant)
+        # What json.loads does with bytes (UTF-8, -16 or -32), done here so the NUL scan
+        # below reads the same text in any of them.
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        # A raw NUL byte is already invalid JSON; only the escape can put one in a string.
+        if "\\u0000" in text and _NUL_ESCAPE.search(text):
+            raise ParseError("JSON strings may not contain the NUL character (\\u0000).")
+        return json.loads(text, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as exc:  # RecursionError: "]" in strings can hide depth
         raise ParseError(f"JSON parse error - {exc}") from None
 

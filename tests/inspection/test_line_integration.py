@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,7 +26,7 @@ from inspection.services.line_integration import verdict_publish_mqtt, verdict_t
 from inspection.tasks import verdict_publish_task
 from review.models import ReviewItem
 from review.services import review_decide
-from tests.factories import make_project, make_station, make_user, part_jpeg, upload
+from tests.factories import StationWithToken, make_project, make_station, make_user, part_jpeg, upload
 
 MQTT_URL = os.environ.get("MQTT_TEST_URL", "mqtt://127.0.0.1:1883")
 
@@ -208,6 +212,175 @@ def test_a_station_submits_a_part_image_over_mqtt_and_gets_its_inspection_id_bac
     assert refused["status"] == 401
     assert bad_image == {"status": 400, "code": "unsupported_format", "detail": bad_image["detail"]}
     assert Inspection.objects.count() == 1
+
+
+@dataclass
+class IngestLine:
+    """A running ingest bridge and a station client listening on every reply topic."""
+
+    station: StationWithToken
+    topic: str
+    client: mqtt.Client
+    replies: queue.Queue[tuple[str, dict[str, Any]]]
+
+    def message(self, serial: str, **overrides: Any) -> dict[str, Any]:
+        image = base64.b64encode(part_jpeg(3)).decode()
+        return {"token": self.station.token, "part_serial": serial, "image_base64": image, **overrides}
+
+    def send(self, payload: bytes) -> tuple[str, dict[str, Any]]:
+        """Publish to the ingest topic; the reply's last topic level (station id) and body."""
+        self.client.publish(self.topic, payload, qos=1)
+        topic, body = self.replies.get(timeout=10)
+        return topic.rsplit("/", 1)[-1], body
+
+
+@pytest.fixture
+def ingest_line(transactional_db: None) -> Iterator[IngestLine]:
+    from inspection.management.commands.mqtt_ingest import MqttIngestBridge
+
+    prefix = f"loupe-test-{uuid.uuid4().hex[:6]}"
+    bridge = MqttIngestBridge(MQTT_URL, prefix)
+    bridge.start()
+    assert bridge.subscribed.wait(5)
+    replies: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    subscribed = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"station-{uuid.uuid4().hex[:8]}")
+    client.on_message = lambda _c, _u, message: replies.put((message.topic, json.loads(message.payload)))
+    client.on_subscribe = lambda *args: subscribed.set()
+    parsed = urlparse(MQTT_URL)
+    client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
+    client.loop_start()
+    client.subscribe(f"{prefix}/ingest/replies/#", qos=1)
+    assert subscribed.wait(5)
+    try:
+        yield IngestLine(make_station(make_project()), f"{prefix}/ingest", client, replies)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        bridge.stop()
+
+
+NUL_REFUSED = "JSON strings may not contain the NUL character (\\u0000)."
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "code", "reason"),
+    [
+        ({"token": "€"}, 401, "not_authenticated", "Malformed station token."),  # UnicodeEncodeError in DRF
+        ({"token": 12345}, 401, "not_authenticated", "Malformed station token."),
+        ({"token": "lps_\x00_secret"}, 400, "parse_error", NUL_REFUSED),
+        ({"captured_at": "2024-02-30T00:00"}, 400, "invalid", "Invalid input. captured_at: Datetime has wrong format."),
+        ({"part_serial": "MQ\x00-1"}, 400, "parse_error", NUL_REFUSED),  # DataError on PostgreSQL
+        ({"sku": "SKU\x00"}, 400, "parse_error", NUL_REFUSED),
+        ({"lot": {"nested": ["L\x00T"]}}, 400, "parse_error", NUL_REFUSED),
+        ({"part_serial": "MQ 1!"}, 400, "invalid", "Invalid input. part_serial: This value does not match"),
+        ({"idempotency_key": "k" * 129}, 400, "invalid", "Invalid input. idempotency_key: Ensure this field"),
+        ({"image_base64": 42}, 400, "invalid", "Invalid input. image_base64: This field is required"),
+        ({"colour": "red"}, 400, "invalid", "Invalid input. colour: This field cannot be set."),
+    ],
+)
+def test_a_bad_ingest_message_is_answered_with_a_reason_and_the_next_good_one_is_still_ingested(
+    ingest_line: IngestLine, overrides: dict[str, Any], status: int, code: str, reason: str
+) -> None:
+    from inspection.models import Inspection
+
+    bad = ingest_line.message("MQ-BAD", **overrides)
+
+    _, refused = ingest_line.send(json.dumps(bad).encode())
+    station_topic, accepted = ingest_line.send(json.dumps(ingest_line.message("MQ-GOOD")).encode())
+
+    assert (refused["status"], refused["code"]) == (status, code)
+    assert refused["detail"].startswith(reason), refused["detail"]
+    assert station_topic == str(ingest_line.station.station.pk)
+    assert accepted["status"] == 202 and accepted["part_serial"] == "MQ-GOOD"
+    assert list(Inspection.objects.values_list("part__serial", flat=True)) == ["MQ-GOOD"]
+
+
+def test_a_message_nested_past_the_recursion_limit_is_a_400_not_a_dead_bridge(ingest_line: IngestLine) -> None:
+    _, refused = ingest_line.send(b'{"token": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    _, accepted = ingest_line.send(json.dumps(ingest_line.message("MQ-AFTER-DEEP")).encode())
+
+    assert refused == {"status": 400, "code": "parse_error", "detail": "The JSON is nested deeper than 32 levels."}
+    assert accepted["status"] == 202
+
+
+def test_an_unexpected_failure_is_logged_and_answered_with_a_500_and_the_bridge_keeps_ingesting(
+    ingest_line: IngestLine, monkeypatch: Any, caplog: Any
+) -> None:
+    from inspection.management.commands import mqtt_ingest as bridge_module
+    from inspection.services.mqtt_ingest import mqtt_ingest_message
+
+    calls = iter([RuntimeError("database went away"), None])
+
+    def fails_once(payload: bytes) -> Any:
+        failure = next(calls, None)
+        if failure is not None:
+            raise failure
+        return mqtt_ingest_message(payload)
+
+    monkeypatch.setattr(bridge_module, "mqtt_ingest_message", fails_once)
+
+    failed_topic, failed = ingest_line.send(json.dumps(ingest_line.message("MQ-LOST")).encode())
+    _, accepted = ingest_line.send(json.dumps(ingest_line.message("MQ-RETRIED")).encode())
+
+    assert (failed_topic, failed["status"], failed["code"]) == ("unauthenticated", 500, "server_error")
+    assert accepted["status"] == 202 and accepted["part_serial"] == "MQ-RETRIED"
+    logged = [record for record in caplog.records if record.name == bridge_module.__name__]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert "database went away" in caplog.text
+
+
+def test_a_failure_after_the_token_is_checked_is_answered_on_the_stations_own_topic(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    from django.db import OperationalError
+
+    from inspection.models import Inspection
+    from inspection.services import mqtt_ingest as service
+
+    station = make_station(make_project())
+    message = {
+        "token": station.token,
+        "part_serial": "MQ-OUTAGE",
+        "image_base64": base64.b64encode(part_jpeg()).decode(),
+    }
+
+    def outage(**kwargs: Any) -> Any:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(service, "inspection_submit", outage)
+
+    reply = service.mqtt_ingest_message(json.dumps(message).encode())
+
+    assert reply.station_id == station.station.pk
+    assert reply.body == {
+        "status": 500,
+        "code": "server_error",
+        "detail": "The message could not be ingested; send it again.",
+    }
+    assert "server closed the connection" in caplog.text
+    assert not Inspection.objects.exists()
+
+
+def test_mqtt_refuses_the_fields_the_http_api_refuses_with_the_same_reasons() -> None:
+    from inspection.services.mqtt_ingest import mqtt_ingest_message
+
+    station = make_station(make_project())
+    bad_fields = {"part_serial": "MQ 1!", "sku": "S" * 129, "captured_at": "2024-02-30T00:00", "station": "x"}
+
+    over_http: Any = APIClient().post(
+        "/api/v1/inspections", {**bad_fields, "image": upload(part_jpeg())}, format="multipart", headers=station.auth
+    )
+    over_mqtt = mqtt_ingest_message(
+        json.dumps(
+            {**bad_fields, "token": station.token, "image_base64": base64.b64encode(part_jpeg()).decode()}
+        ).encode()
+    )
+
+    assert over_http.status_code == over_mqtt.body["status"] == 400
+    assert over_mqtt.body["code"] == over_http.json()["code"] == "invalid"
+    assert over_mqtt.body["errors"] == over_http.json()["errors"]
+    assert set(over_mqtt.body["errors"]) == {"part_serial", "sku", "captured_at", "station"}
 
 
 class RecordingSocket:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import uuid
@@ -15,7 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from paho.mqtt.enums import CallbackAPIVersion
 
-from inspection.services.mqtt_ingest import mqtt_ingest_message
+from inspection.services.mqtt_ingest import mqtt_ingest_message, server_error_reply
+
+logger = logging.getLogger(__name__)
 
 
 class MqttIngestBridge:
@@ -39,8 +42,18 @@ class MqttIngestBridge:
         client.subscribe(f"{self.prefix}/ingest", qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        close_old_connections()
-        reply = mqtt_ingest_message(bytes(message.payload))
+        try:
+            close_old_connections()
+            reply = mqtt_ingest_message(bytes(message.payload))
+        except Exception:
+            # paho calls this on its network thread and re-raises what escapes, which ends the
+            # thread: the bridge would stop receiving while the process still looks alive.
+            logger.exception("MQTT ingest message (%d bytes) failed", len(message.payload))
+            reply = server_error_reply(None)
+        finally:
+            # As at the end of a request: the connection goes back to the pool (PostgreSQL) rather
+            # than staying checked out by paho's thread, which outlives nothing when it stops.
+            close_old_connections()
         topic = f"{self.prefix}/ingest/replies/{reply.station_id if reply.station_id else 'unauthenticated'}"
         client.publish(topic, json.dumps(reply.body), qos=1)
 
