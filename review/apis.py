@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from annotation.parsers import LabelJSONParser
 from inspection.errors import NotFound
+from inspection.filters import ScopedFilterSet
 from inspection.permissions import CAN_MANAGE, IsPerson
 from inspection.selectors import access_project, parts_for
 from inspection.serializers import VerdictOutputSerializer
@@ -28,7 +29,7 @@ from review.serializers import (
 )
 
 
-class ReviewItemFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class ReviewItemFilter(ScopedFilterSet):
     # By the reason people are shown: a golden item answers to its disguise, never to "golden".
     reason = django_filters.ChoiceFilter(choices=ReviewItem.Reason.choices, method="filter_reason")
 

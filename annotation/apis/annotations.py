@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import django_filters
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import FileResponse
@@ -13,11 +12,12 @@ from annotation.models import Annotation
 from annotation.selectors import annotations_for
 from annotation.serializers import AnnotationOutputSerializer
 from inspection.errors import NotFound
+from inspection.filters import ScopedFilterSet
 from inspection.permissions import IsPerson
 from inspection.services.retention import image_require_stored
 
 
-class AnnotationFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class AnnotationFilter(ScopedFilterSet):
     class Meta:
         model = Annotation
         fields = ["project", "part", "source", "review_item"]

@@ -31,11 +31,12 @@ from annotation.serializers import (
     LabelTaskOutputSerializer,
     PrelabelsOutputSerializer,
 )
+from inspection.filters import ScopedFilterSet
 from inspection.permissions import CAN_MANAGE, IsPerson
 from inspection.selectors import access_project
 
 
-class LabelTaskFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class LabelTaskFilter(ScopedFilterSet):
     status = django_filters.MultipleChoiceFilter(choices=LabelTask.Status.choices)
 
     class Meta:

@@ -13,6 +13,7 @@ from rest_framework import generics
 from rest_framework.request import Request
 
 from inspection import selectors
+from inspection.filters import ScopedFilterSet
 from inspection.models import (
     AuditEvent,
 )
@@ -25,7 +26,7 @@ from inspection.spreadsheets import csv_rows_streamed
 # --- audit trail (read and export only: there is no write, edit or delete endpoint) -------
 
 
-class AuditEventFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class AuditEventFilter(ScopedFilterSet):
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from inspection import selectors, services
 from inspection.auth import station_of
 from inspection.errors import Forbidden, InvalidInput, NotFound
+from inspection.filters import ScopedFilterSet
 from inspection.imaging import overlay_png
 from inspection.models import (
     Inspection,
@@ -36,7 +37,7 @@ from inspection.services.retention import image_require_stored
 # --- inspections -----------------------------------------------------------------------
 
 
-class InspectionFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class InspectionFilter(ScopedFilterSet):
     received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
     received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
@@ -178,7 +179,7 @@ def _png_response(content: bytes) -> HttpResponse:
 # --- parts, verdicts, memberships --------------------------------------------------------
 
 
-class PartFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class PartFilter(ScopedFilterSet):
     class Meta:
         model = Part
         fields = ["project", "serial", "sku", "lot"]
@@ -203,7 +204,7 @@ class PartDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         return selectors.parts_for(user=self.request.user)
 
 
-class VerdictFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class VerdictFilter(ScopedFilterSet):
     class Meta:
         model = Verdict
         fields = ["project", "part", "outcome", "source"]

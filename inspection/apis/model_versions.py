@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -14,6 +13,7 @@ from rest_framework.views import APIView
 
 from inspection import selectors
 from inspection.errors import NotFound
+from inspection.filters import ScopedFilterSet
 from inspection.models import (
     ModelVersion,
 )
@@ -33,7 +33,7 @@ from inspection.services.model_versions import (
 # --- model registry and training ---------------------------------------------------------
 
 
-class ModelVersionFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class ModelVersionFilter(ScopedFilterSet):
     class Meta:
         model = ModelVersion
         fields = ["project", "kind", "status"]

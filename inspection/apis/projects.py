@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 
 from inspection import selectors, services
 from inspection.errors import Conflict
+from inspection.filters import ScopedFilterSet
 from inspection.models import (
     Calibration,
     DefectClass,
@@ -60,7 +60,7 @@ class ProjectDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         return Response(ProjectOutputSerializer(selectors.projects_for(user=request.user).get(pk=project.pk)).data)
 
 
-class DefectClassFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class DefectClassFilter(ScopedFilterSet):
     class Meta:
         model = DefectClass
         fields = ["project"]
@@ -109,7 +109,7 @@ class DefectClassDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
         return Response(DefectClassOutputSerializer(defect_class).data)
 
 
-class MembershipFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class MembershipFilter(ScopedFilterSet):
     class Meta:
         model = Membership
         fields = ["project"]

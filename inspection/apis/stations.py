@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -14,6 +13,7 @@ from rest_framework.views import APIView
 
 from inspection import selectors, services
 from inspection.errors import NotFound
+from inspection.filters import ScopedFilterSet
 from inspection.models import (
     Station,
     StationToken,
@@ -29,7 +29,7 @@ from inspection.serializers import (
 # --- stations and their tokens (project admins) ------------------------------------------
 
 
-class StationFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class StationFilter(ScopedFilterSet):
     class Meta:
         model = Station
         fields = ["project"]
@@ -84,7 +84,7 @@ class StationTokenIssueApi(APIView):
         )
 
 
-class StationTokenFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class StationTokenFilter(ScopedFilterSet):
     class Meta:
         model = StationToken
         fields = ["station"]

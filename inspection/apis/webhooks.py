@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 
 from inspection import selectors
 from inspection.errors import NotFound
+from inspection.filters import ScopedFilterSet
 from inspection.models import (
     Webhook,
     WebhookDelivery,
@@ -63,7 +63,7 @@ class WebhookDeactivateApi(APIView):
         return Response(WebhookOutputSerializer(webhook_deactivate(webhook=webhook, actor=request.user)).data)
 
 
-class WebhookDeliveryFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+class WebhookDeliveryFilter(ScopedFilterSet):
     class Meta:
         model = WebhookDelivery
         fields = ["webhook", "status"]

@@ -173,6 +173,9 @@ LIST_URLS = [
     "/api/v1/annotations",
     "/api/v1/defect-classes",
     "/api/v1/memberships",
+    "/api/v1/model-versions",
+    "/api/v1/webhooks",
+    "/api/v1/audit-events",
 ]
 
 
@@ -195,6 +198,43 @@ def test_filtering_by_another_projects_id_returns_nothing(tenants: tuple[Tenant,
     client.force_authenticate(a.admin)
 
     assert client.get(f"/api/v1/inspections?project={b.project.pk}").json()["results"] == []
+
+
+RELATED_FILTERS: list[tuple[str, Callable[[Tenant], int]]] = [
+    ("/api/v1/inspections?project={}", lambda t: t.project.pk),
+    ("/api/v1/inspections?part={}", lambda t: t.inspection.part_id),
+    ("/api/v1/inspections?station={}", lambda t: t.inspection.station_id),
+    ("/api/v1/verdicts?part={}", lambda t: t.verdict.part_id),
+    ("/api/v1/annotations?review_item={}", lambda t: t.annotation.review_item_id or 0),
+    ("/api/v1/station-tokens?station={}", lambda t: t.inspection.station_id),
+    ("/api/v1/webhook-deliveries?webhook={}", lambda t: t.delivery.webhook_id),
+    ("/api/v1/model-versions?project={}", lambda t: t.project.pk),
+    ("/api/v1/audit-events?project={}", lambda t: t.project.pk),
+]
+
+
+@pytest.mark.parametrize(("url", "id_of"), RELATED_FILTERS, ids=[url for url, _ in RELATED_FILTERS])
+def test_a_filter_by_another_projects_id_answers_as_for_an_id_that_does_not_exist(
+    tenants: tuple[Tenant, Tenant], url: str, id_of: Callable[[Tenant], int]
+) -> None:
+    a, b = tenants
+    client = APIClient()
+    client.force_authenticate(a.admin)
+
+    theirs = client.get(url.format(id_of(b)))
+    nobodys = client.get(url.format(10**9))
+    mine = client.get(url.format(id_of(a)))
+
+    # The same empty page either way: the answer does not tell which ids exist elsewhere.
+    assert (
+        (theirs.status_code, theirs.json()["results"])
+        == (nobodys.status_code, nobodys.json()["results"])
+        == (
+            200,
+            [],
+        )
+    )
+    assert mine.status_code == 200 and mine.json()["results"]  # the filter itself works
 
 
 def _snapshot() -> tuple[Any, ...]:
@@ -430,3 +470,13 @@ def test_an_inactive_user_cannot_sign_in(tenants: tuple[Tenant, Tenant]) -> None
 
     assert response.status_code == 400
     assert "_auth_user_id" not in client.session
+
+
+def test_every_api_filterset_filters_related_objects_by_id() -> None:
+    from inspection.filters import ScopedFilterSet
+    from tests.inspection.test_json_parsers_everywhere import api_views
+
+    filtersets = {view.filterset_class for _, view in api_views() if getattr(view, "filterset_class", None)}
+
+    assert len(filtersets) > 5
+    assert [f.__name__ for f in filtersets if not issubclass(f, ScopedFilterSet)] == []
