@@ -54,7 +54,9 @@ class StationTokenAuthentication(authentication.BaseAuthentication):
             return None
         raw = raw.strip()
         parts = raw.split("_")
-        if not raw.startswith(TOKEN_PREFIX) or len(parts) != 3 or len(raw) > 128:
+        # Printable ASCII only: a NUL in the prefix would reach PostgreSQL (a 500, not a 401).
+        malformed = not (raw.isascii() and raw.isprintable())
+        if malformed or not raw.startswith(TOKEN_PREFIX) or len(parts) != 3 or len(raw) > 128:
             raise exceptions.AuthenticationFailed("Malformed station token.")
         token = (
             StationToken.objects.select_related("station", "station__line", "station__project")

@@ -50,6 +50,25 @@ def test_a_revoked_token_stops_working() -> None:
     assert response.status_code == 401
 
 
+def test_a_deactivated_stations_token_stops_working() -> None:
+    camera = make_station(make_project())
+    assert APIClient().get("/api/v1/inspections", headers=camera.auth).status_code == 200
+
+    Station.objects.filter(pk=camera.station.pk).update(is_active=False)
+    response = APIClient().get("/api/v1/inspections", headers=camera.auth)
+
+    assert response.status_code == 401 and response.json()["detail"] == "Station is deactivated."
+
+
+@pytest.mark.parametrize("raw", ["lps_ab\x00cd_secret", "lps_abcd_s\u00e9cret", "lps_ab\tcd_secret"])
+def test_a_token_with_control_or_non_ascii_characters_is_malformed(raw: str) -> None:
+    token = raw.encode().decode("unicode_escape")
+
+    response = APIClient().get("/api/v1/inspections", headers={"Authorization": f"Station {token}"})
+
+    assert response.status_code == 401 and response.json()["detail"] == "Malformed station token."
+
+
 @pytest.mark.parametrize("role", ["annotator", "reviewer", "manager"])
 def test_only_project_admins_manage_stations_and_tokens(role: str) -> None:
     project = make_project()
