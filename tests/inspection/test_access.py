@@ -480,3 +480,16 @@ def test_every_api_filterset_filters_related_objects_by_id() -> None:
 
     assert len(filtersets) > 5
     assert [f.__name__ for f in filtersets if not issubclass(f, ScopedFilterSet)] == []
+
+
+def test_a_signed_in_session_ends_when_its_user_is_deactivated() -> None:
+    user = make_user(make_project(), role="manager")
+    browser = Client()
+    browser.force_login(user)
+    assert browser.get("/api/v1/projects").status_code == 200
+
+    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    response = browser.get("/api/v1/projects")
+
+    assert response.status_code in {401, 403}
+    assert "results" not in response.json()
