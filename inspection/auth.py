@@ -52,33 +52,39 @@ class StationTokenAuthentication(authentication.BaseAuthentication):
         keyword, _, raw = header.partition(" ")
         if keyword != KEYWORD:
             return None
-        raw = raw.strip()
-        parts = raw.split("_")
-        # Printable ASCII only: a NUL in the prefix would reach PostgreSQL (a 500, not a 401).
-        malformed = not (raw.isascii() and raw.isprintable())
-        if malformed or not raw.startswith(TOKEN_PREFIX) or len(parts) != 3 or len(raw) > 128:
-            raise exceptions.AuthenticationFailed("Malformed station token.")
-        token = (
-            StationToken.objects.select_related("station", "station__line", "station__project")
-            .filter(prefix=parts[1])
-            .first()
-        )
-        if token is None or not hmac.compare_digest(token.secret_sha256, hash_token(raw)):
-            raise exceptions.AuthenticationFailed("Invalid station token.")
-        now = timezone.now()
-        if token.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("Station token has been revoked.")
-        if token.expires_at is not None and token.expires_at <= now:
-            raise exceptions.AuthenticationFailed("Station token has expired.")
-        if not token.station.is_active:
-            raise exceptions.AuthenticationFailed("Station is deactivated.")
-        # Throttled write: at most once a minute per token.
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-            StationToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return StationPrincipal(station=token.station, token=token), token
+        return station_token_authenticate(raw)
 
     def authenticate_header(self, request: Request) -> str:
         return KEYWORD
+
+
+def station_token_authenticate(raw: str) -> tuple[StationPrincipal, StationToken]:
+    """The station a raw token (``lps_<prefix>_<secret>``) stands for, or AuthenticationFailed
+    with the reason: the one check for every way a station talks to Loupe (HTTP, MQTT)."""
+    raw = raw.strip()
+    parts = raw.split("_")
+    # Printable ASCII only: a NUL in the prefix would reach PostgreSQL (a 500, not a 401).
+    malformed = not (raw.isascii() and raw.isprintable())
+    if malformed or not raw.startswith(TOKEN_PREFIX) or len(parts) != 3 or len(raw) > 128:
+        raise exceptions.AuthenticationFailed("Malformed station token.")
+    token = (
+        StationToken.objects.select_related("station", "station__line", "station__project")
+        .filter(prefix=parts[1])
+        .first()
+    )
+    if token is None or not hmac.compare_digest(token.secret_sha256, hash_token(raw)):
+        raise exceptions.AuthenticationFailed("Invalid station token.")
+    now = timezone.now()
+    if token.revoked_at is not None:
+        raise exceptions.AuthenticationFailed("Station token has been revoked.")
+    if token.expires_at is not None and token.expires_at <= now:
+        raise exceptions.AuthenticationFailed("Station token has expired.")
+    if not token.station.is_active:
+        raise exceptions.AuthenticationFailed("Station is deactivated.")
+    # Throttled write: at most once a minute per token.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        StationToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return StationPrincipal(station=token.station, token=token), token
 
 
 def station_of(request: Request | Any) -> Station | None:

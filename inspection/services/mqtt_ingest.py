@@ -21,9 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from rest_framework.exceptions import AuthenticationFailed, ParseError
-from rest_framework.test import APIRequestFactory
 
-from inspection.auth import StationTokenAuthentication
+from inspection.auth import station_token_authenticate
 from inspection.errors import DomainError, Forbidden, InvalidInput
 from inspection.models import Station
 from inspection.parsers import SafeJSONParser, decode
@@ -51,15 +50,10 @@ def server_error_reply(station_id: int | None) -> IngestReply:
 
 
 def _authenticate(token: object) -> Station:
-    # An HTTP header arrives as printable ASCII; a JSON string can hold anything, and DRF's
-    # header handling raises UnicodeEncodeError on e.g. "€" instead of answering 401.
-    if not isinstance(token, str) or not (token.isascii() and token.isprintable()):
+    if not isinstance(token, str):
         raise AuthenticationFailed("Malformed station token.")
-    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Station {token}")
-    result = StationTokenAuthentication().authenticate(request)
-    if result is None:
-        raise AuthenticationFailed("Missing station token.")
-    return result[0].station
+    principal, _ = station_token_authenticate(token)  # the HTTP API's own check
+    return principal.station
 
 
 def _refused_fields(errors: dict[str, Any]) -> InvalidInput:
