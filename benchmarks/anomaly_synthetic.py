@@ -35,13 +35,14 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from workers.ml.hyperparameters import DEFAULT_HYPERPARAMETERS  # noqa: E402
 from workers.ml.imaging import read_image, resize  # noqa: E402
 from workers.ml.metrics import binary_auroc, recall_at_false_reject  # noqa: E402
 from workers.ml.networks import PatchClassifierNet, _gaussian_kernel  # noqa: E402
 from workers.ml.synthetic import FAMILIES, synthesize_defect  # noqa: E402
 from workers.ml.trainers.common import forward_only  # noqa: E402
 from workers.ml.trainers.patch_classifier import HeadData, _Features, _flip, fit_head  # noqa: E402
-from workers.ml.training import DEFAULT_HYPERPARAMETERS, RunControl  # noqa: E402
+from workers.ml.training import RunControl  # noqa: E402
 from workers.ml.types import Progress  # noqa: E402
 
 SIZE = (320, 320)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mtd import GOOD, collect, label_of
 
+from workers.ml.hyperparameters import DEFAULT_HYPERPARAMETERS
 from workers.ml.metrics import binary_auroc, recall_at_false_reject, threshold_for_false_reject
 from workers.ml.networks import PatchClassifierNet
 from workers.ml.trainers.common import forward_only, load_images
@@ -48,7 +49,7 @@ from workers.ml.trainers.patch_classifier import (
     load_optional_masks,
     prepare_head_data,
 )
-from workers.ml.training import DEFAULT_HYPERPARAMETERS, RunControl, stratified_split
+from workers.ml.training import RunControl, stratified_split
 
 DEFAULT_SETTINGS = "12@320,10@320,10+12@320,12@448,12@320+context,10+12@320+context"
 

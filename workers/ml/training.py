@@ -23,12 +23,7 @@ from torch import nn
 
 from workers.ml.artifacts import staging_directory, write_manifest
 from workers.ml.errors import TrainingCancelled, TrainingDataError
-from workers.ml.hyperparameters import (  # noqa: F401  (re-exported: benchmarks read the defaults here)
-    DEFAULT_HYPERPARAMETERS,
-    GLOBAL_HEAD_DEFAULTS,
-    INT8_CALIBRATION_METHODS,
-    resolve_hyperparameters,
-)
+from workers.ml.hyperparameters import resolve_hyperparameters
 from workers.ml.networks import ClassifierNet, PatchClassifierNet, PatchCoreNet, SegmenterNet
 from workers.ml.types import MODEL_KINDS, Progress, Sample, TrainResult
 
