@@ -52,16 +52,19 @@ def test_subscribing_to_another_projects_feed_is_refused(live: LiveStack) -> Non
 def test_a_revoked_role_stops_pushes(live: LiveStack) -> None:
     project = make_project()
     station = make_station(project)
-    reviewer = make_user(project)
-    session = sign_in(live, reviewer)
+    reviewer, colleague = make_user(project), make_user(project)
+    session, colleague_session = sign_in(live, reviewer), sign_in(live, colleague)
 
-    with review_socket(live, session) as socket:
+    with review_socket(live, session) as socket, review_socket(live, colleague_session) as control:
         next_event(socket, "hello")
+        next_event(control, "hello")
         Membership.objects.filter(user=reviewer, project=project).delete()
         time.sleep(1.5)  # past LOUPE_WS_RECHECK_SECONDS=1 of the test server
         post_part(live, station, "AFTER-REVOKE")
-        received = events_for(socket, 4)
+        pushed = next_event(control, "review.item.added")  # the push was sent: to the colleague
+        received = events_for(socket, 2)
 
+    assert pushed["part"]["serial"] == "AFTER-REVOKE"
     assert [event["event"] for event in received if event["event"].startswith("review.")] == []
 
 
