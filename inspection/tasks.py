@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from inspection.services import uploads_purge_expired
-from inspection.services.inspections import inspection_run_queued, inspections_requeue_stale
+from inspection.services.inspections import inspections_requeue_stale
 from inspection.services.line_integration import verdict_publish_mqtt
+from inspection.services.model_runs import inspection_run_queued
 from inspection.services.model_versions import training_run
 from workers.tasks import Queue, loupe_task
 

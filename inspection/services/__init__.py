@@ -1,11 +1,7 @@
 """Writes (services), split by aggregate. Import from here: ``from inspection.services import ...``."""
 
-from inspection.services.inspections import (
-    SubmitResult,
-    inspection_run,
-    inspection_submit,
-    verdict_record_final,
-)
+from inspection.services.inspections import SubmitResult, inspection_submit
+from inspection.services.model_runs import inspection_run
 from inspection.services.projects import (
     defect_class_create,
     defect_class_update,
@@ -25,6 +21,7 @@ from inspection.services.uploads import (
     upload_path,
     uploads_purge_expired,
 )
+from inspection.services.verdicts import verdict_record_final
 
 __all__ = [
     "SubmitResult",

@@ -141,7 +141,7 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
     Runs the models outside any transaction; idempotent (a rescored image is stored once per
     set). Returns how many images were scored."""
     from inspection import serving
-    from inspection.services.inspections import run_models
+    from inspection.services.model_runs import run_models
 
     project = Project.objects.filter(pk=project_id).first()
     if project is None:

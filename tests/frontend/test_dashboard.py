@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from inspection.models import AuditEvent, Image, Inspection, Part, Project, Verdict
 from inspection.services import station_create
-from inspection.services.inspections import verdict_record_final
+from inspection.services.verdicts import verdict_record_final
 from tests.conftest import LiveStack, wait_until
 from tests.factories import make_project, make_user
 

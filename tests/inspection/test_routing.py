@@ -12,7 +12,6 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inspection.models import AuditEvent, Calibration, Image, Inspection, ModelVersion, Part, Project, Verdict
-from inspection.services.inspections import _route_part
 from inspection.services.routing import (
     Decision,
     audit_draw,
@@ -22,6 +21,7 @@ from inspection.services.routing import (
     deployed_label,
     thresholds_for,
 )
+from inspection.services.verdicts import _route_part
 from review.models import ReviewItem
 from tests.factories import make_project, make_station, make_user
 from workers.routing.calibration import calibrate
@@ -361,7 +361,7 @@ def test_a_second_final_verdict_is_a_conflict_that_leaves_the_callers_transactio
 
 def test_with_classifier_and_anomaly_detector_deployed_routing_scores_their_mean(register: Any) -> None:
     from inspection import serving
-    from inspection.services.inspections import run_models
+    from inspection.services.model_runs import run_models
     from tests.factories import part_jpeg, upload
 
     project = make_project()

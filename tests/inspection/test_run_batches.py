@@ -23,7 +23,8 @@ from inspection.models import (
     WebhookDelivery,
     YieldRollup,
 )
-from inspection.services.inspections import inspection_run, inspections_requeue_stale
+from inspection.services.inspections import inspections_requeue_stale
+from inspection.services.model_runs import inspection_run
 from inspection.services.run_claims import run_claim
 from review.models import ReviewItem
 from tests.factories import make_project, make_station, part_jpeg, upload
@@ -84,7 +85,7 @@ DEFECT_SCORES = [0.05, 0.10, 0.50, 0.55, 0.92, 0.97]
 
 
 def scripted_models(*, inspection: Inspection, deployed: dict[str, ModelVersion], save_overlays: bool = True) -> Any:
-    from inspection.services.inspections import ModelRun
+    from inspection.services.model_runs import ModelRun
 
     score = DEFECT_SCORES[int(inspection.part.serial.split("-")[1])]
     return ModelRun(
@@ -114,10 +115,10 @@ def test_a_task_that_finds_parts_waiting_routes_them_together_exactly_as_one_by_
     one_by_one, single_ids = project_with_posted_parts(register, "One by one")
     together, batch_ids = project_with_posted_parts(register, "Together")
 
-    with mock.patch("inspection.services.inspections.run_models_many", side_effect=scripted_batch):
+    with mock.patch("inspection.services.model_runs.run_models_many", side_effect=scripted_batch):
         for inspection_id in single_ids:
             inspection_run(inspection_id=inspection_id)
-        with mock.patch("inspection.services.inspections._publish_now") as published:
+        with mock.patch("inspection.services.verdicts._publish_now") as published:
             inspection_run(inspection_id=batch_ids[0], companions=PARTS)
 
     batch = Inspection.objects.filter(pk__in=batch_ids)
@@ -138,8 +139,8 @@ def test_the_batch_publishes_its_verdicts_together_after_its_commit(
     project, ids = project_with_posted_parts(register, "Published")
 
     with (
-        mock.patch("inspection.services.inspections.run_models_many", side_effect=scripted_batch),
-        mock.patch("inspection.services.inspections._publish_now") as published,
+        mock.patch("inspection.services.model_runs.run_models_many", side_effect=scripted_batch),
+        mock.patch("inspection.services.verdicts._publish_now") as published,
         django_capture_on_commit_callbacks(execute=True),
     ):
         inspection_run(inspection_id=ids[0], companions=PARTS)

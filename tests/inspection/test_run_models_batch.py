@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 
 from inspection import serving
 from inspection.models import Inspection, ModelVersion, Project
-from inspection.services import inspections as inspections_service
-from inspection.services.inspections import run_models, run_models_many
+from inspection.services import model_runs as model_runs_service
+from inspection.services.model_runs import run_models, run_models_many
 from tests.factories import make_project, make_station, part_jpeg, upload
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def forward_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """As on a GPU host: one forward pass per model for the whole batch."""
-    monkeypatch.setattr(inspections_service, "_forward_together", lambda deployed: True)
+    monkeypatch.setattr(model_runs_service, "_forward_together", lambda deployed: True)
 
 
 def posted_with_every_model(register: Callable[..., ModelVersion], parts: int = 5) -> tuple[list[Inspection], Any]:
