@@ -60,6 +60,9 @@ def main() -> int:
             items = session.get(f"{base}/api/v1/review-items", timeout=5).json()["results"]
             if items:
                 print(f"smoke ok: review item {items[0]['id']} for part {items[0]['part']['serial']}")
+                if b"beat: Starting" not in (var / "stack.log").read_bytes():
+                    raise SystemExit("beat did not start:\n" + (var / "stack.log").read_text()[-3000:])
+                print("smoke ok: beat is running")
                 return 0
             time.sleep(0.5)
         raise SystemExit("no review item appeared:\n" + (var / "stack.log").read_text()[-3000:])

@@ -307,13 +307,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Each run expires after its own interval: while the workers are down, beat does not stack up
+# a queue of duplicate runs for them to work through on their return.
 CELERY_BEAT_SCHEDULE = {
-    "purge-expired-uploads": {"task": "inspection.purge_expired_uploads", "schedule": 3600.0},
-    "purge-expired-images": {"task": "inspection.purge_expired_images", "schedule": 3600.0},
-    "requeue-stale-inspections": {"task": "inspection.requeue_stale", "schedule": 60.0},
-    "requeue-overdue-webhook-deliveries": {"task": "inspection.requeue_webhook_deliveries", "schedule": 60.0},
-    "expire-review-leases": {"task": "review.expire_leases", "schedule": 15.0},
-    "recalibrate-routing": {"task": "inspection.recalibrate_routing", "schedule": 600.0},
+    name: {"task": task, "schedule": every, "options": {"expires": every}}
+    for name, task, every in [
+        ("purge-expired-uploads", "inspection.purge_expired_uploads", 3600.0),
+        ("purge-expired-images", "inspection.purge_expired_images", 3600.0),
+        ("requeue-stale-inspections", "inspection.requeue_stale", 60.0),
+        ("requeue-overdue-webhook-deliveries", "inspection.requeue_webhook_deliveries", 60.0),
+        ("expire-review-leases", "review.expire_leases", 15.0),
+        ("recalibrate-routing", "inspection.recalibrate_routing", 600.0),
+    ]
 }
 
 # --- media storage ---------------------------------------------------------------------

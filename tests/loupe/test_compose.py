@@ -100,3 +100,21 @@ def test_every_variable_the_settings_read_is_in_the_readme_table() -> None:
 
     assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "MEDIA_STORAGE_URL"} <= names
     assert [name for name in sorted(names) if f"| `{name}`" not in readme] == []
+
+
+def test_every_loupe_service_reads_the_optional_env_file_for_the_readmes_settings() -> None:
+    for name in LOUPE_SERVICES:
+        assert SERVICES[name]["env_file"] == [{"path": ".env", "required": False}], name
+
+
+def test_the_web_port_is_published_on_loopback_only_since_forwarded_headers_are_trusted() -> None:
+    web = SERVICES["web"]
+    assert "--proxy-headers" in web["command"]
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
+
+
+def test_the_embedded_stack_runs_beat_like_production() -> None:
+    # The reconcilers (leases, stale parts, webhook deliveries, retention) run from beat.
+    run_stack = (REPO / "inspection/management/commands/run_stack.py").read_text()
+    assert SERVICES["beat"]["command"][:4] == ["celery", "-A", "loupe", "beat"]
+    assert '"loupe", "beat"' in run_stack

@@ -134,3 +134,12 @@ def test_the_celery_app_only_accepts_json_and_acks_late() -> None:
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
     assert inspection_run_task.acks_late and inspection_run_task.reject_on_worker_lost
     assert inspection_run_task.queue == "inference"
+
+
+def test_every_periodic_job_expires_after_its_interval_so_runs_do_not_pile_up() -> None:
+    from django.conf import settings
+
+    schedule = settings.CELERY_BEAT_SCHEDULE
+
+    assert len(schedule) >= 6
+    assert all(entry["options"]["expires"] == entry["schedule"] for entry in schedule.values())

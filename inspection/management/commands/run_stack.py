@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -57,6 +58,9 @@ class Command(BaseCommand):
             spawn("worker-inference", [*celery, "-Q", "inference,default", "-c", concurrency, "-n", "inference@%h"])
             # Training has its own worker process: a long job never holds an inference slot.
             spawn("worker-training", [*celery, "-Q", "training", "-c", "1", "-n", "training@%h"])
+            # The periodic jobs (lease expiry, stale parts, webhook deliveries, retention, recalibration).
+            schedule = str(Path(settings.VAR_DIR) / "celerybeat-schedule")
+            spawn("beat", [python, "-m", "celery", "-A", "loupe", "beat", "--loglevel", "INFO", "-s", schedule])
             uvicorn = [python, "-m", "uvicorn", "loupe.asgi:application", "--host", host, "--port", port]
             spawn("web", [*uvicorn, "--ws-max-size", "65536", "--no-server-header"])
             if options["demo"]:
