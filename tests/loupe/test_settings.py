@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,7 +140,7 @@ def test_the_celery_app_only_accepts_json_and_acks_late() -> None:
 def test_every_periodic_job_expires_after_its_interval_so_runs_do_not_pile_up() -> None:
     from django.conf import settings
 
-    schedule = settings.CELERY_BEAT_SCHEDULE
+    schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
 
     assert len(schedule) >= 6
     assert all(entry["options"]["expires"] == entry["schedule"] for entry in schedule.values())
