@@ -13,8 +13,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from rest_framework.exceptions import ParseError
 
 from inspection.notifications import training_group
+from inspection.parsers import SafeJSONParser, decode
 from review.notifications import review_group
 from review.selectors import SocketGrants, socket_grants
 
@@ -68,32 +70,56 @@ class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # chann
             await self.channel_layer.group_discard(group, self.channel_name)
         self.joined = set()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Every frame counts against the flood limit; one that is not JSON text (binary, empty,
+        malformed, nested too deep) is answered with an error and the socket stays open."""
         started, count = self.window
         now = time.monotonic()
         self.window = (now, 1) if now - started > 1.0 else (started, count + 1)
         if self.window[1] > MAX_MESSAGES_PER_SECOND:
             await self.close(code=4429)
             return
+        try:
+            if text_data is None:
+                raise ParseError("Frames must be JSON text.")
+            body = text_data.encode()
+            SafeJSONParser().check(body)
+            content = decode(body)
+        except ParseError as refused:
+            await self.send_json({"event": "error", "payload": {"code": "bad_message", "detail": str(refused.detail)}})
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             return
         if content.get("type") == "ping":
             await self.send_json({"event": "pong"})
         elif content.get("type") == "subscribe":
             # Subscriptions are decided by the server from the user's roles; a request for a
-            # project outside them is refused and joins nothing.
+            # project outside them is refused and joins nothing. Rights granted since the last
+            # check count (re-read at most every LOUPE_WS_RECHECK_SECONDS).
+            if not await self._recheck():
+                return
             project = content.get("project")
             allowed = isinstance(project, int) and project in self.grants.review
             reply = {"project": project, "code": None if allowed else "forbidden"}
             await self.send_json({"event": "subscribed" if allowed else "error", "payload": reply})
 
-    async def review_event(self, message: dict[str, Any]) -> None:
+    async def _recheck(self) -> bool:
+        """Re-read the user's rights when they are older than the recheck interval; False when
+        the socket was closed because the user may no longer use it."""
         if time.monotonic() - self.checked_at > settings.LOUPE_WS_RECHECK_SECONDS:
             self.grants = await self._grants()
             if not self.grants.active:
                 await self.close(code=4403)
-                return
+                return False
             await self._sync_groups()
+        return True
+
+    async def review_event(self, message: dict[str, Any]) -> None:
+        if not await self._recheck():
+            return
         allowed = self.grants.managed if message.get("kind") == "training" else self.grants.review
         if message.get("project") not in allowed:
             return  # rights changed since this event was queued

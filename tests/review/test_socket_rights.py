@@ -115,3 +115,43 @@ def test_an_oversized_frame_is_refused_without_taking_the_server_down(live: Live
 
     assert received and received[-1]["event"] == "closed"
     assert "projects" in hello
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"\x00\x01binary", "", "{not json", "[" * 20_000 + "]" * 20_000, '{"type": NaN}'],
+    ids=["binary", "empty", "malformed", "nested-20000-deep", "nan"],
+)
+def test_a_frame_that_is_not_json_text_gets_an_error_and_the_socket_stays_open(
+    live: LiveStack, frame: str | bytes
+) -> None:
+    session = sign_in(live, make_user(make_project()))
+
+    with review_socket(live, session) as socket:
+        next_event(socket, "hello")
+        socket.send(frame)
+        refused = next_event(socket, "error", timeout_s=10)
+        socket.send(json.dumps({"type": "ping"}))
+        answer = json.loads(socket.recv(timeout=10))
+
+    assert refused["code"] == "bad_message" and refused["detail"]
+    assert answer == {"event": "pong"}  # the connection survived (a crash would close it with 1011)
+
+
+def test_a_project_granted_after_connecting_can_be_subscribed_and_its_pushes_arrive(live: LiveStack) -> None:
+    project = make_project()
+    station = make_station(project)
+    newcomer = make_user(make_project())
+    session = sign_in(live, newcomer)
+
+    with review_socket(live, session) as socket:
+        assert next_event(socket, "hello")["projects"] == [newcomer.memberships.get().project_id]
+        Membership.objects.create(user=newcomer, project=project, role="reviewer")
+        time.sleep(1.5)  # past LOUPE_WS_RECHECK_SECONDS=1 of the test server
+        socket.send(json.dumps({"type": "subscribe", "project": project.pk}))
+        subscribed = next_event(socket, "subscribed", timeout_s=10)
+        post_part(live, station, "FOR-THE-NEWCOMER")
+        pushed = next_event(socket, "review.item.added")
+
+    assert subscribed == {"project": project.pk, "code": None}
+    assert pushed["part"]["serial"] == "FOR-THE-NEWCOMER"
