@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -65,6 +66,8 @@ def run_models_many(
         started = time.perf_counter()
         try:
             pixels.append(read_pixels(inspection.image.file))
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: not this image's fault
         except Exception as exc:  # noqa: BLE001 - an unreadable image goes to a person, the batch goes on
             _model_error(run, inspection, exc)
             pixels.append(None)
@@ -86,6 +89,8 @@ def run_models_many(
                 deployed,
                 save_overlays,
             )
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: not the model's fault
         except Exception as exc:  # noqa: BLE001 - a model that cannot run sends the part to a person
             if len(group) == 1:
                 _model_error(runs[group[0]], inspections[group[0]], exc)

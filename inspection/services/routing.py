@@ -30,6 +30,10 @@ class Decision:
         return {"action": self.action, "reason": self.reason, "defect_class": self.defect_class}
 
 
+# Calibration scores are written in batches of this many while a new deployment rescores.
+RESCORE_SAVE_EVERY = 100
+
+
 def thresholds_for(*, project: Project, model_version: str) -> tuple[float, float, Calibration | None]:
     calibration = (
         Calibration.objects.filter(project=project, model_version=model_version)
@@ -163,8 +167,9 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
         .select_related("image", "project", "part")
     )
     trained_on = trained_on_images(project=project, model_version=label)
-    scored = []
-    for inspection in todo.iterator():
+    scored: list[CalibrationScore] = []
+    saved = 0
+    for inspection in todo.iterator(chunk_size=200):
         if inspection.image_id in trained_on:
             continue
         run = run_models(inspection=inspection, deployed=deployed, save_overlays=False)
@@ -174,9 +179,14 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
                     project=project, model_version=label, inspection=inspection, defect_score=float(run.defect_score)
                 )
             )
-    CalibrationScore.objects.bulk_create(scored, ignore_conflicts=True)
+        if len(scored) >= RESCORE_SAVE_EVERY:
+            # Kept as it goes: a run stopped by its time limit leaves its scores, and the next
+            # run starts where it stopped (scored parts are skipped above).
+            saved += len(CalibrationScore.objects.bulk_create(scored, ignore_conflicts=True))
+            scored = []
+    saved += len(CalibrationScore.objects.bulk_create(scored, ignore_conflicts=True))
     calibration_run(project=project, model_version=label)
-    return len(scored)
+    return saved
 
 
 def calibration_run(*, project: Project, model_version: str, actor: Any = None) -> Calibration:

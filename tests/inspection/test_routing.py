@@ -378,3 +378,48 @@ def test_with_classifier_and_anomaly_detector_deployed_routing_scores_their_mean
 
     p_defect, ratio = run.scores["defect_probability"], run.scores["anomaly_ratio"]
     assert run.scores["defect_score"] == pytest.approx((p_defect + min(1.0, ratio / 2)) / 2, abs=1e-5)
+
+
+def test_a_rescoring_stopped_by_its_time_limit_keeps_its_scores_and_the_next_run_finishes(
+    register: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from inspection.models import CalibrationScore
+    from inspection.services import inspection_run, model_runs, routing
+    from inspection.services.model_versions import model_version_deploy
+    from review.services import review_decide
+    from tests.factories import part_jpeg, upload
+
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=-1.0, auto_fail_threshold=2.0, audit_rate=0.0)
+    register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    station, reviewer = make_station(project), make_user(project)
+    for index in range(5):
+        posted: Any = APIClient().post(
+            "/api/v1/inspections", {"part_serial": f"TL-{index}", "image": upload(part_jpeg(seed=index))},
+            format="multipart", headers=station.auth,
+        )  # fmt: skip
+        inspection_run(inspection_id=posted.json()["id"])
+        review_decide(item=ReviewItem.objects.get(part__serial=f"TL-{index}"), reviewer=reviewer, outcome="pass")
+    model_version_deploy(version=register(project, "classifier"))
+    label = deployed_label(project=project)
+
+    real_run, calls = model_runs.run_models, []
+
+    def out_of_time_at_the_fourth(**kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 4:
+            raise SoftTimeLimitExceeded()
+        return real_run(**kwargs)
+
+    monkeypatch.setattr(routing, "RESCORE_SAVE_EVERY", 2)
+    monkeypatch.setattr(model_runs, "run_models", out_of_time_at_the_fourth)
+    with pytest.raises(SoftTimeLimitExceeded):
+        routing.calibration_rescore(project_id=project.pk)
+    kept = CalibrationScore.objects.filter(model_version=label).count()
+    monkeypatch.setattr(model_runs, "run_models", real_run)
+    rest = routing.calibration_rescore(project_id=project.pk)
+
+    assert kept == 2  # the first batch was written before time ran out
+    assert rest == 3 and CalibrationScore.objects.filter(model_version=label).count() == 5
