@@ -17,7 +17,7 @@ def inspection_run_task(inspection_id: int) -> None:
 
 @loupe_task(name="inspection.purge_expired_images", queue=Queue.DEFAULT, soft_time_limit=600, time_limit=660)
 def images_purge_expired_task() -> None:
-    """Apply each project's image retention (a bounded batch per run; idempotent)."""
+    """Apply each project's image retention (batches until done or the time budget is spent; idempotent)."""
     from inspection.services.retention import images_purge_expired
 
     images_purge_expired()

@@ -14,6 +14,7 @@ commit. A crash between the two leaves orphan files (space), never a row pointin
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from django.core.files.storage import default_storage
@@ -75,23 +76,31 @@ def _purgeable_image_ids(candidates: list[int], now: datetime) -> list[int]:
     return [image_id for image_id in candidates if image_id not in blocked]
 
 
-def images_purge_expired(*, now: datetime | None = None, batch: int = BATCH) -> int:
+def images_purge_expired(*, now: datetime | None = None, batch: int = BATCH, max_seconds: float = 480.0) -> int:
     """Remove the images that every project's retention lets go; returns how many. Idempotent
-    (a removed image is never picked again) and bounded: at most ``batch`` images per project
-    per call, so the hourly task catches up over several runs after a policy is first set."""
+    (a removed image is never picked again). Works through each project in batches of
+    ``batch`` images, walking image ids upwards so images that must stay never hold the rest
+    back, until nothing is left or ``max_seconds`` have passed (the hourly task's budget: a line
+    posting a part a second adds 3,600 images an hour)."""
     now = now or timezone.now()
+    deadline = time.monotonic() + max_seconds
     removed = 0
     for project in Project.objects.filter(image_retention_days__isnull=False).only("id", "image_retention_days"):
-        candidates = list(
-            Inspection.objects.filter(_expired(project, now), image__purged_at__isnull=True)
-            .exclude(_kept_by_people())
-            .order_by("image_id")
-            .values_list("image_id", flat=True)
-            .distinct()[:batch]
-        )
-        image_ids = _purgeable_image_ids(candidates, now)
-        if image_ids:
-            removed += _purge(project, image_ids, now)
+        after = 0
+        while time.monotonic() < deadline:
+            candidates = list(
+                Inspection.objects.filter(_expired(project, now), image__purged_at__isnull=True, image_id__gt=after)
+                .exclude(_kept_by_people())
+                .order_by("image_id")
+                .values_list("image_id", flat=True)
+                .distinct()[:batch]
+            )
+            if not candidates:
+                break
+            after = candidates[-1]
+            image_ids = _purgeable_image_ids(candidates, now)
+            if image_ids:
+                removed += _purge(project, image_ids, now)
     return removed
 
 

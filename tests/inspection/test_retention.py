@@ -213,3 +213,16 @@ def test_a_part_posted_with_the_same_bytes_while_the_purge_runs_keeps_the_image(
     assert raced[0].image_id == old.image_id
     assert Image.objects.get(pk=old.image_id).purged_at is None
     assert default_storage.exists(Image.objects.get(pk=old.image_id).file)
+
+
+def test_one_run_works_through_every_batch_of_expired_images(
+    line: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    _project, station = line
+    old = [inspect(station, f"BATCH-{index}", seed=20 + index, days_ago=400) for index in range(5)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        removed = images_purge_expired(batch=2)
+
+    assert removed == 5  # three batches of at most 2 in one run, not one batch an hour
+    assert Image.objects.filter(pk__in=[i.image_id for i in old], purged_at__isnull=True).count() == 0
