@@ -138,12 +138,17 @@ def image_record(normalised: NormalisedImage, key: str) -> Image:
         return Image(pk=image_id, **values)
     image = Image.objects.get(sha256=normalised.sha256)
     if image.purged_at is not None:
-        # Retention removed the bytes and store_image_bytes has just written them again.
-        # Conditional: a concurrent post of the same content restores the row once. The
-        # inspections that lost their overlays to the purge keep none; tiles are made again
-        # on demand.
+        # Retention removed the bytes. Conditional: a concurrent post of the same content
+        # restores the row once. The update waits for retention's row lock while it deletes
+        # the file, so the file is checked after it: store_image_bytes may have seen the file
+        # that was just being deleted. The inspections that lost their overlays to the purge
+        # keep none; tiles are made again on demand.
         Image.objects.filter(pk=image.pk, purged_at__isnull=False).update(purged_at=None, file=key)
         image.purged_at, image.file = None, key
+        if not default_storage.exists(key):
+            saved = default_storage.save(key, ContentFile(normalised.content))
+            if saved != key:  # another post wrote it meanwhile
+                default_storage.delete(saved)
     return image
 
 

@@ -142,13 +142,22 @@ def _purge(project: Project, image_ids: list[int], now: datetime) -> int:
                 "retention_days": project.image_retention_days,
             },
         )
-        transaction.on_commit(lambda: _delete_files(files, tile_folders), robust=True)
+        image_files = {image.pk: image.file for image in images}
+        transaction.on_commit(lambda: _delete_files(files, tile_folders, image_files), robust=True)
     return len(images)
 
 
-def _delete_files(files: list[str], tile_folders: list[str]) -> None:
+def _delete_files(files: list[str], tile_folders: list[str], image_files: dict[int, str]) -> None:
     for key in files:
-        _delete_quietly(key)
+        if key not in image_files.values():
+            _delete_quietly(key)  # model overlays
+    for image_id, key in image_files.items():
+        # Under the image's row lock, and only if it is still purged: a part posted with the
+        # same bytes since the commit has restored it, and its file must stay. A post that
+        # restores it after this deletion finds the file gone and writes it again (image_record).
+        with transaction.atomic():
+            if Image.objects.select_for_update().filter(pk=image_id, purged_at__isnull=False).exists():
+                _delete_quietly(key)
     for folder in tile_folders:
         _delete_tree(folder)
 

@@ -226,3 +226,50 @@ def test_one_run_works_through_every_batch_of_expired_images(
 
     assert removed == 5  # three batches of at most 2 in one run, not one batch an hour
     assert Image.objects.filter(pk__in=[i.image_id for i in old], purged_at__isnull=True).count() == 0
+
+
+def test_a_repost_between_the_purge_commit_and_its_file_deletion_keeps_the_bytes(
+    line: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    project, station = line
+    first = inspect(station, "GAP-1", seed=13, days_ago=31)
+    with django_capture_on_commit_callbacks(execute=False) as deletions:  # committed, files not yet deleted
+        assert images_purge_expired() == 1
+    assert default_storage.exists(first.image.file)
+
+    again = inspect(station, "GAP-2", seed=13, days_ago=0)  # finds the file still there: writes nothing
+    for delete_files in deletions:
+        delete_files()  # the purge's deletion runs late
+
+    viewer = APIClient()
+    viewer.force_authenticate(make_user(project, role="manager"))
+    answer: Any = viewer.get(f"/api/v1/inspections/{again.pk}/image")
+    assert answer.status_code == 200 and b"".join(answer.streaming_content)
+    assert default_storage.exists(Image.objects.get(pk=first.image_id).file)
+
+
+def test_a_repost_after_the_files_were_deleted_writes_the_bytes_again(
+    line: Any, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspection.services import inspections
+
+    _project, station = line
+    first = inspect(station, "LATE-1", seed=14, days_ago=31)
+    key = first.image.file
+    store = inspections.store_image_bytes
+
+    def saw_the_file_just_before_it_went(normalised: Any) -> tuple[str, bool]:
+        stored = store(normalised)
+        default_storage.delete(key)  # the purge's deletion lands right after the existence check
+        return stored
+
+    assert purge(django_capture_on_commit_callbacks) == 1
+    with default_storage.open(key, "wb") as leftover:  # as if the deletion had not run yet
+        leftover.write(b"old")
+    monkeypatch.setattr(inspections, "store_image_bytes", saw_the_file_just_before_it_went)
+    again = inspect(station, "LATE-2", seed=14, days_ago=0)
+
+    assert Image.objects.get(pk=first.image_id).purged_at is None
+    assert default_storage.exists(key) and again.image.file == key
+    with default_storage.open(key, "rb") as stored:
+        assert stored.read()[:2] == b"\xff\xd8"  # the part's JPEG, written again
