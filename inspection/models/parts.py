@@ -79,6 +79,8 @@ class Inspection(models.Model):
     # leaves it alone until then, and the reconciler queues it again after.
     run_leader = models.BigIntegerField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When the reconciler last queued it again (it waits a while before doing so once more).
+    requeued_at = models.DateTimeField(null=True, blank=True)
     model_version = models.CharField(max_length=64, blank=True)  # "" = no deployed model
     scores = models.JSONField(default=dict, blank=True)
     latency_ms = models.JSONField(default=dict, blank=True)  # per stage, milliseconds

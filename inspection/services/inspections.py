@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from inspection.errors import Conflict
@@ -181,24 +181,37 @@ def _enqueue_inference(inspection_id: int) -> None:
     inspection_run_task.delay(inspection_id)
 
 
-def inspections_stale_pending(*, cutoff: datetime, limit: int) -> QuerySet[Inspection, int]:
-    """Ids of inspections still pending since before ``cutoff``, oldest first (served by the
-    partial index of pending rows, so the every-minute search does not scan all parts)."""
-    return (
-        Inspection.objects.filter(status=Inspection.Status.PENDING, received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+def inspections_stale_pending(
+    *, cutoff: datetime, limit: int, requeued_before: datetime | None = None
+) -> QuerySet[Inspection, int]:
+    """Ids of inspections still pending since before ``cutoff`` and not queued again since
+    ``requeued_before``, oldest first (served by the partial index of pending rows, so the
+    every-minute search does not scan all parts)."""
+    rows = Inspection.objects.filter(status=Inspection.Status.PENDING, received_at__lt=cutoff)
+    if requeued_before is not None:
+        rows = rows.filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=requeued_before))
+    return rows.order_by("received_at").values_list("pk", flat=True)[:limit]
 
 
-def inspections_requeue_stale(*, older_than: timedelta = timedelta(minutes=2), limit: int = 1000) -> int:
+# A part the reconciler queued again is not queued once more for this long: under a backlog
+# (workers busy, not dead) its first message is still waiting, and re-sending every waiting
+# part every minute would multiply the queue.
+REQUEUE_AGAIN_AFTER = timedelta(minutes=10)
+
+
+def inspections_requeue_stale(
+    *, older_than: timedelta = timedelta(minutes=2), again_after: timedelta = REQUEUE_AGAIN_AFTER, limit: int = 1000
+) -> int:
     """Queue again inspections still pending after ``older_than``: their message was lost
-    (broker restart or flush, enqueue failure). The task is idempotent, so a duplicate is harmless."""
+    (broker restart or flush, enqueue failure). The task is idempotent, so a duplicate is
+    harmless; each part is queued again at most once per ``again_after``."""
     from inspection.services.run_claims import leases_expired
 
-    stale = list(inspections_stale_pending(cutoff=timezone.now() - older_than, limit=limit))
+    now = timezone.now()
+    stale = list(inspections_stale_pending(cutoff=now - older_than, limit=limit, requeued_before=now - again_after))
     # ... and those whose run died holding their claim (a companion's own task found it taken).
-    stale += leases_expired(limit=limit)
+    stale += leases_expired(limit=limit, requeued_before=now - again_after)
+    Inspection.objects.filter(pk__in=stale).update(requeued_at=now)
     for inspection_id in stale:
         _enqueue_inference(inspection_id)
     return len(stale)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -94,12 +95,13 @@ def run_claim(*, inspection_id: int, companions: int = 0) -> Claim | None:
     return Claim(leader=inspection_id, inspection_ids=[inspection_id, *others])
 
 
-def leases_expired(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+def leases_expired(
+    *, now: datetime | None = None, limit: int = 1000, requeued_before: datetime | None = None
+) -> list[int]:
     """Running inspections whose lease has expired: their run died (the reconciler queues
-    them again)."""
+    them again), leaving out those it queued again since ``requeued_before``."""
     moment = now or timezone.now()
-    return list(
-        Inspection.objects.filter(status=Inspection.Status.RUNNING, lease_expires_at__lt=moment)
-        .order_by("lease_expires_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    rows = Inspection.objects.filter(status=Inspection.Status.RUNNING, lease_expires_at__lt=moment)
+    if requeued_before is not None:
+        rows = rows.filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=requeued_before))
+    return list(rows.order_by("lease_expires_at").values_list("pk", flat=True)[:limit])

@@ -204,3 +204,22 @@ def test_the_reconciler_queues_the_parts_of_a_run_that_died_once_their_lease_exp
     assert before_expiry.call_count == 0
     assert sorted(call.args[0] for call in queued.call_args_list) == ids[:3]
     assert set(Inspection.objects.filter(pk__in=ids[:3]).values_list("status", flat=True)) == {"done"}
+
+
+def test_the_reconciler_queues_a_waiting_part_again_once_per_ten_minutes_not_every_minute(
+    register: Callable[..., ModelVersion],
+) -> None:
+    _, ids = project_with_posted_parts(register, "Backlog")
+    Inspection.objects.filter(pk__in=ids).update(received_at=timezone.now() - timedelta(minutes=5))
+
+    runs = []
+    for _ in range(3):  # three beat ticks a minute apart, the workers still busy
+        with mock.patch("inspection.services.inspections._enqueue_inference") as queued:
+            inspections_requeue_stale()
+        runs.append(sorted(call.args[0] for call in queued.call_args_list))
+    Inspection.objects.filter(pk__in=ids).update(requeued_at=timezone.now() - timedelta(minutes=11))
+    with mock.patch("inspection.services.inspections._enqueue_inference") as later:
+        inspections_requeue_stale()
+
+    assert runs == [sorted(ids), [], []]  # each waiting part once, not once per tick
+    assert sorted(call.args[0] for call in later.call_args_list) == sorted(ids)  # still waiting: again
