@@ -14,12 +14,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
-LOUPE_SERVICES = ["migrate", "web", "worker-cpu", "worker-gpu", "beat"]
+LOUPE_SERVICES = ["migrate", "web", "worker-cpu", "worker-default", "worker-gpu", "beat"]
 
 
 def test_compose_runs_every_process_of_the_production_box() -> None:
-    assert {"postgres", "redis", "web", "worker-cpu", "worker-gpu", "beat"} <= set(SERVICES)
-    for name in ["postgres", "redis", "web", "worker-cpu", "worker-gpu"]:
+    assert {"postgres", "redis", "web", "worker-cpu", "worker-default", "worker-gpu", "beat"} <= set(SERVICES)
+    for name in ["postgres", "redis", "web", "worker-cpu", "worker-default", "worker-gpu"]:
         assert "healthcheck" in SERVICES[name], name
     assert set(COMPOSE["volumes"]) == {"postgres-data", "redis-data", "loupe-data"}
 
@@ -29,7 +29,9 @@ def test_workers_cover_the_inference_training_and_default_queues_separately() ->
         command = SERVICES[service]["command"]
         return set(command[command.index("-Q") + 1].split(","))
 
-    assert queues("worker-cpu") == {"inference", "default"}
+    # Each queue has its own workers: housekeeping never holds an inference slot.
+    assert queues("worker-cpu") == {"inference"}
+    assert queues("worker-default") == {"default"}
     assert queues("worker-gpu") == {"training"}
 
 
