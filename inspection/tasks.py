@@ -78,6 +78,14 @@ def webhook_deliveries_requeue_overdue_task() -> None:
     webhook_deliveries_requeue_overdue()
 
 
+@loupe_task(name="inspection.fail_stalled_training", queue=Queue.DEFAULT, soft_time_limit=60, time_limit=90)
+def trainings_fail_stalled_task() -> None:
+    """Reconciler: a training job whose worker died does not stay "training" for hours."""
+    from inspection.services.model_versions import trainings_fail_stalled
+
+    trainings_fail_stalled()
+
+
 @loupe_task(name="inspection.recalibrate_routing", queue=Queue.DEFAULT, soft_time_limit=300, time_limit=360)
 def routing_recalibrate_stale_task() -> None:
     """Refit routing thresholds where new human labels arrived."""

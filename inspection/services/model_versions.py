@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -168,12 +169,18 @@ def training_run(
         if on_progress is not None:
             on_progress(state)
 
+    last_beat = [time.monotonic()]
+
     def should_stop() -> bool:
-        # One cheap query at most every two seconds.
+        # One cheap query at most every two seconds; a heartbeat write at most every minute
+        # (a job is alive while it checks, even inside a long epoch: trainings_fail_stalled).
         now = time.monotonic()
         if now - last_check[0] < 2.0:
             return False
         last_check[0] = now
+        if now - last_beat[0] >= 60.0:
+            last_beat[0] = now
+            ModelVersion.objects.filter(pk=version.pk).update(heartbeat_at=timezone.now())
         return ModelVersion.objects.filter(pk=version.pk, cancel_requested=True).exists()
 
     # A folder left by an earlier life of this id (a rolled-back row on SQLite) is not ours.
@@ -242,6 +249,43 @@ def _finish(version: ModelVersion, *, status: str, error: str = "", **fields: An
         project_id = version.project_id
         transaction.on_commit(lambda: notify_training_progress(project_id=project_id, payload=payload), robust=True)
     return version
+
+
+# A started job that has not checked in for this long has died with its worker (killed, out
+# of memory, its container stopped): the broker would only redeliver it hours later.
+TRAINING_STALLED_AFTER = timedelta(minutes=15)
+
+
+def trainings_fail_stalled(*, stalled_for: timedelta = TRAINING_STALLED_AFTER) -> list[int]:
+    """Mark failed the started training jobs whose heartbeat stopped; returns their ids.
+    Idempotent. A job still waiting in the queue (never started) is left alone."""
+    cutoff = timezone.now() - stalled_for
+    stalled = list(
+        ModelVersion.objects.filter(
+            status=ModelVersion.Status.TRAINING, attempts__gte=1, heartbeat_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    failed = []
+    for version_id in stalled:
+        changed = ModelVersion.objects.filter(
+            pk=version_id, status=ModelVersion.Status.TRAINING, heartbeat_at__lt=cutoff
+        ).update(
+            status=ModelVersion.Status.FAILED,
+            error=f"No sign of life for {int(stalled_for.total_seconds() // 60)} minutes: the worker running "
+            "this job stopped (killed, out of memory or its container stopped).",
+            finished_at=timezone.now(),
+        )
+        if changed:
+            version = ModelVersion.objects.get(pk=version_id)
+            payload = {
+                "version": version.pk,
+                "kind": version.kind,
+                "status": version.status,
+                **(version.progress or {}),
+            }
+            notify_training_progress(project_id=version.project_id, payload=payload)
+            failed.append(version_id)
+    return failed
 
 
 def training_cancel(*, version: ModelVersion, actor: Any = None) -> ModelVersion:

@@ -413,3 +413,25 @@ def test_training_with_too_few_labels_is_refused_with_a_reason() -> None:
     assert response.status_code == 400
     assert response.json()["code"] == "not_enough_labels"
     assert not ModelVersion.objects.exists()
+
+
+def test_a_started_job_that_stopped_checking_in_is_failed_and_a_queued_one_is_left_waiting() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inspection.services.model_versions import trainings_fail_stalled
+
+    project = make_project()
+    long_ago, just_now = timezone.now() - timedelta(minutes=20), timezone.now() - timedelta(seconds=30)
+    dead = ModelVersion.objects.create(project=project, kind="anomaly", attempts=1, heartbeat_at=long_ago)
+    alive = ModelVersion.objects.create(project=project, kind="anomaly", attempts=1, heartbeat_at=just_now)
+    queued = ModelVersion.objects.create(project=project, kind="anomaly", attempts=0)
+
+    failed = trainings_fail_stalled()
+    again = trainings_fail_stalled()
+
+    assert (failed, again) == ([dead.pk], [])
+    statuses = dict(ModelVersion.objects.values_list("pk", "status"))
+    assert statuses == {dead.pk: "failed", alive.pk: "training", queued.pk: "training"}
+    assert "worker running this job stopped" in ModelVersion.objects.get(pk=dead.pk).error
