@@ -57,6 +57,14 @@ def verdict_publish_task(verdict_id: int) -> None:
         raise current_task.retry(exc=error, countdown=min(300, 5 * 2**retries)) from None
 
 
+@loupe_task(name="inspection.publish_overdue_verdicts", queue=Queue.DEFAULT, soft_time_limit=300, time_limit=360)
+def verdicts_publish_overdue_task() -> None:
+    """Outbox reconciler: a final verdict the broker never acknowledged is published later."""
+    from inspection.services.line_integration import verdicts_publish_overdue
+
+    verdicts_publish_overdue()
+
+
 @loupe_task(name="inspection.deliver_webhook", queue=Queue.DEFAULT, soft_time_limit=30, time_limit=60, max_retries=6)
 def webhook_deliver_task(delivery_id: int) -> None:
     """POST one signed verdict to a webhook; failed attempts come back with backoff."""

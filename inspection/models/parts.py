@@ -135,6 +135,9 @@ class Verdict(models.Model):
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
     model_version = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the MQTT broker acknowledged it (null: not yet, or MQTT not configured): the outbox
+    # the reconciler publishes from (verdicts_publish_overdue).
+    published_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

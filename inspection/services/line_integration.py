@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from inspection.models import Verdict
 
@@ -58,6 +60,7 @@ def verdict_publish_loaded(verdict: Verdict) -> None:
     from inspection import mqtt
 
     mqtt.publish(settings.MQTT_URL, verdict_topic(verdict), json.dumps(verdict_message(verdict)).encode())
+    Verdict.objects.filter(pk=verdict.pk).update(published_at=timezone.now())
 
 
 def verdicts_publish_loaded(verdicts: Sequence[Verdict]) -> list[Verdict]:
@@ -66,4 +69,44 @@ def verdicts_publish_loaded(verdicts: Sequence[Verdict]) -> list[Verdict]:
     from inspection import mqtt
 
     messages = [(verdict_topic(verdict), json.dumps(verdict_message(verdict)).encode()) for verdict in verdicts]
-    return [verdicts[index] for index in mqtt.publish_many(settings.MQTT_URL, messages)]
+    unacknowledged = set(mqtt.publish_many(settings.MQTT_URL, messages))
+    acknowledged = [verdict.pk for index, verdict in enumerate(verdicts) if index not in unacknowledged]
+    if acknowledged:  # one statement for the batch: the outbox's record of what the line has
+        Verdict.objects.filter(pk__in=acknowledged).update(published_at=timezone.now())
+    return [verdicts[index] for index in sorted(unacknowledged)]
+
+
+# The publishers (the deciding worker at once, then the publish task's retries for ~15 minutes)
+# go first; after this long an unpublished final verdict is the outbox reconciler's.
+PUBLISH_OVERDUE_AFTER = timedelta(minutes=20)
+# How far back it looks (the rows it scans; older verdicts are not sent to a line any more).
+PUBLISH_WINDOW = timedelta(hours=2)
+
+
+def verdicts_publish_overdue(
+    *, older_than: timedelta = PUBLISH_OVERDUE_AFTER, window: timedelta = PUBLISH_WINDOW, limit: int = 5000
+) -> int:
+    """Publish, in batches, the final verdicts of the last ``window`` the broker never
+    acknowledged (the publish task ran out of retries, or the message queueing it was lost);
+    returns how many it published. Idempotent; nothing to do when MQTT is not configured.
+    Subscribers deduplicate on ``verdict_id`` (QoS 1 may deliver twice anyway)."""
+    if not settings.MQTT_URL:
+        return 0
+    now = timezone.now()
+    overdue = (
+        Verdict.objects.filter(
+            is_final=True, published_at__isnull=True, created_at__gte=now - window, created_at__lt=now - older_than
+        )
+        .select_related("part", "defect_class", "inspection", "inspection__station")
+        .order_by("created_at")[:limit]
+    )
+    published = 0
+    batch: list[Verdict] = []
+    for verdict in overdue:
+        batch.append(verdict)
+        if len(batch) == 500:
+            published += len(batch) - len(verdicts_publish_loaded(batch))
+            batch = []
+    if batch:
+        published += len(batch) - len(verdicts_publish_loaded(batch))
+    return published

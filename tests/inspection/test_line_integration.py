@@ -162,6 +162,62 @@ def test_when_the_broker_does_not_answer_the_publish_task_takes_over_and_retries
     assert queued == [verdict.pk]
 
 
+def test_an_acknowledged_verdict_is_marked_published_and_a_lost_one_is_left_for_the_outbox(
+    subscriber: Any, settings: Any, register: Any, monkeypatch: Any
+) -> None:
+    settings.MQTT_TOPIC_PREFIX = "loupe-test"
+    monkeypatch.setattr(verdict_publish_task, "delay", lambda verdict_id: None)
+    acked, lost = (post_and_run_with_a_model_that_passes_everything(register, f"MQ-OUT-{n}") for n in range(2))
+
+    settings.MQTT_URL = MQTT_URL
+    verdicts_publish_loaded([acked])
+    settings.MQTT_URL = "mqtt://127.0.0.1:9"  # nothing listens on the discard port
+    verdicts_publish_loaded([lost])
+
+    published = dict(Verdict.objects.filter(pk__in=[acked.pk, lost.pk]).values_list("pk", "published_at"))
+    assert published[acked.pk] is not None and published[lost.pk] is None
+
+
+def test_the_outbox_publishes_overdue_verdicts_once_and_leaves_recent_ones_to_their_publishers(
+    subscriber: Any, settings: Any, register: Any, monkeypatch: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inspection.services.line_integration import verdicts_publish_overdue
+
+    settings.MQTT_TOPIC_PREFIX = "loupe-test"
+    monkeypatch.setattr(verdict_publish_task, "delay", lambda verdict_id: None)
+    # Decided while the broker was down: nobody acknowledged them.
+    overdue, _recent, ancient = (
+        post_and_run_with_a_model_that_passes_everything(register, f"MQ-DUE-{n}") for n in range(3)
+    )
+    Verdict.objects.filter(pk=overdue.pk).update(created_at=timezone.now() - timedelta(minutes=30))
+    Verdict.objects.filter(pk=ancient.pk).update(created_at=timezone.now() - timedelta(days=2))
+    assert not Verdict.objects.filter(published_at__isnull=False).exists()
+    settings.MQTT_URL = MQTT_URL  # the broker is back
+
+    first = verdicts_publish_overdue()
+    _, message = subscriber.get(timeout=10)
+    second = verdicts_publish_overdue()
+
+    assert (first, second) == (1, 0)
+    assert message["verdict_id"] == overdue.pk and message["part_serial"] == "MQ-DUE-0"
+    assert subscriber.empty()  # the recent one is still its publishers' to retry; the old one is history
+    assert set(Verdict.objects.filter(published_at__isnull=False).values_list("pk", flat=True)) == {overdue.pk}
+
+
+def test_the_outbox_runs_every_ten_minutes_and_does_nothing_without_a_broker(settings: Any) -> None:
+    from inspection.services.line_integration import verdicts_publish_overdue
+
+    entry = settings.CELERY_BEAT_SCHEDULE["publish-overdue-verdicts"]
+    settings.MQTT_URL = ""
+
+    assert (entry["task"], entry["schedule"]) == ("inspection.publish_overdue_verdicts", 600.0)
+    assert verdicts_publish_overdue() == 0
+
+
 def test_without_a_broker_configured_nothing_is_published(subscriber: Any, settings: Any) -> None:
     settings.MQTT_URL = ""
 
