@@ -135,5 +135,5 @@ def overlay_png(key: str, *, kind: str) -> bytes:
         rgb[..., 0] = 230
         alpha = np.where(values > 127, 153, 0).astype(np.uint8)
     buffer = io.BytesIO()
-    PILImage.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(buffer, format="PNG")
+    PILImage.fromarray(np.dstack([rgb, alpha])).save(buffer, format="PNG")  # (h, w, 4) uint8: RGBA
     return buffer.getvalue()

@@ -138,6 +138,8 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
         "DATABASE_URL": _database_url(),
         "CSRF_TRUSTED_ORIGINS": origin,
         "LOUPE_WS_RECHECK_SECONDS": "1",
+        # The tests' webhook receivers listen on this machine.
+        "LOUPE_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     }
     worker = _spawn(

@@ -147,4 +147,13 @@ class Verdict(models.Model):
                 condition=Q(source="model") | Q(decided_by__isnull=False), name="verdict_human_has_decider"
             ),
         ]
-        indexes = [models.Index(fields=["project", "created_at"])]
+        indexes = [
+            models.Index(fields=["project", "created_at"]),
+            # The MQTT outbox (``verdicts_publish_overdue``): final verdicts the broker has not
+            # acknowledged, by age. Rows leave it when published, so with MQTT on it stays small.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(is_final=True, published_at__isnull=True),
+                name="verdict_unpublished_final",
+            ),
+        ]

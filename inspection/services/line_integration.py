@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from inspection.models import Verdict
@@ -83,6 +84,19 @@ PUBLISH_OVERDUE_AFTER = timedelta(minutes=20)
 PUBLISH_WINDOW = timedelta(hours=2)
 
 
+def overdue_verdicts(*, older_than: timedelta, window: timedelta) -> QuerySet[Verdict]:
+    """Final verdicts created between ``window`` and ``older_than`` ago that the broker never
+    acknowledged, oldest first (served by the partial index ``verdict_unpublished_final``)."""
+    now = timezone.now()
+    return (
+        Verdict.objects.filter(
+            is_final=True, published_at__isnull=True, created_at__gte=now - window, created_at__lt=now - older_than
+        )
+        .select_related("part", "defect_class", "inspection", "inspection__station")
+        .order_by("created_at")
+    )
+
+
 def verdicts_publish_overdue(
     *, older_than: timedelta = PUBLISH_OVERDUE_AFTER, window: timedelta = PUBLISH_WINDOW, limit: int = 5000
 ) -> int:
@@ -92,14 +106,7 @@ def verdicts_publish_overdue(
     Subscribers deduplicate on ``verdict_id`` (QoS 1 may deliver twice anyway)."""
     if not settings.MQTT_URL:
         return 0
-    now = timezone.now()
-    overdue = (
-        Verdict.objects.filter(
-            is_final=True, published_at__isnull=True, created_at__gte=now - window, created_at__lt=now - older_than
-        )
-        .select_related("part", "defect_class", "inspection", "inspection__station")
-        .order_by("created_at")[:limit]
-    )
+    overdue = overdue_verdicts(older_than=older_than, window=window)[:limit]
     published = 0
     batch: list[Verdict] = []
     for verdict in overdue:

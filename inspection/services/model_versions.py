@@ -6,6 +6,7 @@ The ML package (``workers.ml``) is imported lazily: web processes never load tor
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -124,6 +125,32 @@ def _enqueue_training(version_id: int) -> None:
     training_run_task.delay(version_id)
 
 
+# A running job asks whether it was cancelled at most this often, and writes its heartbeat
+# at most this often from those checks (alive even inside a long epoch: trainings_fail_stalled).
+STOP_CHECK_EVERY_S = 2.0
+HEARTBEAT_EVERY_S = 60.0
+
+
+def training_stop_check(version_id: int, *, clock: Callable[[], float] = time.monotonic) -> Callable[[], bool]:
+    """The ``should_stop`` a training run polls between steps: True once a cancel was asked
+    for. One cheap query at most every ``STOP_CHECK_EVERY_S``; a heartbeat write at most every
+    ``HEARTBEAT_EVERY_S``."""
+    last_check = [-math.inf]
+    last_beat = [clock()]
+
+    def should_stop() -> bool:
+        now = clock()
+        if now - last_check[0] < STOP_CHECK_EVERY_S:
+            return False
+        last_check[0] = now
+        if now - last_beat[0] >= HEARTBEAT_EVERY_S:
+            last_beat[0] = now
+            ModelVersion.objects.filter(pk=version_id).update(heartbeat_at=timezone.now())
+        return ModelVersion.objects.filter(pk=version_id, cancel_requested=True).exists()
+
+    return should_stop
+
+
 def training_run(
     *, model_version_id: int, on_progress: Callable[[dict[str, Any]], None] | None = None
 ) -> ModelVersion | None:
@@ -157,7 +184,6 @@ def training_run(
     chosen = labelled_images(project=project, annotation_ids=version.training_data["annotations"])
     keys = [image.image_key for image in chosen] + [image.mask_key for image in chosen if image.mask_key]
     history: list[dict[str, Any]] = []
-    last_check = [0.0]
 
     def report(progress: Any) -> None:
         point = {"epoch": progress.epoch, "epochs": progress.epochs, "loss": progress.loss, "metric": progress.metric}
@@ -169,19 +195,7 @@ def training_run(
         if on_progress is not None:
             on_progress(state)
 
-    last_beat = [time.monotonic()]
-
-    def should_stop() -> bool:
-        # One cheap query at most every two seconds; a heartbeat write at most every minute
-        # (a job is alive while it checks, even inside a long epoch: trainings_fail_stalled).
-        now = time.monotonic()
-        if now - last_check[0] < 2.0:
-            return False
-        last_check[0] = now
-        if now - last_beat[0] >= 60.0:
-            last_beat[0] = now
-            ModelVersion.objects.filter(pk=version.pk).update(heartbeat_at=timezone.now())
-        return ModelVersion.objects.filter(pk=version.pk, cancel_requested=True).exists()
+    should_stop = training_stop_check(version.pk)
 
     # A folder left by an earlier life of this id (a rolled-back row on SQLite) is not ours.
     shutil.rmtree(version.artifact_dir, ignore_errors=True)

@@ -208,6 +208,21 @@ def test_the_outbox_publishes_overdue_verdicts_once_and_leaves_recent_ones_to_th
     assert set(Verdict.objects.filter(published_at__isnull=False).values_list("pk", flat=True)) == {overdue.pk}
 
 
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="PostgreSQL's planner")
+def test_the_outbox_finds_its_rows_through_its_own_index_not_by_reading_every_verdict() -> None:
+    from datetime import timedelta
+
+    from django.db import connection, transaction
+
+    from inspection.services.line_integration import overdue_verdicts
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # an empty test table would be scanned whole
+        plan = overdue_verdicts(older_than=timedelta(minutes=20), window=timedelta(hours=2)).explain()
+
+    assert "verdict_unpublished_final" in plan, plan
+
+
 def test_the_outbox_runs_every_ten_minutes_and_does_nothing_without_a_broker(settings: Any) -> None:
     from inspection.services.line_integration import verdicts_publish_overdue
 

@@ -435,3 +435,31 @@ def test_a_started_job_that_stopped_checking_in_is_failed_and_a_queued_one_is_le
     statuses = dict(ModelVersion.objects.values_list("pk", "status"))
     assert statuses == {dead.pk: "failed", alive.pk: "training", queued.pk: "training"}
     assert "worker running this job stopped" in ModelVersion.objects.get(pk=dead.pk).error
+
+
+def test_a_running_job_beats_from_its_stop_checks_so_a_long_epoch_is_not_taken_for_a_dead_worker() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inspection.services.model_versions import training_stop_check, trainings_fail_stalled
+
+    project = make_project()
+    long_ago = timezone.now() - timedelta(minutes=20)
+    job = ModelVersion.objects.create(project=project, kind="anomaly", attempts=1, heartbeat_at=long_ago)
+    now = [1000.0]
+    should_stop = training_stop_check(job.pk, clock=lambda: now[0])
+
+    assert should_stop() is False  # checked, but under a minute since the run began: no write
+    assert ModelVersion.objects.get(pk=job.pk).heartbeat_at == long_ago
+    now[0] += 61.0  # a minute into one long epoch, no progress report in between
+    assert should_stop() is False
+    beat = ModelVersion.objects.get(pk=job.pk).heartbeat_at
+    assert beat is not None and beat > long_ago
+    assert trainings_fail_stalled() == []  # alive, though its last epoch report is 20 minutes old
+
+    ModelVersion.objects.filter(pk=job.pk).update(cancel_requested=True)
+    now[0] += 1.0  # checks are at most every two seconds
+    assert should_stop() is False
+    now[0] += 1.0
+    assert should_stop() is True

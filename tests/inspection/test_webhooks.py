@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -373,3 +374,48 @@ def test_the_reconciler_runs_every_minute_as_a_registered_task(settings: Any) ->
     entry = settings.CELERY_BEAT_SCHEDULE["requeue-overdue-webhook-deliveries"]
 
     assert entry["schedule"] == 60.0 and entry["task"] in app.tasks
+
+
+# --- through the real worker process ------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decided_part_reaches_the_webhook_through_the_worker_and_a_lost_message_is_recovered(
+    live: Any, receiver: Receiver, monkeypatch: Any
+) -> None:
+    from tests.conftest import wait_until
+    from tests.review.test_live_loop import post_part
+
+    project = make_project()
+    station = make_station(project)
+    reviewer = make_user(project, role="reviewer")
+    webhook, secret = webhook_create(project=project, url=receiver.url)
+
+    def decide(serial: str) -> Verdict:
+        posted = post_part(live, station, serial)
+        wait_until(lambda: ReviewItem.objects.filter(inspection_id=posted["id"]).exists(), timeout_s=60, what="routed")
+        item = ReviewItem.objects.get(inspection_id=posted["id"])
+        verdict = review_decide(item=item, reviewer=reviewer, outcome="pass", defect_class_id=None, comment="")
+        assert verdict is not None
+        return verdict
+
+    delivered = decide("WH-LIVE-1")  # its delivery is queued on commit and the worker sends it
+    wait_until(lambda: len(receiver.requests) == 1, timeout_s=30, what="first delivery")
+
+    monkeypatch.setattr("inspection.services.webhooks._enqueue", lambda delivery_id: None)  # lost on its way
+    lost = decide("WH-LIVE-2")
+    monkeypatch.undo()
+    delivery = WebhookDelivery.objects.get(webhook=webhook, verdict=lost)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=minutes_ago(10))
+    assert len(receiver.requests) == 1 and delivery.status == "pending"
+
+    assert webhook_deliveries_requeue_overdue() == [delivery.pk]
+    wait_until(lambda: len(receiver.requests) == 2, timeout_s=30, what="recovered delivery")
+
+    bodies = [json.loads(body) for _, body in receiver.requests]
+    assert [body["verdict_id"] for body in bodies] == [delivered.pk, lost.pk]
+    for headers, body in receiver.requests:  # signed with the webhook's secret by the worker
+        expected = hmac.new(secret.encode(), headers[TIMESTAMP_HEADER].encode() + b"." + body, hashlib.sha256)
+        assert hmac.compare_digest(headers[SIGNATURE_HEADER], f"sha256={expected.hexdigest()}")
+    statuses = set(WebhookDelivery.objects.filter(webhook=webhook).values_list("status", flat=True))
+    assert statuses == {"delivered"}
