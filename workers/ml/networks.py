@@ -15,6 +15,7 @@ no Django, no ONNX Runtime.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -301,6 +302,87 @@ class StandardizeIntensity(nn.Module):
         return torch.clamp((images - mean) / (std + 1e-3) * 50.0 + 128.0, 0.0, 255.0)
 
 
+def position_code(height: int, width: int, dims: int = 32) -> torch.Tensor:
+    """Sine/cosine code of each cell of a ``height`` x ``width`` grid, row-major: (h*w, dims)."""
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    frequencies = torch.exp(torch.arange(dims // 4) * (-math.log(100.0) / (dims // 4)))
+    parts = []
+    for coordinate in (rows.flatten().float(), cols.flatten().float()):
+        parts += [torch.sin(coordinate[:, None] * frequencies), torch.cos(coordinate[:, None] * frequencies)]
+    return torch.cat(parts, dim=1)
+
+
+class _Coupling(nn.Module):
+    """Affine coupling (RealNVP): the second half of the channels is scaled and shifted by a
+    function of the first half and the patch's position; log-scales softly clamped to
+    +-1.9 as in CFlow/MSFlow, the last layer zero-initialised (the flow starts as identity)."""
+
+    def __init__(self, channels: int, condition: int, hidden: int) -> None:
+        super().__init__()
+        self.split_at = channels // 2
+        last = nn.Linear(hidden, 2 * (channels - self.split_at))
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(
+            nn.Linear(self.split_at + condition, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), last
+        )
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kept, moved = x[:, : self.split_at], x[:, self.split_at :]
+        log_scale, shift = self.net(torch.cat([kept, condition], dim=1)).chunk(2, dim=1)
+        log_scale = 1.9 * torch.tanh(log_scale / 1.9)
+        return torch.cat([kept, moved * torch.exp(log_scale) + shift], dim=1), log_scale.sum(dim=1)
+
+
+class PatchFlow(nn.Module):
+    """Density of good patch features: a conditional normalising flow (affine couplings
+    between fixed channel permutations, conditioned on the patch's grid position).
+
+    ``forward(patches (N, P, C))`` -> (N, P) patch scores: the square root of the negative
+    log-likelihood per channel of each standardised feature less ``offset`` (the lowest
+    value seen on the training patches, so 0 is the most typical good patch, as a zero
+    distance is for the nearest-neighbour scorer), clamped at 0.
+    """
+
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+    positions: torch.Tensor
+    offset: torch.Tensor
+
+    def __init__(self, *, channels: int, grid: Sequence[int], blocks: int, hidden: int) -> None:
+        super().__init__()
+        code = position_code(int(grid[0]), int(grid[1]))
+        generator = torch.Generator().manual_seed(0)
+        for index in range(blocks):
+            self.register_buffer(f"permutation_{index}", torch.randperm(channels, generator=generator))
+        self.blocks = nn.ModuleList(_Coupling(channels, code.shape[1], hidden) for _ in range(blocks))
+        self.register_buffer("positions", code)
+        self.register_buffer("feature_mean", torch.zeros(channels))
+        self.register_buffer("feature_std", torch.ones(channels))
+        self.register_buffer("offset", torch.zeros(()))
+
+    def negative_log_likelihood(self, features: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Per-channel NLL (up to a constant) of standardised features (M, C) at positions (M, D)."""
+        x = features
+        log_det = torch.zeros_like(x[:, 0])  # traced from x: the batch stays dynamic in the export
+        for index, block in enumerate(self.blocks):
+            x, block_log_det = block(x[:, getattr(self, f"permutation_{index}")], positions)
+            log_det = log_det + block_log_det
+        return (0.5 * (x * x).sum(dim=1) - log_det) / x.shape[1]
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.feature_mean) / self.feature_std
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        batch, count, channels = patches.shape
+        flat = self.standardise(patches.reshape(batch * count, channels))
+        positions = self.positions.repeat(batch, 1)
+        nll = self.negative_log_likelihood(flat, positions).view(batch, count)
+        # The square root makes it distance-like (NLL grows with the squared latent norm): the
+        # heatmap and ratio scales of the nearest-neighbour scorer then fit it as well.
+        return torch.sqrt(torch.clamp(nll - self.offset, min=0.0))
+
+
 class PatchCoreNet(nn.Module):
     """Anomaly scorer: nearest-neighbour distance of each patch feature to a memory bank
     of good-part patch features.
@@ -343,6 +425,9 @@ class PatchCoreNet(nn.Module):
         aggregation: str = "max",
         defect_bank_size: int = 0,
         projection_dims: int = 0,
+        flow_blocks: int = 0,
+        flow_hidden: int = 256,
+        grid: Sequence[int] = (0, 0),
     ) -> None:
         super().__init__()
         if aggregation not in {"max", "mean"}:
@@ -364,6 +449,13 @@ class PatchCoreNet(nn.Module):
         self.register_buffer("defect_bank", torch.zeros(defect_bank_size, channels))
         self.register_buffer("defect_sq_norm", torch.zeros(defect_bank_size))
         self.register_buffer("blur_kernel", _gaussian_kernel(blur_sigma))
+        # With a flow (flow_blocks > 0) patches are scored by their likelihood under it, and
+        # the good bank is not searched (bank_size 0).
+        self.flow = (
+            PatchFlow(channels=feature_channels, grid=grid, blocks=flow_blocks, hidden=flow_hidden)
+            if flow_blocks
+            else None
+        )
 
     def set_memory_bank(self, bank: torch.Tensor) -> None:
         """Install ``bank`` (M, C) float32; M must equal the size given at construction."""
@@ -409,12 +501,18 @@ class PatchCoreNet(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         patches = self.features(self.standardize(images))
         batch, channels, height, width = patches.shape
-        queries = self.project(patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels))
+        rows = patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        if self.flow is not None:
+            return self._aggregate(self.flow(rows).view(batch, 1, height, width))
+        queries = self.project(rows)
         nearest = self._nearest(queries, self.memory_bank, self.bank_sq_norm)
         if self.defect_bank.shape[0] > 0:
             to_defect = self._nearest(queries, self.defect_bank, self.defect_sq_norm)
             nearest = nearest * torch.sigmoid(nearest - to_defect)
-        patch_scores = nearest.view(batch, 1, height, width)
+        return self._aggregate(nearest.view(batch, 1, height, width))
+
+    def _aggregate(self, patch_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blurred patch scores (N, 1, h, w) and the image scores they aggregate to."""
         pad = self.blur_kernel.shape[-1] // 2
         patch_scores = F.conv2d(F.pad(patch_scores, (pad, pad, pad, pad), mode="replicate"), self.blur_kernel)
         flat = patch_scores.flatten(1)

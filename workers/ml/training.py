@@ -68,6 +68,9 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
             aggregation=str(architecture["aggregation"]),
             defect_bank_size=int(architecture.get("defect_bank_size", 0)),
             projection_dims=int(architecture.get("projection_dims", 0)),
+            flow_blocks=int(architecture.get("flow_blocks", 0)),
+            flow_hidden=int(architecture.get("flow_hidden", 256)),
+            grid=[int(v) for v in architecture.get("grid", [0, 0])],
         )
     raise ValueError(f"unknown kind {kind!r}")
 

@@ -54,6 +54,10 @@ def test_the_global_head_takes_its_own_defaults_under_the_callers() -> None:
         ("anomaly", {"taps": []}, "list of 1 to 16 integers"),
         ("anomaly", {"taps": [12.5]}, "list of integers"),
         ("anomaly", {"taps": [16]}, "taps must name Lite0 blocks"),
+        ("anomaly", {"scorer": "mahalanobis"}, "scorer must be one of"),
+        ("anomaly", {"flow_blocks": 0}, "flow_blocks must be at least 1"),
+        ("anomaly", {"flow_hidden": 1_000_000}, "flow_hidden must be at most 2048"),
+        ("anomaly", {"flow_max_steps": 10**9}, "flow_max_steps must be at most 100000"),
     ],
 )
 def test_a_bad_value_is_refused_with_its_reason(kind: str, overrides: Any, reason: str) -> None:

@@ -253,16 +253,22 @@ def test_anomaly_training_without_good_samples_is_refused(toy_train: ToySet, tmp
         train(kind="anomaly", samples=defects, good_class=GOOD, out_dir=tmp_path / "run")
 
 
-def test_same_seed_trains_the_same_anomaly_model(trained_anomaly: Trained, toy_train: ToySet, tmp_path: Path) -> None:
-    again = train(
-        kind="anomaly",
-        samples=[s for s in toy_train.samples if s.label is None],
-        good_class=GOOD,
-        out_dir=tmp_path / "again",
-        hyperparameters=FAST["anomaly"],
-        seed=0,
-    )
-    assert again.artifacts["memory_bank.npy"] == trained_anomaly.result.artifacts["memory_bank.npy"]
+@pytest.mark.parametrize(("scorer", "artifact"), [("flow", "weights.pt"), ("knn", "memory_bank.npy")])
+def test_same_seed_trains_the_same_anomaly_model(toy_train: ToySet, tmp_path: Path, scorer: str, artifact: str) -> None:
+    goods = [s for s in toy_train.samples if s.label is None]
+    hashes = [
+        train(
+            kind="anomaly",
+            samples=goods,
+            good_class=GOOD,
+            out_dir=tmp_path / f"run{attempt}",
+            hyperparameters={**FAST["anomaly"], "scorer": scorer},
+            seed=0,
+        ).artifacts
+        for attempt in range(2)
+    ]
+    assert artifact in hashes[0] and hashes[0][artifact] == hashes[1][artifact]
+    assert ("memory_bank.npy" in hashes[0]) == (scorer == "knn")  # a flow model searches no bank
 
 
 def test_segmenter_trains_under_bf16_autocast_and_exports_fp32(toy_train: ToySet, tmp_path: Path) -> None:
@@ -324,8 +330,11 @@ def test_anomaly_model_without_marked_defects_learns_from_goods_only(toy_train: 
         seed=0,
     )
     manifest = json.loads((tmp_path / "cold" / "manifest.json").read_text())
-    assert (manifest["architecture"]["method"], manifest["architecture"]["defect_bank_size"]) == ("patchcore", 0)
-    assert manifest["architecture"].get("projection_dims", 0) == 0  # the cold start searches full features
+    architecture = manifest["architecture"]
+    # The cold start scores patches by their likelihood under a flow fitted to the goods.
+    assert (architecture["method"], architecture["defect_bank_size"], architecture["bank_size"]) == ("patch-flow", 0, 0)
+    assert architecture["flow_blocks"] == 8 and architecture["grid"] == [8, 8]  # 64 px, finest tap stride 8
+    assert manifest.get("memory_bank") is None and result.metrics["scorer"] == "flow"
     # The unmarked defects only measure it.
     val_auroc = result.metrics["val_image_auroc"]
     assert result.metrics["defect_bank_images"] == 0 and isinstance(val_auroc, float) and val_auroc >= 0.9

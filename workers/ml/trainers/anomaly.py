@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from workers.ml.errors import TrainingDataError
 from workers.ml.metrics import binary_auroc, threshold_for_false_reject
-from workers.ml.networks import PatchCoreNet
+from workers.ml.networks import PatchCoreNet, PatchFlow
 from workers.ml.trainers.common import TrainedModel, load_images, load_masks, to_tensor, training_device
 from workers.ml.training import RunControl, is_good
 from workers.ml.types import Progress, Sample
@@ -53,6 +53,57 @@ def fit_projection(
     mean = sample.mean(dim=0)
     _, _, right = torch.linalg.svd(sample - mean, full_matrices=False)
     return mean.contiguous(), right[:dims].t().contiguous()
+
+
+FLOW_BATCH = 512
+
+
+def fit_flow(
+    features: torch.Tensor, *, grid: Sequence[int], params: dict[str, Any], control: RunControl, seed: int
+) -> tuple[PatchFlow, float]:
+    """Fit a ``PatchFlow`` to good patch features (M, C), row r at grid cell r % (h * w), by
+    maximum likelihood: AdamW, one-cycle schedule, ``flow_epochs`` passes over the patches in
+    batches of 512 (bounded by ``flow_min_steps`` and ``flow_max_steps``). Its ``offset`` is
+    then the lowest per-channel NLL of a training patch. Returns it and its last mean loss."""
+    cells = int(grid[0]) * int(grid[1])
+    flow = PatchFlow(
+        channels=features.shape[1], grid=grid, blocks=int(params["flow_blocks"]), hidden=int(params["flow_hidden"])
+    )
+    flow.feature_mean.copy_(features.mean(dim=0))
+    flow.feature_std.copy_(features.std(dim=0) + 1e-4)
+    data = flow.standardise(features)
+    cell_of = torch.arange(len(features)) % cells
+    batch = min(FLOW_BATCH, len(data))
+    per_pass = math.ceil(len(data) / batch)
+    steps = max(int(params["flow_epochs"]) * per_pass, int(params["flow_min_steps"]))
+    steps = min(steps, int(params["flow_max_steps"]))
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    optimiser = torch.optim.AdamW(flow.parameters(), lr=1e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=1e-3, total_steps=steps)
+    flow.train()
+    recent: list[float] = []
+    for step in range(steps):
+        chosen = torch.randint(len(data), (batch,), generator=generator)
+        loss = flow.negative_log_likelihood(data[chosen], flow.positions[cell_of[chosen]]).mean()
+        optimiser.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch stubs leave backward untyped
+        optimiser.step()
+        schedule.step()
+        recent = [*recent[-49:], float(loss.detach())]
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            control.check()
+            control.report(Progress(step + 1, steps, float(np.mean(recent)), None, "flow_steps"))
+    flow.eval()
+    with torch.inference_mode():
+        nll = torch.cat(
+            [
+                flow.negative_log_likelihood(data[start : start + 8192], flow.positions[cell_of[start : start + 8192]])
+                for start in range(0, len(data), 8192)
+            ]
+        )
+    flow.offset.fill_(float(nll.min()))
+    return flow, float(np.mean(recent))
 
 
 def train_anomaly(
@@ -95,6 +146,7 @@ def train_anomaly(
         "standardize": bool(params["standardize"]),
         "aggregation": str(params["defect_aggregation"] if bank_defects else params["aggregation"]),
     }
+    use_flow = params["scorer"] == "flow" and not bank_defects
     network = PatchCoreNet(
         taps=architecture["taps"],
         neighbourhood=architecture["neighbourhood"],
@@ -118,6 +170,8 @@ def train_anomaly(
         images = load_images(fit_goods[start : start + chunk_size], size, control)
         with torch.inference_mode():
             patches = network.features(network.standardize(to_tensor(images).to(device, non_blocking=True)))
+        chunk_grid = patches.shape[-2:]
+        # Row-major per image: row r of the concatenation is grid cell r % (h * w).
         chunks.append(patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).cpu())
         done += 1
         control.report(Progress(done, total, 0.0, None, "feature_chunks"))
@@ -133,10 +187,16 @@ def train_anomaly(
         defect_chunks.append(patches.permute(0, 2, 3, 1)[cells])
         done += 1
         control.report(Progress(done, total, 0.0, None, "feature_chunks"))
+    grid = [int(v) for v in chunk_grid]
     features = torch.cat(chunks)
     del chunks
     network.to("cpu")
     generator = torch.Generator().manual_seed(seed)
+    if use_flow:
+        flow, flow_loss = fit_flow(features, grid=grid, params=params, control=control, seed=seed)
+        architecture.update(method="patch-flow", grid=grid)
+        architecture.update(flow_blocks=int(params["flow_blocks"]), flow_hidden=int(params["flow_hidden"]))
+        features = features[:0]  # no bank to build
     candidates = int(params["coreset_candidates"])
     if len(features) > candidates:
         # Uniform pre-sampling bounds the coreset cost; neighbouring patches of the same
@@ -144,6 +204,7 @@ def train_anomaly(
         features = features[torch.randperm(len(features), generator=generator)[:candidates]]
     control.check()
     dims = int(params["projection_dims_with_defect_bank"] if bank_defects else params["projection_dims"])
+    dims = 0 if use_flow else dims
     # As many components as channels (or more) would project nothing away.
     projection = fit_projection(features, dims, generator=generator) if 0 < dims < features.shape[1] else None
     if projection is not None:
@@ -181,8 +242,14 @@ def train_anomaly(
         aggregation=architecture["aggregation"],
         defect_bank_size=len(defect_bank),
         projection_dims=int(architecture.get("projection_dims", 0)),
+        flow_blocks=int(architecture.get("flow_blocks", 0)),
+        flow_hidden=int(architecture.get("flow_hidden", 256)),
+        grid=grid,
     )
     network.features.load_state_dict(extractor.state_dict())
+    if use_flow:
+        assert network.flow is not None
+        network.flow.load_state_dict(flow.state_dict())
     if projection is not None:
         network.set_projection(*projection)
     network.set_memory_bank(bank)
@@ -210,7 +277,10 @@ def train_anomaly(
         "defect_bank_size": len(defect_bank),
         "defect_bank_images": len(bank_defects),
         "projection_dims": int(architecture.get("projection_dims", 0)),
+        "scorer": "flow" if use_flow else "knn",
     }
+    if use_flow:
+        metrics["flow_final_loss"] = round(flow_loss, 4)
     if defects:
         defect_scores, _ = _score(network, load_images(defects, size, control))
         scores = np.concatenate([val_scores, defect_scores])
@@ -224,7 +294,7 @@ def train_anomaly(
         thresholds=thresholds,
         metrics=metrics,
         output_names=["score", "patch_scores"],
-        memory_bank=bank.numpy(),
+        memory_bank=None if use_flow else bank.numpy(),
     )
 
 
