@@ -99,6 +99,7 @@ def run_anomaly(
     seed: int,
     log: Callable[[str], None],
     hyperparameters: dict[str, Any] | None = None,
+    name: str = "anomaly",
 ) -> dict[str, Any]:
     listed = {line.strip() for line in (root / "differnet_train_good.txt").read_text().splitlines() if line.strip()}
     fit = [s for s in samples if s.label is None and s.image_path.name in listed]
@@ -109,12 +110,12 @@ def run_anomaly(
             kind="anomaly",
             samples=fit,
             good_class=GOOD,
-            out_dir=work / "anomaly",
+            out_dir=work / name,
             hyperparameters=hyperparameters,
             seed=seed,
         )
     )
-    inferencer = load_inferencer(work / "anomaly", result.artifacts)
+    inferencer = load_inferencer(work / name, result.artifacts)
     assert isinstance(inferencer, OnnxInferencer)
     scores, maps, masks = [], [], []
     images = [read_image(sample.image_path) for sample in test]
@@ -127,7 +128,7 @@ def run_anomaly(
         scores.append(prediction.anomaly_score)
     per_image_ms = (time.perf_counter() - start) * 1000.0 / len(test)
     # The same with ONNX Runtime's threads spinning between runs (LOUPE_INFERENCE_SPIN).
-    spinning = load_inferencer(work / "anomaly", result.artifacts, allow_spinning=True)
+    spinning = load_inferencer(work / name, result.artifacts, allow_spinning=True)
     spinning.predict(images[:2])
     start = time.perf_counter()
     for image in images:
@@ -406,7 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["anomaly"] = run_anomaly(args.data, samples, work, args.seed, log, args.anomaly_hyperparameters)
         if "anomaly_knn" in kinds:  # the goods-only detector scoring by nearest-neighbour distance
             results["anomaly_knn"] = run_anomaly(
-                args.data, samples, work, args.seed, log, {**args.anomaly_hyperparameters, "scorer": "knn"}
+                args.data,
+                samples,
+                work,
+                args.seed,
+                log,
+                {**args.anomaly_hyperparameters, "scorer": "knn"},
+                "anomaly_knn",
             )
         if "defect_bank" in kinds:
             results["defect_bank"] = run_defect_bank(

@@ -188,3 +188,13 @@ def trained_segmenter(toy_train: ToySet, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session")
 def trained_anomaly(toy_train: ToySet, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return _train("anomaly", toy_train, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def trained_knn_anomaly(toy_train: ToySet, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A goods-only detector scoring by nearest-neighbour distance: it ships a memory bank file."""
+    out_dir = tmp_path_factory.mktemp("artifacts") / "knn"
+    goods = [s for s in toy_train.samples if s.label is None]
+    hyperparameters = {**FAST["anomaly"], "scorer": "knn"}
+    result = train(kind="anomaly", samples=goods, good_class=GOOD, out_dir=out_dir, hyperparameters=hyperparameters)
+    return Trained(out_dir=out_dir, result=result)

@@ -226,8 +226,8 @@ def test_pickle_with_code_placed_as_weights_is_refused_and_never_runs(
     assert not marker.exists()
 
 
-def test_memory_bank_with_object_dtype_is_refused(trained_anomaly: Trained, tmp_path: Path) -> None:
-    artifact = _copy_artifact(trained_anomaly, tmp_path / "artifact")
+def test_memory_bank_with_object_dtype_is_refused(trained_knn_anomaly: Trained, tmp_path: Path) -> None:
+    artifact = _copy_artifact(trained_knn_anomaly, tmp_path / "artifact")
     marker = tmp_path / "payload-ran"
     np.save(artifact / "memory_bank.npy", np.array([_Payload(marker)], dtype=object), allow_pickle=True)
     manifest = json.loads((artifact / "manifest.json").read_text())

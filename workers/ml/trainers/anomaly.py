@@ -277,7 +277,6 @@ def train_anomaly(
         "defect_bank_size": len(defect_bank),
         "defect_bank_images": len(bank_defects),
         "projection_dims": int(architecture.get("projection_dims", 0)),
-        "scorer": "flow" if use_flow else "knn",
     }
     if use_flow:
         metrics["flow_final_loss"] = round(flow_loss, 4)
