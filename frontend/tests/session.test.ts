@@ -83,6 +83,8 @@ describe("training progress text", () => {
     expect(progressText(version)).toBe("starting…");
     const extracting = { ...version, progress: { epoch: 2, epochs: 4, loss: 0, metric: null, metric_name: "feature_views" } };
     expect(progressText(extracting)).toBe("extracting features 2/4");
+    const flow = { ...version, progress: { epoch: 300, epochs: 3345, loss: -0.61, metric: null, metric_name: "flow_steps" } };
+    expect(progressText(flow)).toBe("fitting the flow: step 300/3345, loss -0.6100");
     const training = { ...version, progress: { epoch: 3, epochs: 60, loss: 0.25, metric: 0.9, metric_name: "val_accuracy" } };
     expect(progressText(training)).toBe("epoch 3/60, loss 0.2500, val_accuracy 0.900");
   });

@@ -296,6 +296,8 @@ export function progressText(version: ModelVersion): string {
   if (!p.epochs) return version.status === "training" ? "starting…" : "";
   // Before the first epoch the backbone's features are extracted (anomaly: chunks; patch head: views).
   if (p.metric_name?.startsWith("feature_")) return `extracting features ${p.epoch}/${p.epochs}`;
+  // Then a goods-only anomaly detector fits its flow, in steps rather than epochs.
+  if (p.metric_name === "flow_steps") return `fitting the flow: step ${p.epoch}/${p.epochs}, loss ${(p.loss ?? 0).toFixed(4)}`;
   const metric = p.metric === null || p.metric === undefined ? "" : `, ${p.metric_name ?? "metric"} ${p.metric.toFixed(3)}`;
   return `epoch ${p.epoch}/${p.epochs}, loss ${(p.loss ?? 0).toFixed(4)}${metric}`;
 }
