@@ -14,7 +14,6 @@ from inspection.errors import NotFound
 from inspection.filters import ScopedFilterSet
 from inspection.permissions import CAN_MANAGE, IsPerson
 from inspection.selectors import access_project, parts_for
-from inspection.serializers import VerdictOutputSerializer
 from review import selectors, services
 from review.models import GoldenPart, ReviewItem
 from review.quality import GROUPINGS, quality_metrics
@@ -65,12 +64,16 @@ class ReviewItemDecideApi(APIView):
     # A decision may carry corrected shapes: bound their cost before the body is decoded.
     parser_classes = [LabelJSONParser]
 
-    @extend_schema(request=ReviewDecisionInputSerializer, responses={201: VerdictOutputSerializer})
+    """Decide an item; answers with the decided item, alike for every item, so that a golden
+    one (which scores the reviewer and leaves its part as it was) does not give itself away.
+    The part's new verdict is on its inspection (GET /inspections/{id})."""
+
+    @extend_schema(request=ReviewDecisionInputSerializer, responses={201: ReviewItemOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:
         item = selectors.access_review_item(user=request.user, item_id=pk)
         serializer = ReviewDecisionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        verdict = services.review_decide(
+        services.review_decide(
             item=item,
             reviewer=request.user,
             outcome=serializer.validated_data["outcome"],
@@ -78,9 +81,8 @@ class ReviewItemDecideApi(APIView):
             comment=serializer.validated_data["comment"],
             shapes=serializer.validated_data.get("shapes"),
         )
-        if verdict is None:  # a golden item: the reviewer was scored, the part is unchanged
-            return Response({"golden": True}, status=status.HTTP_201_CREATED)
-        return Response(VerdictOutputSerializer(verdict).data, status=status.HTTP_201_CREATED)
+        decided = selectors.review_items_for(user=request.user).get(pk=item.pk)
+        return Response(ReviewItemOutputSerializer(decided).data, status=status.HTTP_201_CREATED)
 
 
 class ReviewItemClaimApi(APIView):

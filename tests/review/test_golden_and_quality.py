@@ -111,6 +111,37 @@ def test_a_reviewer_cannot_tell_a_golden_item_from_the_rest_of_the_queue() -> No
     assert ReviewItem.objects.filter(golden__isnull=False, reason="golden").count() == 2
 
 
+def test_deciding_a_golden_item_answers_exactly_as_deciding_a_routed_one() -> None:
+    project = make_project()
+    reviewer = as_user(make_user(project, role="reviewer"))
+    manager = as_user(make_user(project, role="manager"))
+    routed, inspection = part_with_view(project, "R-1")
+    ReviewItem.objects.create(project=project, part=routed, inspection=inspection, reason="uncertain")
+    known, _ = part_with_view(project, "G-1")
+    assert manager.post("/api/v1/golden-parts", {"part": known.pk, "outcome": "pass"}, format="json").status_code == 201
+    Project.objects.filter(pk=project.pk).update(golden_rate=1.0)
+
+    first = reviewer.post("/api/v1/review-items/claim", {}, format="json").json()
+    second = reviewer.post("/api/v1/review-items/claim", {"exclude": [first["id"]]}, format="json").json()
+    answers = {
+        claimed["part"]["serial"]: reviewer.post(
+            f"/api/v1/review-items/{claimed['id']}/decide", {"outcome": "pass"}, format="json"
+        )
+        for claimed in (first, second)
+    }
+
+    golden, real = answers["G-1"], answers["R-1"]
+    assert golden.status_code == real.status_code == 201
+    # Same fields, same kinds of value, the same decided state: nothing marks the golden one.
+    assert golden.json().keys() == real.json().keys()
+    assert (golden.json()["status"], real.json()["status"]) == ("decided", "decided")
+    assert {k: type(v) for k, v in golden.json().items()} == {k: type(v) for k, v in real.json().items()}
+    assert "golden" not in golden.content.decode()
+    # Yet only the routed part got a verdict from it.
+    assert Verdict.objects.filter(part=routed, source="human").count() == 1
+    assert not Verdict.objects.filter(part=known).exists()
+
+
 def test_only_managers_mark_golden_parts() -> None:
     project = make_project()
     part, _ = part_with_view(project, "G-1")
