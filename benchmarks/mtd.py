@@ -419,6 +419,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["defect_bank"] = run_defect_bank(
                 train_set, test_set, work, args.seed, log, args.anomaly_hyperparameters
             )
+        if "defect_bank_knn" in kinds:  # the same without the goods' flow: nearest-neighbour banks only
+            results["defect_bank_knn"] = run_defect_bank(
+                train_set,
+                test_set,
+                work,
+                args.seed,
+                log,
+                {**args.anomaly_hyperparameters, "flow_with_defect_bank": False},
+                name="defect_bank_knn",
+            )
         if "defect_bank_unprojected" in kinds:  # the same detector searching all 192 feature channels
             results["defect_bank_unprojected"] = run_defect_bank(
                 train_set,
@@ -491,6 +501,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{knn['ms_per_image']:.2f}, {knn['train_seconds'] / 60:.2f}",
             )
         )
+    bank_knn = results.get("defect_bank_knn", {})
+    if bank_knn:
+        rows.append(
+            (
+                "defect bank without the flow (kNN banks only): AUROC, recall @1% FR, ms/image, train minutes",
+                f"{fmt(bank_knn['image_auroc'])}, {fmt(bank_knn['recall_at_1pct_fr'])}, "
+                f"{bank_knn['ms_per_image']:.2f}, {bank_knn['train_seconds'] / 60:.2f}",
+            )
+        )
+        rows.append(
+            (
+                "defect bank without the flow: recall @1% FR per class",
+                ", ".join(f"{k} {v:.3f}" for k, v in bank_knn["recall_per_class"].items()),
+            )
+        )
     unprojected = results.get("defect_bank_unprojected", {})
     if unprojected:
         rows.append(
@@ -517,7 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"{name.ljust(width)} | {value}")
     log("")
     global_head = results.get("classifier_global", {})
-    train_minutes = [r["train_seconds"] / 60 for r in (anomaly, knn, bank, classifier, global_head, segmenter) if r]
+    train_minutes = [
+        r["train_seconds"] / 60 for r in (anomaly, knn, bank, bank_knn, classifier, global_head, segmenter) if r
+    ]
     summary = {
         "anomaly_auroc": round(anomaly["image_auroc"], 4) if anomaly else None,
         "pixel_auroc": round(anomaly["pixel_auroc"], 4) if anomaly else None,
@@ -535,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "defect_bank_auroc": round(bank["image_auroc"], 4) if bank else None,
         "defect_bank_recall_at_1pct_fr": round(bank["recall_at_1pct_fr"], 4) if bank else None,
         "defect_bank_ms": round(bank["ms_per_image"], 2) if bank else None,
+        "defect_bank_knn_auroc": round(bank_knn["image_auroc"], 4) if bank_knn else None,
+        "defect_bank_knn_recall_at_1pct_fr": round(bank_knn["recall_at_1pct_fr"], 4) if bank_knn else None,
+        "defect_bank_knn_ms": round(bank_knn["ms_per_image"], 2) if bank_knn else None,
         "train_minutes_max": round(max(train_minutes), 2) if train_minutes else None,
     }
     log(json.dumps(summary))

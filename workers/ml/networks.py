@@ -403,6 +403,13 @@ class PatchCoreNet(nn.Module):
     first K principal components (fitted on good patches) before the nearest-neighbour
     search, and both banks hold projected rows: the search, which dominates the cost of a
     large bank, shrinks by C/K.
+
+    With ``fused`` the network holds both a flow and a defect bank, and sums their
+    evidence: the image score is ``w0 * flow_score + w1 * bank_score`` (the flow's map
+    aggregated by ``flow_aggregation``, the discounted bank map by ``aggregation``) and the
+    patch map ``w2 * flow_map + w3 * bank_map``; the weights (``set_fusion_weights``) are
+    the inverse standard deviations of each on held-out good parts, so each scorer counts
+    by how far it lifts a part above the goods' spread (a z-score sum up to a constant).
     """
 
     memory_bank: torch.Tensor
@@ -412,6 +419,7 @@ class PatchCoreNet(nn.Module):
     blur_kernel: torch.Tensor
     projection: torch.Tensor
     projection_mean: torch.Tensor
+    fusion_weights: torch.Tensor
 
     def __init__(
         self,
@@ -428,11 +436,20 @@ class PatchCoreNet(nn.Module):
         flow_blocks: int = 0,
         flow_hidden: int = 256,
         grid: Sequence[int] = (0, 0),
+        fused: bool = False,
+        flow_aggregation: str = "mean",
     ) -> None:
         super().__init__()
-        if aggregation not in {"max", "mean"}:
-            raise ValueError(f"unknown aggregation {aggregation!r}")
+        for value in (aggregation, flow_aggregation):
+            if value not in {"max", "mean"}:
+                raise ValueError(f"unknown aggregation {value!r}")
+        if fused and not (flow_blocks and defect_bank_size and bank_size):
+            raise ValueError("a fused scorer needs a flow, a good bank and a defect bank")
         self.aggregation = aggregation
+        self.flow_aggregation = flow_aggregation
+        self.fused = fused
+        if fused:  # only then: artifacts written before fusion still load
+            self.register_buffer("fusion_weights", torch.ones(4))
         self.standardize: nn.Module = StandardizeIntensity() if standardize else nn.Identity()
         self.features = PatchFeatures(taps=taps, neighbourhood=neighbourhood, pretrained=pretrained)
         feature_channels = self.features.channels
@@ -499,25 +516,59 @@ class PatchCoreNet(nn.Module):
         return torch.sqrt(torch.clamp(sq_dist, min=0.0))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fused:
+            flow_map, bank_map = self.component_maps(images)
+            weights = self.fusion_weights
+            flow_score = self.pool(flow_map, self.flow_aggregation)
+            scores = weights[0] * flow_score + weights[1] * self.pool(bank_map, self.aggregation)
+            return scores, weights[2] * flow_map + weights[3] * bank_map
         patches = self.features(self.standardize(images))
         batch, channels, height, width = patches.shape
         rows = patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
         if self.flow is not None:
             return self._aggregate(self.flow(rows).view(batch, 1, height, width))
+        return self._aggregate(self._bank_scores(rows).view(batch, 1, height, width))
+
+    def component_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fused network's two blurred patch maps (N, 1, h, w): the flow's and the banks'."""
+        if self.flow is None:
+            raise ValueError("this network has no flow")
+        patches = self.features(self.standardize(images))
+        batch, channels, height, width = patches.shape
+        rows = patches.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        flow_map = self._blur(self.flow(rows).view(batch, 1, height, width))
+        return flow_map, self._blur(self._bank_scores(rows).view(batch, 1, height, width))
+
+    def set_fusion_weights(self, weights: torch.Tensor) -> None:
+        """Install a fused network's weights: image flow, image bank, patch flow, patch bank."""
+        if not self.fused:
+            raise ValueError("this network was built without fusion (fused=False)")
+        if weights.shape != (4,) or not bool(torch.isfinite(weights).all()) or bool((weights <= 0).any()):
+            raise ValueError(f"fusion weights must be 4 positive finite numbers, not {weights.tolist()}")
+        self.fusion_weights.copy_(weights)
+
+    def _bank_scores(self, rows: torch.Tensor) -> torch.Tensor:
+        """Patch scores (N, P) of patch features (N, P, C) from the good and defect banks."""
         queries = self.project(rows)
         nearest = self._nearest(queries, self.memory_bank, self.bank_sq_norm)
         if self.defect_bank.shape[0] > 0:
             to_defect = self._nearest(queries, self.defect_bank, self.defect_sq_norm)
             nearest = nearest * torch.sigmoid(nearest - to_defect)
-        return self._aggregate(nearest.view(batch, 1, height, width))
+        return nearest
+
+    def _blur(self, patch_scores: torch.Tensor) -> torch.Tensor:
+        pad = self.blur_kernel.shape[-1] // 2
+        return F.conv2d(F.pad(patch_scores, (pad, pad, pad, pad), mode="replicate"), self.blur_kernel)
+
+    @staticmethod
+    def pool(patch_scores: torch.Tensor, aggregation: str) -> torch.Tensor:
+        flat = patch_scores.flatten(1)
+        return flat.mean(dim=1) if aggregation == "mean" else flat.max(dim=1).values
 
     def _aggregate(self, patch_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Blurred patch scores (N, 1, h, w) and the image scores they aggregate to."""
-        pad = self.blur_kernel.shape[-1] // 2
-        patch_scores = F.conv2d(F.pad(patch_scores, (pad, pad, pad, pad), mode="replicate"), self.blur_kernel)
-        flat = patch_scores.flatten(1)
-        scores = flat.mean(dim=1) if self.aggregation == "mean" else flat.max(dim=1).values
-        return scores, patch_scores
+        patch_scores = self._blur(patch_scores)
+        return self.pool(patch_scores, self.aggregation), patch_scores
 
 
 class PatchClassifierNet(nn.Module):

@@ -71,6 +71,8 @@ def build_network(manifest: Mapping[str, Any], *, pretrained: bool) -> nn.Module
             flow_blocks=int(architecture.get("flow_blocks", 0)),
             flow_hidden=int(architecture.get("flow_hidden", 256)),
             grid=[int(v) for v in architecture.get("grid", [0, 0])],
+            fused=bool(architecture.get("fused", False)),
+            flow_aggregation=str(architecture.get("flow_aggregation", "mean")),
         )
     raise ValueError(f"unknown kind {kind!r}")
 

@@ -299,21 +299,30 @@ def test_segmenter_trains_under_bf16_autocast_and_exports_fp32(toy_train: ToySet
     assert prediction.heatmap is not None and prediction.heatmap.dtype == np.float32
 
 
+@pytest.mark.parametrize(
+    ("flow_with_defect_bank", "method"),
+    [(True, "patch-flow+defect-bank"), (False, "patchcore+defect-bank")],
+)
 def test_anomaly_model_learns_a_defect_bank_from_marked_defects(
-    toy_train: ToySet, toy_test: ToySet, tmp_path: Path
+    toy_train: ToySet, toy_test: ToySet, tmp_path: Path, flow_with_defect_bank: bool, method: str
 ) -> None:
-    """Defects with masks fill a bank of defect patch features; the exported model (ONNX and
-    PyTorch alike) still ranks the toy defects above the goods."""
+    """Defects with masks fill a bank of defect patch features, searched beside a good bank
+    and, where asked, the goods' flow; the exported model (ONNX and PyTorch alike) still
+    ranks the toy defects above the goods."""
     result = train(
         kind="anomaly",
         samples=toy_train.samples,
         good_class=GOOD,
         out_dir=tmp_path / "semi",
-        hyperparameters=FAST["anomaly"],
+        hyperparameters={**FAST["anomaly"], "flow_with_defect_bank": flow_with_defect_bank},
         seed=0,
     )
     manifest = json.loads((tmp_path / "semi" / "manifest.json").read_text())
-    assert manifest["architecture"]["method"] == "patchcore+defect-bank"
+    assert manifest["architecture"]["method"] == method
+    # A fused model weighs each scorer by its spread on the held-out goods.
+    weights = manifest["architecture"].get("fusion_weights")
+    assert (weights is not None) == flow_with_defect_bank
+    assert weights is None or (len(weights) == 4 and all(w > 0 for w in weights))
     bank_rows = manifest["architecture"]["defect_bank_size"]
     marked_cells = sum(int(mask.any()) for mask in toy_train.masks)  # at least one cell per marked image
     bank_images = result.metrics["defect_bank_images"]

@@ -1,5 +1,6 @@
-"""Anomaly trainer: PatchCore-style memory bank of good-part patch features, and a bank of
-defect patch features where labelled defects are marked."""
+"""Anomaly trainer: a normalising flow or a PatchCore-style memory bank of good-part patch
+features, and a bank of defect patch features where labelled defects are marked (with a
+flow, the two scorers' evidence is summed)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,11 @@ def train_anomaly(
     most ``defect_bank_size`` patch features from their marked regions, ``val_fraction`` of
     them held out) form the defect bank; with none, the model learns from goods only (the
     cold start). Held-out and unmarked defects add a validation AUROC to the metrics.
+
+    The goods are scored by a flow (``scorer`` "flow") or a nearest-neighbour bank ("knn").
+    A defect bank is searched beside a good bank; with the flow scorer and
+    ``flow_with_defect_bank`` the flow is fitted too and the network sums both scorers'
+    evidence, each weighted by its spread on the held-out goods.
     """
     goods = [s for s in samples if is_good(s, good_class)]
     defects = [s for s in samples if not is_good(s, good_class)]
@@ -146,7 +152,8 @@ def train_anomaly(
         "standardize": bool(params["standardize"]),
         "aggregation": str(params["defect_aggregation"] if bank_defects else params["aggregation"]),
     }
-    use_flow = params["scorer"] == "flow" and not bank_defects
+    use_flow = params["scorer"] == "flow" and (not bank_defects or bool(params["flow_with_defect_bank"]))
+    fused = use_flow and bool(bank_defects)  # both scorers, their evidence summed
     network = PatchCoreNet(
         taps=architecture["taps"],
         neighbourhood=architecture["neighbourhood"],
@@ -194,9 +201,12 @@ def train_anomaly(
     generator = torch.Generator().manual_seed(seed)
     if use_flow:
         flow, flow_loss = fit_flow(features, grid=grid, params=params, control=control, seed=seed)
-        architecture.update(method="patch-flow", grid=grid)
+        architecture.update(method="patch-flow+defect-bank" if fused else "patch-flow", grid=grid)
         architecture.update(flow_blocks=int(params["flow_blocks"]), flow_hidden=int(params["flow_hidden"]))
-        features = features[:0]  # no bank to build
+        if fused:
+            architecture.update(fused=True, flow_aggregation=str(params["aggregation"]))
+        else:
+            features = features[:0]  # no bank to build
     candidates = int(params["coreset_candidates"])
     if len(features) > candidates:
         # Uniform pre-sampling bounds the coreset cost; neighbouring patches of the same
@@ -204,7 +214,7 @@ def train_anomaly(
         features = features[torch.randperm(len(features), generator=generator)[:candidates]]
     control.check()
     dims = int(params["projection_dims_with_defect_bank"] if bank_defects else params["projection_dims"])
-    dims = 0 if use_flow else dims
+    dims = 0 if use_flow and not fused else dims
     # As many components as channels (or more) would project nothing away.
     projection = fit_projection(features, dims, generator=generator) if 0 < dims < features.shape[1] else None
     if projection is not None:
@@ -245,6 +255,8 @@ def train_anomaly(
         flow_blocks=int(architecture.get("flow_blocks", 0)),
         flow_hidden=int(architecture.get("flow_hidden", 256)),
         grid=grid,
+        fused=fused,
+        flow_aggregation=str(architecture.get("flow_aggregation", "mean")),
     )
     network.features.load_state_dict(extractor.state_dict())
     if use_flow:
@@ -258,6 +270,9 @@ def train_anomaly(
     control.check()
 
     val_images = load_images(val_goods, size, control)
+    if fused:
+        network.set_fusion_weights(_fusion_weights(network, val_images))
+        architecture["fusion_weights"] = [round(float(w), 6) for w in network.fusion_weights]
     val_scores, val_maps = _score(network, val_images)
     threshold = threshold_for_false_reject(val_scores, float(params["target_false_reject"]))
     # Patch level: the largest (blurred) patch distance seen on a held-out good part.
@@ -293,8 +308,30 @@ def train_anomaly(
         thresholds=thresholds,
         metrics=metrics,
         output_names=["score", "patch_scores"],
-        memory_bank=None if use_flow else bank.numpy(),
+        memory_bank=None if use_flow and not fused else bank.numpy(),
     )
+
+
+def _fusion_weights(network: PatchCoreNet, images: np.ndarray) -> torch.Tensor:
+    """Inverse standard deviations, on held-out good parts, of a fused network's flow and
+    bank image scores and of their patch maps (image flow, image bank, patch flow, patch
+    bank); a spread of zero (identical goods) counts as 1e-6."""
+    flow_maps, bank_maps = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), 8):
+            flow_map, bank_map = network.component_maps(to_tensor(images[start : start + 8]))
+            flow_maps.append(flow_map)
+            bank_maps.append(bank_map)
+    flow_all, bank_all = torch.cat(flow_maps), torch.cat(bank_maps)
+    spreads = torch.stack(
+        [
+            network.pool(flow_all, network.flow_aggregation).std(correction=0),
+            network.pool(bank_all, network.aggregation).std(correction=0),
+            flow_all.std(correction=0),
+            bank_all.std(correction=0),
+        ]
+    )
+    return 1.0 / torch.clamp(spreads.double(), min=1e-6).float()
 
 
 def _score(network: PatchCoreNet, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
