@@ -11,6 +11,9 @@ patches and scores the test images. Three steps, run by hand:
     # mtd.py's classifier split: flow, kNN and the defect bank side by side
     # (results/anomaly-flow-defect-bank.txt)
     .venv/bin/python benchmarks/anomaly_flow_study.py bank --data ../shared/data/mtd --seed 0
+    # DifferNet split, the goods fitted on cut to N: flow against kNN by goods count
+    # (results/anomaly-goods-count.txt)
+    .venv/bin/python benchmarks/anomaly_flow_study.py goods --counts 25,50,100,200,400,0 --seed 0
 
 Each study prints one row per image score (AUROC, recall at 1 % false reject), then one JSON
 line of them.
@@ -243,14 +246,39 @@ def bank(root: Path, cache: Path, seed: int) -> None:
     print(table.json())
 
 
+def goods(cache: Path, counts: Sequence[int], seed: int) -> None:
+    """Goods-only flow against goods-only kNN (Loupe's defaults: 10,000 random bank rows, mean
+    of the blurred patch scores) when only ``count`` of the DifferNet training goods are
+    there to fit on (0: all of them); block 12 at 320 px, the whole DifferNet test set."""
+    data = np.load(cache / "feat320.npz")
+    train = torch.from_numpy(data["train_tap12"].astype(np.float32))
+    test = torch.from_numpy(data["test_tap12"].astype(np.float32))
+    truth = data["test_labels"]
+    count_all, channels, height, width = train.shape
+    test_rows = test.permute(0, 2, 3, 1).reshape(-1, channels)
+    table = Table(truth)
+    print(f"{'image score (DifferNet split, 320 px), seed ' + str(seed):48s} | AUROC  | recall @1% FR")
+    for count in counts:
+        chosen = train[torch.randperm(count_all, generator=torch.Generator().manual_seed(seed))[: count or count_all]]
+        rows = chosen.permute(0, 2, 3, 1).reshape(-1, channels)
+        bank_rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:10_000]]
+        nearest = torch.cat([torch.cdist(chunk, bank_rows).min(1).values for chunk in torch.split(test_rows, 4096)])
+        knn = blur(nearest.view(len(test), 1, height, width)).flatten(1).mean(1)
+        flow = blur(flow_maps(fitted_flow(chosen, seed), test)).flatten(1).mean(1)
+        table.add(f"{len(chosen)} goods: kNN, mean", knn)
+        table.add(f"{len(chosen)} goods: flow, mean", flow)
+    print(table.json())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["extract", "scales", "bank"])
+    parser.add_argument("step", choices=["extract", "scales", "bank", "goods"])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mtd")
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "flow-study")
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--taps", default="12")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--counts", default="25,50,100,200,400,0", help="goods counts of the goods study (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -259,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extract(args.data, args.size, taps, args.cache)
     elif args.step == "scales":
         scales(args.cache, args.size, taps, args.seed)
+    elif args.step == "goods":
+        goods(args.cache, [int(count) for count in args.counts.split(",")], args.seed)
     else:
         bank(args.data, args.cache, args.seed)
     return 0
