@@ -415,15 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {**args.anomaly_hyperparameters, "scorer": "knn"},
                 "anomaly_knn",
             )
-        if "anomaly_256" in kinds:  # the goods-only detector at 256 x 256 px instead of 320
-            results["anomaly_256"] = run_anomaly(
+        if "anomaly_320" in kinds:  # the goods-only detector at 320 x 320 px instead of 256
+            results["anomaly_320"] = run_anomaly(
                 args.data,
                 samples,
                 work,
                 args.seed,
                 log,
-                {**args.anomaly_hyperparameters, "input_size": [256, 256]},
-                "anomaly_256",
+                {**args.anomaly_hyperparameters, "input_size": [320, 320]},
+                "anomaly_320",
             )
         if "defect_bank" in kinds:
             results["defect_bank"] = run_defect_bank(
@@ -446,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 work,
                 args.seed,
                 log,
-                {**args.anomaly_hyperparameters, "input_size": [256, 256]},
+                {**args.anomaly_hyperparameters, "input_size_with_defect_bank": [256, 256]},
                 name="defect_bank_256",
             )
         if "defect_bank_unprojected" in kinds:  # the same detector searching all 192 feature channels
@@ -521,13 +521,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{knn['ms_per_image']:.2f}, {knn['train_seconds'] / 60:.2f}",
             )
         )
-    small = results.get("anomaly_256", {})
-    if small:
+    large = results.get("anomaly_320", {})
+    if large:
         rows.append(
             (
-                "anomaly at 256 px: AUROC, pixel AUROC, recall @1% FR, ms/image, train minutes",
-                f"{fmt(small['image_auroc'])}, {fmt(small['pixel_auroc'])}, {fmt(small['recall_at_1pct_fr'])}, "
-                f"{small['ms_per_image']:.2f}, {small['train_seconds'] / 60:.2f}",
+                "anomaly at 320 px: AUROC, pixel AUROC, recall @1% FR, ms/image, train minutes",
+                f"{fmt(large['image_auroc'])}, {fmt(large['pixel_auroc'])}, {fmt(large['recall_at_1pct_fr'])}, "
+                f"{large['ms_per_image']:.2f}, {large['train_seconds'] / 60:.2f}",
             )
         )
     bank_knn = results.get("defect_bank_knn", {})
@@ -581,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log("")
     global_head = results.get("classifier_global", {})
     train_minutes = [
-        r["train_seconds"] / 60 for r in (anomaly, knn, small, bank, bank_knn, classifier, global_head, segmenter) if r
+        r["train_seconds"] / 60 for r in (anomaly, knn, large, bank, bank_knn, classifier, global_head, segmenter) if r
     ]
     summary = {
         "anomaly_auroc": round(anomaly["image_auroc"], 4) if anomaly else None,
@@ -597,9 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "anomaly_recall_at_1pct_fr": round(anomaly["recall_at_1pct_fr"], 4) if anomaly else None,
         "anomaly_knn_auroc": round(knn["image_auroc"], 4) if knn else None,
         "anomaly_knn_recall_at_1pct_fr": round(knn["recall_at_1pct_fr"], 4) if knn else None,
-        "anomaly_256_auroc": round(small["image_auroc"], 4) if small else None,
-        "anomaly_256_recall_at_1pct_fr": round(small["recall_at_1pct_fr"], 4) if small else None,
-        "anomaly_256_ms": round(small["ms_per_image"], 2) if small else None,
+        "anomaly_320_auroc": round(large["image_auroc"], 4) if large else None,
+        "anomaly_320_recall_at_1pct_fr": round(large["recall_at_1pct_fr"], 4) if large else None,
+        "anomaly_320_ms": round(large["ms_per_image"], 2) if large else None,
         "defect_bank_auroc": round(bank["image_auroc"], 4) if bank else None,
         "defect_bank_recall_at_1pct_fr": round(bank["recall_at_1pct_fr"], 4) if bank else None,
         "defect_bank_ms": round(bank["ms_per_image"], 2) if bank else None,

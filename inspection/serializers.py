@@ -338,7 +338,7 @@ class TrainingStartInputSerializer(StrictInputSerializer):
         allowed = {
             "epochs", "batch_size", "learning_rate", "head_lr_multiplier", "weight_decay", "input_size", "patience",
             "val_fraction", "target_false_reject", "max_minutes", "augment", "int8", "bank_size", "taps", "head",
-            "views",
+            "views", "input_size_with_defect_bank",
         }  # fmt: skip
         unknown = sorted(set(value) - allowed)
         if unknown:

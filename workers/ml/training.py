@@ -172,7 +172,7 @@ def train(
             "kind": kind,
             "good_class": good_class,
             "class_names": trained.class_names,
-            "input_size": params["input_size"],
+            "input_size": list(trained.input_size(params)),
             "architecture": trained.architecture,
             "thresholds": trained.thresholds,
             "normalisation": {"input": "RGB float32 0..255, ImageNet mean/std applied in-graph"},

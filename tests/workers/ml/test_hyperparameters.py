@@ -25,6 +25,18 @@ def test_overrides_win_and_a_whole_number_stands_for_a_float() -> None:
     assert params["batch_size"] == DEFAULT_HYPERPARAMETERS["segmenter"]["batch_size"]
 
 
+def test_the_anomaly_detector_sees_parts_at_its_own_size_with_and_without_a_defect_bank() -> None:
+    defaults = resolve_hyperparameters("anomaly", None)
+    assert defaults["input_size"] == [256, 256] and defaults["input_size_with_defect_bank"] == [320, 320]
+
+    # A caller who names one size means it for every model the request may make ...
+    asked = resolve_hyperparameters("anomaly", {"input_size": [192, 192]})
+    assert asked["input_size"] == asked["input_size_with_defect_bank"] == [192, 192]
+    # ... and one who names both gets both.
+    both = resolve_hyperparameters("anomaly", {"input_size": [192, 192], "input_size_with_defect_bank": [384, 384]})
+    assert both["input_size"] == [192, 192] and both["input_size_with_defect_bank"] == [384, 384]
+
+
 def test_the_global_head_takes_its_own_defaults_under_the_callers() -> None:
     params = resolve_hyperparameters("classifier", {"head": "global", "patience": 4})
 
@@ -51,6 +63,8 @@ def test_the_global_head_takes_its_own_defaults_under_the_callers() -> None:
         ("segmenter", {"input_size": [320]}, r"input_size must be \[height, width\]"),
         ("segmenter", {"input_size": [100, 100]}, "multiples of 32"),
         ("segmenter", {"input_size": [32_000, 32_000]}, "multiples of 32 between 32 and 2048"),
+        ("anomaly", {"input_size_with_defect_bank": [320]}, r"input_size_with_defect_bank must be \[height, width\]"),
+        ("anomaly", {"input_size_with_defect_bank": [300, 300]}, "input_size_with_defect_bank must be multiples of 32"),
         ("anomaly", {"taps": []}, "list of 1 to 16 integers"),
         ("anomaly", {"taps": [12.5]}, "list of integers"),
         ("anomaly", {"taps": [16]}, "taps must name Lite0 blocks"),

@@ -314,11 +314,17 @@ def test_anomaly_model_learns_a_defect_bank_from_marked_defects(
         samples=toy_train.samples,
         good_class=GOOD,
         out_dir=tmp_path / "semi",
-        hyperparameters={**FAST["anomaly"], "flow_with_defect_bank": flow_with_defect_bank},
+        hyperparameters={
+            **FAST["anomaly"],
+            "flow_with_defect_bank": flow_with_defect_bank,
+            "input_size_with_defect_bank": [96, 96],
+        },
         seed=0,
     )
     manifest = json.loads((tmp_path / "semi" / "manifest.json").read_text())
     assert manifest["architecture"]["method"] == method
+    # A model with a defect bank is fitted, exported and served at its own size.
+    assert manifest["input_size"] == [96, 96]
     # A fused model weighs each scorer by its spread on the held-out goods.
     weights = manifest["architecture"].get("fusion_weights")
     assert (weights is not None) == flow_with_defect_bank
@@ -347,11 +353,12 @@ def test_anomaly_model_without_marked_defects_learns_from_goods_only(toy_train: 
         samples=unmarked,
         good_class=GOOD,
         out_dir=tmp_path / "cold",
-        hyperparameters=FAST["anomaly"],
+        hyperparameters={**FAST["anomaly"], "input_size_with_defect_bank": [96, 96]},
         seed=0,
     )
     manifest = json.loads((tmp_path / "cold" / "manifest.json").read_text())
     architecture = manifest["architecture"]
+    assert manifest["input_size"] == [64, 64]  # a goods-only model: input_size, not the defect bank's
     # The cold start scores patches by their likelihood under a flow fitted to the goods.
     assert (architecture["method"], architecture["defect_bank_size"], architecture["bank_size"]) == ("patch-flow", 0, 0)
     assert architecture["flow_blocks"] == 8 and architecture["grid"] == [8, 8]  # 64 px, finest tap stride 8

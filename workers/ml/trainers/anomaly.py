@@ -122,7 +122,8 @@ def train_anomaly(
     The goods are scored by a flow (``scorer`` "flow") or a nearest-neighbour bank ("knn").
     A defect bank is searched beside a good bank; with the flow scorer and
     ``flow_with_defect_bank`` the flow is fitted too and the network sums both scorers'
-    evidence, each weighted by its spread on the held-out goods.
+    evidence, each weighted by its spread on the held-out goods. A model with a defect bank
+    sees parts at ``input_size_with_defect_bank``, a goods-only one at ``input_size``.
     """
     goods = [s for s in samples if is_good(s, good_class)]
     defects = [s for s in samples if not is_good(s, good_class)]
@@ -142,7 +143,8 @@ def train_anomaly(
         held_out = {marked[i].image_path for i in defect_order[:n_val_defects]}
         in_bank = {s.image_path for s in bank_defects}
         defects = [s for s in defects if s.image_path in held_out or s.image_path not in in_bank]
-    size = (int(params["input_size"][0]), int(params["input_size"][1]))
+    size_key = "input_size_with_defect_bank" if bank_defects else "input_size"
+    size = (int(params[size_key][0]), int(params[size_key][1]))
     architecture: dict[str, Any] = {
         "backbone": "efficientnet-lite0",
         "method": "patchcore+defect-bank" if bank_defects else "patchcore",
@@ -309,6 +311,7 @@ def train_anomaly(
         metrics=metrics,
         output_names=["score", "patch_scores"],
         memory_bank=None if use_flow and not fused else bank.numpy(),
+        fitted_size=size,
     )
 
 

@@ -58,6 +58,15 @@ class TrainedModel:
     float_modules: list[str] = field(default_factory=list)
     # How INT8 quantisation sets activation ranges (``quantize_int8``'s ``method``).
     int8_method: str = "minmax"
+    # The [height, width] the network was fitted at, where the trainer chose it from the data
+    # (the anomaly detector: ``input_size_with_defect_bank`` when it built a defect bank).
+    fitted_size: tuple[int, int] | None = None
+
+    def input_size(self, params: dict[str, Any]) -> tuple[int, int]:
+        """The [height, width] the network takes: what it was fitted at."""
+        if self.fitted_size is not None:
+            return self.fitted_size
+        return int(params["input_size"][0]), int(params["input_size"][1])
 
     def write(self, directory: Path, *, params: dict[str, Any], control: RunControl) -> None:
         """Write weights, ONNX (and INT8 ONNX if asked) into ``directory``."""
@@ -69,8 +78,9 @@ class TrainedModel:
             state.pop("bank_sq_norm", None)
             np.save(directory / MEMORY_BANK_NAME, self.memory_bank.astype(np.float32), allow_pickle=False)
         torch.save(state, directory / WEIGHTS_NAME)
-        size = (int(params["input_size"][0]), int(params["input_size"][1]))
-        export_onnx(self.network, directory / ONNX_NAME, input_size=size, output_names=self.output_names)
+        export_onnx(
+            self.network, directory / ONNX_NAME, input_size=self.input_size(params), output_names=self.output_names
+        )
         control.check()
         if params.get("int8") and self.calibration_images is not None:
             batches = [self.calibration_images[i : i + 4] for i in range(0, len(self.calibration_images), 4)]
