@@ -117,6 +117,57 @@ def _wait_for(predicate: object, service: ServiceProcess, timeout_s: float = 60)
     raise RuntimeError(f"{service.name} did not become ready in {timeout_s}s:\n{service.log()[-4000:]}")
 
 
+# The live stack's worker once a test has started it (session-wide), for the hooks below.
+_LIVE: list[LiveStack] = []
+LIVE_QUEUES = ("inference", "default", "training")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that ran on the live stack reports the tails of its worker's and web
+    server's logs, so a flake on CI can be read, not guessed at."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and _LIVE and "live_stack" in getattr(item, "fixturenames", ()):
+        for service in (_LIVE[0].worker, _LIVE[0].web):
+            report.sections.append((f"{service.name} log (last 6,000 characters)", service.log()[-6000:]))
+
+
+def _drain_live_worker(stack: LiveStack, timeout_s: float = 30) -> None:
+    """Drop queued tasks and wait until the live worker runs none, so no task of this test
+    reads the tables while the teardown empties them (PostgreSQL deadlocks the two)."""
+    from loupe.celery import app
+
+    with app.connection_for_write() as connection:
+        for queue in LIVE_QUEUES:
+            connection.default_channel.queue_purge(queue)
+    inspector = app.control.inspect(destination=[stack.worker_name], timeout=2.0, limit=1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and stack.worker.process.poll() is None:
+        active = inspector.active()
+        if not active:
+            return  # no answer: a worker that cannot answer runs nothing we could wait for
+        if not any(active.values()) and not any((inspector.reserved() or {}).values()):
+            return
+        time.sleep(0.2)
+
+
+@pytest.fixture(autouse=True)
+def _no_task_outlives_its_transactional_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests on committed data that queue tasks while the live worker runs: the worker is
+    idle before the database is emptied. (Set up after the database fixture, so torn down
+    before it.)"""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(marker and marker.kwargs.get("transaction"))
+    if not transactional:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    if _LIVE:
+        _drain_live_worker(_LIVE[0])
+
+
 @dataclass
 class LiveStack:
     """A Celery worker process and an ASGI server process on the test database."""
@@ -127,6 +178,7 @@ class LiveStack:
     worker: ServiceProcess
     web: ServiceProcess
     env: dict[str, str]
+    worker_name: str
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +215,7 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
             "--without-mingle",
             "--without-heartbeat",
             "-n",
-            f"test-{port}@%h",
+            f"test-{port}@{socket.gethostname()}",
         ],
         env,
     )
@@ -193,10 +245,19 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
     try:
         _wait_for(lambda: " ready." in worker.log(), worker)
         _wait_for(lambda: _http_ok(f"{origin}/api/v1/health"), web)
-        yield LiveStack(
-            base_url=origin, ws_url=f"ws://127.0.0.1:{port}", origin=origin, worker=worker, web=web, env=env
+        stack = LiveStack(
+            base_url=origin,
+            ws_url=f"ws://127.0.0.1:{port}",
+            origin=origin,
+            worker=worker,
+            web=web,
+            env=env,
+            worker_name=f"test-{port}@{socket.gethostname()}",
         )
+        _LIVE.append(stack)
+        yield stack
     finally:
+        _LIVE.clear()
         web.stop()
         worker.stop()
 

@@ -83,3 +83,22 @@ def test_a_models_example_errors_show_the_labelled_images(live: LiveStack, open_
     page.wait_for_function("() => document.querySelector('#example-errors img').naturalWidth > 0")
     assert "pit → good" in page.inner_text("#example-errors")
     screen.shot("training-errors")
+
+
+def test_a_model_fitted_on_too_few_parts_warns_the_manager(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    warning = "Fitted on only 9 good parts. A goods-only detector needs a few hundred."
+    version = ModelVersion.objects.create(
+        project=project,
+        kind="anomaly",
+        status="ready",
+        metrics={"val_image_auroc": 0.8, "data_warnings": [warning]},
+    )
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "training")
+    page = screen.page
+
+    page.wait_for_selector(f"tr[data-version='{version.pk}']")
+    page.wait_for_selector("#data-warnings li")
+    assert page.inner_text("#data-warnings") == warning
+    assert screen.errors == []

@@ -26,10 +26,10 @@ from workers.synthetic import synthetic_part
 pytestmark = pytest.mark.django_db
 
 
-def run_command(*args: str) -> list[str]:
+def run_command(*args: str, stderr: io.StringIO | None = None) -> list[str]:
     out = io.StringIO()
     with redirect_stdout(out):
-        call_command(*args, stdout=out)
+        call_command(*args, stdout=out, stderr=stderr or io.StringIO())
     return out.getvalue().splitlines()
 
 
@@ -40,8 +40,16 @@ def test_import_folder_then_train_yields_a_ready_version_with_hashed_artifacts(t
     root = write_dataset(tmp_path / "mtd", goods=10, per_defect=3)
 
     run_command("import_folder", str(root), "--project", "Tiles", "--good-class", "MT_Free", "--strip-prefix", "MT_")
+    errors = io.StringIO()
     lines = run_command(
-        "train", "--project", "Tiles", "--kind", "anomaly", "--hyperparameters", json.dumps(TINY["anomaly"])
+        "train",
+        "--project",
+        "Tiles",
+        "--kind",
+        "anomaly",
+        "--hyperparameters",
+        json.dumps(TINY["anomaly"]),
+        stderr=errors,
     )
 
     project = Project.objects.get(name="Tiles")
@@ -55,6 +63,9 @@ def test_import_folder_then_train_yields_a_ready_version_with_hashed_artifacts(t
     assert len(version.training_data["annotations"]) == 16
     assert version.metrics["defect_bank_images"] > 0
     assert "image_score" in version.thresholds
+    # Ten goods are far too few for a goods-only detector, and the model says so.
+    (warning,) = version.metrics["data_warnings"]
+    assert "only 9 good parts" in warning and f"warning: {warning}" in errors.getvalue()
     from workers.ml.artifacts import sha256_bytes
 
     for name, digest in version.artifacts.items():

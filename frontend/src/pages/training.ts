@@ -224,10 +224,17 @@ export const trainingPage: Page = (context: PageContext) => {
     const f1 = (metrics.f1 ?? null) as Record<string, number> | null;
     const confusion = (metrics.confusion ?? null) as { labels: string[]; matrix: number[][] } | null;
     const errors = (Array.isArray(metrics.example_errors) ? metrics.example_errors : []) as ExampleError[];
+    // What the trainer warns about the data it was given (too few good parts, ...).
+    const warnings = (Array.isArray(metrics.data_warnings) ? metrics.data_warnings : []).filter(
+      (warning): warning is string => typeof warning === "string",
+    );
     replaceChildren(
       detail,
       h("h2", {}, `Model #${version.id}: ${version.kind}, ${version.status}`),
       version.error ? h("p", { class: "error" }, version.error) : null,
+      warnings.length
+        ? h("ul", { class: "data-warnings", id: "data-warnings", role: "note", aria: { label: "Data warnings" } }, ...warnings.map((warning) => h("li", {}, warning)))
+        : null,
       h("p", { id: "progress-text" }, progressText(version)),
       curveBox,
       h(

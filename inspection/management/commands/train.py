@@ -59,6 +59,8 @@ class Command(BaseCommand):
 
             finished = model_version_deploy(version=finished)
         self.stdout.write(f"model version {finished.pk} ({finished.label}) is {finished.status}")
+        for warning in finished.metrics.get("data_warnings", []):
+            self.stderr.write(f"warning: {warning}")
         self.stdout.write(
             json.dumps({"model_version": finished.pk, "kind": finished.kind, "metrics": finished.metrics})
         )

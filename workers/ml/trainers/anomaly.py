@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from workers.ml.errors import TrainingDataError
 from workers.ml.metrics import binary_auroc, threshold_for_false_reject
 from workers.ml.networks import PatchCoreNet, PatchFlow
+from workers.ml.sufficiency import anomaly_data_warnings
 from workers.ml.trainers.common import TrainedModel, load_images, load_masks, to_tensor, training_device
 from workers.ml.training import RunControl, is_good
 from workers.ml.types import Progress, Sample
@@ -295,6 +296,9 @@ def train_anomaly(
         "defect_bank_images": len(bank_defects),
         "projection_dims": int(architecture.get("projection_dims", 0)),
     }
+    warnings = anomaly_data_warnings(fit_goods=len(fit_goods))
+    if warnings:
+        metrics["data_warnings"] = warnings
     if use_flow:
         metrics["flow_final_loss"] = round(flow_loss, 4)
     if defects:
