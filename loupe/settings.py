@@ -320,6 +320,7 @@ CELERY_BEAT_SCHEDULE = {
         ("recalibrate-routing", "inspection.recalibrate_routing", 600.0),
         ("fail-stalled-training", "inspection.fail_stalled_training", 300.0),
         ("publish-overdue-verdicts", "inspection.publish_overdue_verdicts", 600.0),
+        ("sweep-label-masks", "annotation.sweep_masks", 6 * 3600.0),
     ]
 }
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
+import logging
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db.models import TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
 from PIL import Image as PILImage
 
 from annotation.masks import rasterize_shapes
 from annotation.models import Annotation, Label, LabelTask
 from inspection.models import DefectClass, Inspection, Part, TrainingLabels
+
+logger = logging.getLogger(__name__)
+
+MASK_FOLDER = "annotation-masks"
+# A mask file younger than this is never swept: its annotation's transaction may still be open.
+MASK_SWEEP_GRACE = timedelta(hours=6)
 
 
 def annotation_record_review_decision(
@@ -112,9 +123,12 @@ def training_annotation_sync(*, task: LabelTask, submitted: list[Label] | None =
 def training_shapes(shapes: list[dict[str, Any]], *, width: int, height: int) -> list[dict[str, Any]]:
     """Label shapes in the form training reads (``labelled_images``): boxes and polygons as they
     are; when there are masks or holes, which polygons alone cannot carry, the union of every
-    region (polygons minus holes, masks; not boxes) is stored once as a PNG mask file,
-    content-addressed, and added as ``{"type": "mask", "file": key}`` (a mask file wins over
-    polygons in training). Cost: one full-resolution raster when masks or holes are present."""
+    region (polygons minus holes, masks; not boxes) is stored once as a PNG mask file under a
+    name of its own, and added as ``{"type": "mask", "file": key}`` (a mask file wins over
+    polygons in training). A file whose transaction rolls back, or whose annotation is later
+    changed or removed, is left to ``annotation_masks_sweep``; as no two saves share a file, a
+    sweep never removes one that a save is about to reference. Cost: one full-resolution
+    raster when masks or holes are present."""
     regions = [shape for shape in shapes if shape.get("type") in {"polygon", "mask"}]
     kept = [shape for shape in shapes if shape.get("type") in {"box", "polygon"}]
     if not any(shape.get("type") == "mask" or shape.get("holes") for shape in regions):
@@ -122,11 +136,43 @@ def training_shapes(shapes: list[dict[str, Any]], *, width: int, height: int) ->
     pixels = rasterize_shapes(regions, width=width, height=height, include_boxes=False)
     buffer = io.BytesIO()
     PILImage.fromarray(pixels).save(buffer, format="PNG")
-    content = buffer.getvalue()
-    key = f"annotation-masks/{hashlib.sha256(content).hexdigest()}.png"
-    if not default_storage.exists(key):
-        saved = default_storage.save(key, ContentFile(content))
-        if saved != key:  # another request stored the same mask at the same moment
-            default_storage.delete(saved)
+    key = default_storage.save(f"{MASK_FOLDER}/{uuid.uuid4().hex}.png", ContentFile(buffer.getvalue()))
     classes = sorted({shape["defect_class"] for shape in regions})
     return [*kept, {"type": "mask", "file": key, "defect_class": classes[0] if len(classes) == 1 else None}]
+
+
+def annotation_masks_sweep(*, now: datetime | None = None, grace: timedelta = MASK_SWEEP_GRACE) -> int:
+    """Delete the stored label masks no annotation refers to (rolled-back saves, changed or
+    removed annotations) once they are older than ``grace``; returns how many. Idempotent."""
+    now = now or timezone.now()
+    try:
+        _, names = default_storage.listdir(MASK_FOLDER)
+    except FileNotFoundError:
+        return 0
+    old = [
+        f"{MASK_FOLDER}/{name}"
+        for name in names
+        if name.endswith(".png") and default_storage.get_modified_time(f"{MASK_FOLDER}/{name}") < now - grace
+    ]
+    if not old:
+        return 0
+    referenced: set[str] = set()
+    rows = (
+        Annotation.objects.annotate(text=Cast("shapes", output_field=TextField()))
+        .filter(text__contains=f"{MASK_FOLDER}/")
+        .values_list("shapes", flat=True)
+    )
+    for shapes in rows.iterator(chunk_size=2000):
+        referenced.update(
+            shape["file"]
+            for shape in shapes or []
+            if shape.get("type") == "mask" and isinstance(shape.get("file"), str)
+        )
+    removed = 0
+    for key in old:
+        if key not in referenced:
+            default_storage.delete(key)
+            removed += 1
+    if removed:
+        logger.info("removed %d unreferenced label mask files", removed)
+    return removed

@@ -353,3 +353,57 @@ def test_the_shared_labels_history_is_everyones_to_see(studio: Studio) -> None:
     history = studio.client(studio.annotator).get(url(task, "history")).json()
 
     assert [row["author"] for row in history] == [studio.second_annotator.username, studio.annotator.username]
+
+
+# --- mask files no annotation needs ------------------------------------------------------
+
+
+def test_the_sweep_removes_mask_files_left_by_rolled_back_and_changed_labels_and_keeps_the_rest(
+    studio: Studio,
+) -> None:
+    from datetime import timedelta
+
+    from django.core.files.storage import default_storage
+    from django.db import transaction
+    from django.utils import timezone
+
+    from annotation.services.annotations import MASK_SWEEP_GRACE, annotation_masks_sweep, training_shapes
+    from annotation.tasks import annotation_masks_sweep_task
+
+    scratch = studio.class_id("scratch")
+    mask = [{"type": "mask", "rle": {"size": [96, 96], "counts": [970, 30, 8216]}, "defect_class": scratch}]
+    task = studio.task()
+    # given a label whose mask file is then replaced by a second save ...
+    put_json(studio.client(studio.annotator), url(task), fail_label(studio, shapes=mask, submit=True))
+    first = next(s["file"] for s in Annotation.objects.get(label_task=task).shapes if s["type"] == "mask")
+    moved = [{**mask[0], "rle": {"size": [96, 96], "counts": [1970, 30, 7216]}}]
+    again = put_json(
+        studio.client(studio.annotator), url(task), fail_label(studio, version=1, shapes=moved, submit=True)
+    )
+    assert again.status_code == 200, again.json()
+    current = next(s["file"] for s in Annotation.objects.get(label_task=task).shapes if s["type"] == "mask")
+    # ... and a save whose transaction rolled back after its mask file was written
+    written: list[str] = []
+
+    def save_then_fail() -> None:
+        with transaction.atomic():
+            written.extend(s["file"] for s in training_shapes(mask, width=96, height=96) if s["type"] == "mask")
+            raise RuntimeError("the save failed")
+
+    with pytest.raises(RuntimeError):
+        save_then_fail()
+    (rolled_back,) = written
+    assert len({first, current, rolled_back}) == 3
+    assert all(default_storage.exists(key) for key in (first, current, rolled_back))
+
+    # a sweep now keeps them all (too young: their transactions may still be open) ...
+    assert annotation_masks_sweep() == 0
+    # ... and once they are old, removes exactly the two no annotation refers to
+    later = timezone.now() + MASK_SWEEP_GRACE + timedelta(minutes=1)
+    assert annotation_masks_sweep(now=later) == 2
+    assert default_storage.exists(current)
+    assert not default_storage.exists(first) and not default_storage.exists(rolled_back)
+    [image] = [i for i in labelled_images(project=studio.project) if i.image_id == task.inspection.image_id]
+    assert image.mask_key == current
+    annotation_masks_sweep_task.apply()  # the periodic task runs the same sweep: nothing left to remove
+    assert default_storage.exists(current)
