@@ -14,6 +14,9 @@ patches and scores the test images. Three steps, run by hand:
     # DifferNet split, the goods fitted on cut to N: flow against kNN by goods count
     # (results/anomaly-goods-count.txt)
     .venv/bin/python benchmarks/anomaly_flow_study.py goods --counts 25,50,100,200,400,0 --seed 0
+    # DifferNet split: the flow fitted on the goods as they are, and on the goods plus their
+    # flips and 180-degree turn (4x the patches); extract at --size first
+    .venv/bin/python benchmarks/anomaly_flow_study.py flips --data ../shared/data/mtd --size 256 --seed 0
 
 Each study prints one row per image score (AUROC, recall at 1 % false reject), then one JSON
 line of them.
@@ -270,9 +273,56 @@ def goods(cache: Path, counts: Sequence[int], seed: int) -> None:
     print(table.json())
 
 
+def flips(root: Path, cache: Path, size: int, seed: int) -> None:
+    """Goods-only flow (block 12 at ``size`` px, mean of the blurred patch scores) fitted on the
+    DifferNet training goods as they are, against the same goods with their horizontal and
+    vertical flips and 180-degree turn added: does the flow want more goods than MTD has?"""
+    data = np.load(cache / f"feat{size}.npz")
+    train = torch.from_numpy(data["train_tap12"].astype(np.float32))
+    test = torch.from_numpy(data["test_tap12"].astype(np.float32))
+    truth = data["test_labels"]
+    flipped_path = cache / f"flips{size}.npy"
+    if not flipped_path.exists():
+        encoder = Lite0Encoder(pretrained=True, last_block=12).eval()
+        standardize = StandardizeIntensity()
+        fit, _ = differnet_split(root)
+        assert [str(s.image_path) for s in fit] == [str(p) for p in data["train_paths"]]
+        views: tuple[tuple[slice, slice], ...] = (
+            (slice(None), slice(None, None, -1)),  # horizontal flip
+            (slice(None, None, -1), slice(None)),  # vertical flip
+            (slice(None, None, -1), slice(None, None, -1)),  # turned 180 degrees
+        )
+        maps: list[np.ndarray] = []
+        start = time.perf_counter()
+        for view in views:
+            for index in range(0, len(fit), 16):
+                images = np.stack(
+                    [resize(read_image(s.image_path), (size, size))[view] for s in fit[index : index + 16]]
+                )
+                with torch.inference_mode():
+                    (output,) = encoder(
+                        standardize(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float()), [12]
+                    )
+                maps.append(F.avg_pool2d(output, 3, stride=1, padding=1, count_include_pad=False).half().numpy())
+        np.save(flipped_path, np.concatenate(maps))
+        print(f"flipped goods: {3 * len(fit)} views in {time.perf_counter() - start:.0f} s", flush=True)
+    flipped = torch.from_numpy(np.load(flipped_path).astype(np.float32))
+    table = Table(truth)
+    print(f"{'image score (DifferNet split, ' + str(size) + ' px), seed ' + str(seed):48s} | AUROC  | recall @1% FR")
+    for name, goods_maps in (
+        ("goods as they are", train),
+        ("goods + flips + 180-degree turn", torch.cat([train, flipped])),
+    ):
+        start = time.perf_counter()
+        flow = fitted_flow(goods_maps, seed)
+        table.add(f"{name} ({len(goods_maps)} maps)", blur(flow_maps(flow, test)).flatten(1).mean(1))
+        print(f"  fit + score {time.perf_counter() - start:.0f} s", flush=True)
+    print(table.json())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["extract", "scales", "bank", "goods"])
+    parser.add_argument("step", choices=["extract", "scales", "bank", "goods", "flips"])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mtd")
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "flow-study")
     parser.add_argument("--size", type=int, default=320)
@@ -287,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extract(args.data, args.size, taps, args.cache)
     elif args.step == "scales":
         scales(args.cache, args.size, taps, args.seed)
+    elif args.step == "flips":
+        flips(args.data, args.cache, args.size, args.seed)
     elif args.step == "goods":
         goods(args.cache, [int(count) for count in args.counts.split(",")], args.seed)
     else:
