@@ -144,3 +144,15 @@ def test_every_periodic_job_expires_after_its_interval_so_runs_do_not_pile_up() 
 
     assert len(schedule) >= 6
     assert all(entry["options"]["expires"] == entry["schedule"] for entry in schedule.values())
+
+
+def test_every_periodic_job_names_a_task_the_workers_know() -> None:
+    from django.conf import settings
+
+    from loupe.celery import app
+
+    app.loader.import_default_modules()  # what a worker imports at start (autodiscovery)
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+
+    assert "annotation.sweep_masks" in scheduled
+    assert scheduled <= set(app.tasks), sorted(scheduled - set(app.tasks))
