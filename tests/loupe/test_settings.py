@@ -152,7 +152,7 @@ def test_every_periodic_job_names_a_task_the_workers_know() -> None:
     from loupe.celery import app
 
     app.loader.import_default_modules()  # what a worker imports at start (autodiscovery)
-    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    scheduled: set[str] = {str(entry["task"]) for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
     assert "annotation.sweep_masks" in scheduled
     assert scheduled <= set(app.tasks), sorted(scheduled - set(app.tasks))
