@@ -130,6 +130,8 @@ def main() -> int:
             template, images, masks, marked, targets, fit_idx, val_idx, params=base, control=control, seed=0
         )
         extract_s = time.perf_counter() - started
+        # Each seed's test defect scores, for the ensemble row (the mean over seeds' heads).
+        seed_scores: dict[float, list[np.ndarray]] = collections.defaultdict(list)
         for seed, unmarked in itertools.product(range(args.seeds), unmarked_weights):
             network = copy.deepcopy(template)
             started = time.perf_counter()
@@ -143,6 +145,7 @@ def main() -> int:
                 logits = network.patch_logits(test_features)
             probabilities = PatchClassifierNet.image_probabilities(logits, temperature).numpy()
             defect = 1.0 - probabilities[:, 0]
+            seed_scores[unmarked].append(defect)
             auroc = binary_auroc(truth.astype(int), defect)
             recall = recall_at_false_reject(defect[~truth], defect[truth], 0.01)
             threshold = threshold_for_false_reject(defect[~truth], 0.01)
@@ -168,6 +171,23 @@ def main() -> int:
             log(
                 f"  done: taps {taps} at {side} px, context {context}, unmarked {unmarked}, seed {seed}: AUROC {auroc:.4f}, recall {recall:.4f}, {missed}"
             )
+        for unmarked, scores in seed_scores.items():
+            if len(scores) < 2:
+                continue
+            defect = np.mean(scores, axis=0)  # an ensemble of the seeds' heads: mean P(defect)
+            threshold = threshold_for_false_reject(defect[~truth], 0.01)
+            ensemble = {
+                **rows[-1],
+                "seed": f"x{len(scores)}",
+                "unmarked": unmarked,
+                "auroc": binary_auroc(truth.astype(int), defect),
+                "recall": recall_at_false_reject(defect[~truth], defect[truth], 0.01),
+                "missed": dict(sorted(collections.Counter(test_labels[truth & (defect < threshold)].tolist()).items())),
+                "best_epoch": 0,
+                "fit_s": sum(r["fit_s"] for r in rows[-len(scores) :]),
+            }
+            rows.append(ensemble)
+            log(f"  ensemble of {len(scores)} heads: AUROC {ensemble['auroc']:.4f}, recall {ensemble['recall']:.4f}")
         del data, test_features
     log("")
     header = (
@@ -189,7 +209,11 @@ def main() -> int:
         mine = [
             r
             for r in rows
-            if r["taps"] == taps and r["size"] == side and r["context"] == context and r["unmarked"] == unmarked
+            if isinstance(r["seed"], int)
+            and r["taps"] == taps
+            and r["size"] == side
+            and r["context"] == context
+            and r["unmarked"] == unmarked
         ]
         key = f"taps{'-'.join(map(str, taps))}_{side}{'_context' if context else ''}"
         if len(unmarked_weights) > 1:
