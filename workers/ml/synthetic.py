@@ -15,6 +15,10 @@ Four families, drawn uniformly, each with its mask:
   part's texture or its own, shifted and re-lit (DRAEM; chips, uneven grinding, stains).
 
 Everything runs on uint8 HxWx3 images at the model's input size; ``rng`` makes it exact.
+
+``transplant_defect`` is the other way round: a real labelled defect (its masked region and
+a feathered rim) cut from one part and blended into a good one, so that a supervised head
+sees each real defect in several surroundings.
 """
 
 from __future__ import annotations
@@ -135,4 +139,62 @@ def synthesize_defect(
     mask = ((soft > 0.25) & changed).astype(np.uint8)
     if not mask.any():  # nothing visible changed (e.g. a patch cut from an identical area)
         mask = (soft > 0.25).astype(np.uint8)
+    return out, mask
+
+
+def transplant_defect(
+    image: np.ndarray,
+    donor: np.ndarray,
+    donor_mask: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    keep_place: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of the good ``image`` with the marked defect of ``donor`` (same size, uint8
+    HxWx3; ``donor_mask`` HxW, nonzero on the defect) blended in, and the defect's new mask
+    (uint8 HxW {0, 1}).
+
+    The cut is the mask's bounding box plus a rim of 2 % of the image side; it may be
+    flipped either way (never turned: a ground surface's streaks keep their direction),
+    its brightness is matched to the target's on the rim, and it is blended through the
+    mask dilated and feathered by the rim. With probability ``keep_place`` it lands where it
+    was on the donor (edge defects stay on the edge), otherwise anywhere it fits.
+    """
+    if image.shape != donor.shape or donor.shape[:2] != donor_mask.shape:
+        raise ValueError("image, donor and donor_mask must share their size")
+    ys, xs = np.nonzero(donor_mask)
+    if not len(ys):
+        raise ValueError("the donor mask marks nothing")
+    height, width = image.shape[:2]
+    rim = max(2, round(0.02 * min(height, width)))
+    y0, y1 = max(0, int(ys.min()) - rim), min(height, int(ys.max()) + 1 + rim)
+    x0, x1 = max(0, int(xs.min()) - rim), min(width, int(xs.max()) + 1 + rim)
+    piece = donor[y0:y1, x0:x1].astype(np.float32)
+    marked = (donor_mask[y0:y1, x0:x1] > 0).astype(np.uint8)
+    flip_x, flip_y = rng.random() < 0.5, rng.random() < 0.5
+    if flip_x:
+        piece, marked = piece[:, ::-1], marked[:, ::-1]
+    if flip_y:
+        piece, marked = piece[::-1], marked[::-1]
+    piece, marked = np.ascontiguousarray(piece), np.ascontiguousarray(marked)
+    ph, pw = marked.shape
+    if rng.random() < keep_place:
+        ty, tx = y0, x0
+    else:
+        ty, tx = int(rng.integers(0, height - ph + 1)), int(rng.integers(0, width - pw + 1))
+    region = image[ty : ty + ph, tx : tx + pw].astype(np.float32)
+    grown = cv2.dilate(marked, np.ones((2 * rim + 1, 2 * rim + 1), np.uint8))
+    ring = (grown > 0) & (marked == 0)
+    if not ring.any():
+        ring = marked == 0
+    if ring.any():
+        gain = float(region[ring].mean()) / max(float(piece[ring].mean()), 1.0)
+        piece = piece * float(np.clip(gain, 0.5, 2.0))
+    alpha = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), sigmaX=rim / 2)
+    alpha = np.maximum(alpha, marked.astype(np.float32))[..., None]
+    out = image.copy()
+    blended = region * (1.0 - alpha) + piece * alpha
+    out[ty : ty + ph, tx : tx + pw] = np.clip(blended, 0, 255).astype(np.uint8)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[ty : ty + ph, tx : tx + pw] = marked
     return out, mask
