@@ -17,6 +17,10 @@ patches and scores the test images. Three steps, run by hand:
     # DifferNet split: the flow fitted on the goods as they are, and on the goods plus their
     # flips and 180-degree turn (4x the patches); extract at --size first
     .venv/bin/python benchmarks/anomaly_flow_study.py flips --data ../shared/data/mtd --size 256 --seed 0
+    # DifferNet split: one flow per feature set, the channels of several stride-32 taps joined
+    # on one grid ('+'), optionally projected onto their first --dims principal components of
+    # the training goods; extract those taps first (results/anomaly-flow-joined-taps.txt)
+    .venv/bin/python benchmarks/anomaly_flow_study.py joined --size 256 --taps 12,12+14,12+15 --dims 192
 
 Each study prints one row per image score (AUROC, recall at 1 % false reject), then one JSON
 line of them.
@@ -337,18 +341,51 @@ def aggregations(cache: Path, size: int, seed: int) -> None:
     print(table.json())
 
 
+def joined(cache: Path, size: int, combos: Sequence[Sequence[int]], dims: int, seed: int) -> None:
+    """One flow per combo of taps (their channels joined on one grid), each scored by the
+    mean of its blurred patch scores; with ``dims``, combos wider than that are projected
+    onto the first ``dims`` principal components of the training goods' patches (centred)."""
+    data = np.load(cache / f"feat{size}.npz")
+    table = Table(data["test_labels"])
+    for combo in combos:
+        train = torch.cat([torch.from_numpy(data[f"train_tap{t}"].astype(np.float32)) for t in combo], dim=1)
+        test = torch.cat([torch.from_numpy(data[f"test_tap{t}"].astype(np.float32)) for t in combo], dim=1)
+        name = "+".join(map(str, combo))
+        if dims and train.shape[1] > dims:
+            rows = train.permute(0, 2, 3, 1).reshape(-1, train.shape[1])
+            mean = rows.mean(0)
+            _, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
+            basis = vh[:dims].t()
+
+            def project(maps: torch.Tensor, basis: torch.Tensor = basis, mean: torch.Tensor = mean) -> torch.Tensor:
+                flat = maps.permute(0, 2, 3, 1) - mean
+                return (flat @ basis).permute(0, 3, 1, 2).contiguous()
+
+            train, test = project(train), project(test)
+            name += f" -> {dims} PCs"
+        start = time.perf_counter()
+        maps = blur(flow_maps(fitted_flow(train, seed), test)).flatten(1)
+        table.add(f"blocks {name} ({train.shape[1]} ch), {time.perf_counter() - start:.0f} s", maps.mean(1))
+    print(table.json())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["extract", "scales", "bank", "goods", "flips", "aggregations"])
+    parser.add_argument("step", choices=["extract", "scales", "bank", "goods", "flips", "aggregations", "joined"])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mtd")
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "flow-study")
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--taps", default="12")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--counts", default="25,50,100,200,400,0", help="goods counts of the goods study (0: all)")
+    parser.add_argument("--dims", type=int, default=0, help="joined: project wider feature sets to this many PCs")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.step == "joined":
+        combos = [[int(tap) for tap in combo.split("+")] for combo in args.taps.split(",")]
+        joined(args.cache, args.size, combos, args.dims, args.seed)
+        return 0
     taps = [int(tap) for tap in args.taps.split(",")]
     if args.step == "extract":
         extract(args.data, args.size, taps, args.cache)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +29,13 @@ def test_classifier_tells_good_scratch_and_blob_apart(trained_classifier: Traine
     probabilities = predictions[0].probabilities
     assert probabilities is not None and set(probabilities) == {GOOD, "blob", "scratch"}
     assert abs(sum(probabilities.values()) - 1.0) < 1e-4
+
+
+def test_a_classifier_fitted_on_few_defects_of_a_class_warns_about_that_class(trained_classifier: Trained) -> None:
+    # The toy set has 24 of each defect class; the validation split keeps a fifth of them.
+    warnings: Any = trained_classifier.result.metrics["data_warnings"]
+    (warning,) = warnings
+    assert "blob (19), scratch (19)" in warning and GOOD not in warning
 
 
 def test_patch_classifier_heatmap_lights_up_where_the_defect_is(trained_classifier: Trained, toy_test: ToySet) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 from workers.ml.errors import TrainingDataError
 from workers.ml.metrics import classification_report, example_errors, fit_temperature, threshold_for_false_reject
 from workers.ml.networks import ClassifierNet
+from workers.ml.sufficiency import classifier_data_warnings
 from workers.ml.trainers.common import (
     BatchAugmenter,
     TrainedModel,
@@ -146,6 +147,12 @@ def train_classifier(
         probabilities, val_targets.numpy(), class_names, defect_threshold=threshold
     )
     metrics.update(best_epoch=best_epoch, temperature=temperature, val_loss=best_loss)
+    # Measured on the patch head; the global head learns from image labels alone and needs no fewer.
+    warnings = classifier_data_warnings(
+        fitted_per_class={name: int(counts[index]) for index, name in enumerate(class_names) if index > 0}
+    )
+    if warnings:
+        metrics["data_warnings"] = warnings
     # Which training samples (indices into ``samples``) the model gets wrong, for people to look at.
     metrics["example_errors"] = [
         {**error, "sample": int(val_idx[error.pop("index")])}

@@ -39,6 +39,7 @@ from workers.ml.errors import TrainingDataError
 from workers.ml.imaging import read_mask, resize
 from workers.ml.metrics import classification_report, example_errors, threshold_for_false_reject
 from workers.ml.networks import PatchClassifierNet
+from workers.ml.sufficiency import classifier_data_warnings
 from workers.ml.trainers.common import (
     TrainedModel,
     forward_only,
@@ -359,6 +360,12 @@ def train_patch_classifier(
     )
     metrics.update(fitted, temperature=temperature)
     metrics["marked_defect_images"] = int(marked[train_idx].sum())
+    per_class = np.bincount(targets[train_idx], minlength=len(class_names))
+    warnings = classifier_data_warnings(
+        fitted_per_class={name: int(per_class[index]) for index, name in enumerate(class_names) if index > 0}
+    )
+    if warnings:
+        metrics["data_warnings"] = warnings
     metrics["example_errors"] = [
         {**error, "sample": int(val_idx[error.pop("index")])}
         for error in example_errors(probabilities, val_targets.numpy(), class_names, defect_threshold=threshold)
