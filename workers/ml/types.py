@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -65,9 +65,11 @@ class TrainResult:
 
     ``artifacts`` maps every file name written to ``out_dir`` (manifest.json included)
     to its sha256 hex digest; the caller stores it and passes it back to ``load``.
+    ``metrics`` is JSON: figures, per-class tables, ``example_errors`` and ``data_warnings``
+    (lists), as each kind reports them.
     """
 
     kind: str
-    metrics: dict[str, float | dict[str, float]]
+    metrics: dict[str, Any]
     hyperparameters: dict[str, object]
     artifacts: dict[str, str]

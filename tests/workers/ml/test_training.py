@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -33,8 +32,7 @@ def test_classifier_tells_good_scratch_and_blob_apart(trained_classifier: Traine
 
 def test_a_classifier_fitted_on_few_defects_of_a_class_warns_about_that_class(trained_classifier: Trained) -> None:
     # The toy set has 24 of each defect class; the validation split keeps a fifth of them.
-    warnings: Any = trained_classifier.result.metrics["data_warnings"]
-    (warning,) = warnings
+    (warning,) = trained_classifier.result.metrics["data_warnings"]
     assert "blob (19), scratch (19)" in warning and GOOD not in warning
 
 
