@@ -273,13 +273,20 @@ class StationOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
 
     class Meta:
         model = Station
-        fields = ["id", "project", "line", "line_id", "name", "is_active"]
+        fields = ["id", "project", "line", "line_id", "name", "is_active", "inspection_region"]
 
 
 class StationCreateInputSerializer(StrictInputSerializer):
     project = serializers.IntegerField()
     line = serializers.CharField(max_length=120)
     name = serializers.CharField(max_length=120)
+
+
+class StationUpdateInputSerializer(StrictInputSerializer):
+    inspection_region = serializers.JSONField(
+        allow_null=True,
+        help_text='{"x", "y", "width", "height"} as fractions of the image (0-1); null: the whole image',
+    )
 
 
 class StationTokenOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

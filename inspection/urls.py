@@ -26,6 +26,7 @@ urlpatterns = [
     path("uploads", apis.UploadListApi.as_view(), name="upload-list"),
     path("uploads/<uuid:pk>", apis.UploadDetailApi.as_view(), name="upload-detail"),
     path("stations", apis.StationListApi.as_view(), name="station-list"),
+    path("stations/<int:pk>", apis.StationDetailApi.as_view(), name="station-detail"),
     path("stations/<int:pk>/tokens", apis.StationTokenIssueApi.as_view(), name="station-token-issue"),
     path("station-tokens", apis.StationTokenListApi.as_view(), name="station-token-list"),
     path("station-tokens/<int:pk>/revoke", apis.StationTokenRevokeApi.as_view(), name="station-token-revoke"),

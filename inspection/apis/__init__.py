@@ -45,6 +45,7 @@ from inspection.apis.projects import (
     ProjectRoutingApi,
 )
 from inspection.apis.stations import (
+    StationDetailApi,
     StationListApi,
     StationTokenIssueApi,
     StationTokenListApi,
@@ -92,6 +93,7 @@ __all__ = [
     "ProjectListApi",
     "ProjectRecalibrateApi",
     "ProjectRoutingApi",
+    "StationDetailApi",
     "StationListApi",
     "StationTokenIssueApi",
     "StationTokenListApi",

@@ -24,6 +24,7 @@ from inspection.serializers import (
     StationOutputSerializer,
     StationTokenCreateInputSerializer,
     StationTokenOutputSerializer,
+    StationUpdateInputSerializer,
 )
 
 # --- stations and their tokens (project admins) ------------------------------------------
@@ -55,6 +56,34 @@ class StationListApi(generics.ListAPIView):  # type: ignore[type-arg]
         project = selectors.access_project(user=request.user, project_id=fields["project"], roles=CAN_ADMINISTER)
         station = services.station_create(project=project, line_name=fields["line"], station_name=fields["name"])
         return Response(StationOutputSerializer(station).data, status=status.HTTP_201_CREATED)
+
+
+class StationDetailApi(APIView):
+    """GET: one station. PATCH (project admins): its inspection region, the part of the
+    camera's frame the models look at (null: the whole frame); audited."""
+
+    permission_classes = [IsPerson]
+
+    def _station(self, request: Request, pk: int) -> Station:
+        station = selectors.stations_for(user=request.user).filter(pk=pk).first()
+        if station is None:
+            raise NotFound("Station not found.")
+        return station
+
+    @extend_schema(responses={200: StationOutputSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(StationOutputSerializer(self._station(request, pk)).data)
+
+    @extend_schema(request=StationUpdateInputSerializer, responses={200: StationOutputSerializer})
+    def patch(self, request: Request, pk: int) -> Response:
+        station = self._station(request, pk)
+        selectors.access_project(user=request.user, project_id=station.project_id, roles=CAN_ADMINISTER)
+        serializer = StationUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        station = services.station_set_region(
+            station=station, region=serializer.validated_data["inspection_region"], actor=request.user
+        )
+        return Response(StationOutputSerializer(station).data)
 
 
 class StationTokenIssueApi(APIView):

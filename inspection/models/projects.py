@@ -109,6 +109,10 @@ class Station(models.Model):
     line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="stations")
     name = models.CharField(max_length=120)
     is_active = models.BooleanField(default=True)
+    # The part of the camera's frame the models look at: {"x", "y", "width", "height"} as
+    # fractions of the image (workers.ml.regions); null = the whole frame. Set through
+    # services.station_set_region, which validates and audits it.
+    inspection_region = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -10,6 +10,7 @@ from inspection.services.projects import (
     project_create,
     project_update,
     station_create,
+    station_set_region,
     station_token_issue,
     station_token_revoke,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "project_create",
     "project_update",
     "station_create",
+    "station_set_region",
     "station_token_issue",
     "station_token_revoke",
     "upload_append",

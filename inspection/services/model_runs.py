@@ -20,6 +20,7 @@ from inspection.models import Inspection, ModelVersion, Verdict
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.verdicts import ModelVerdict, _route_part, verdicts_record_final_from_models
+from workers.ml.regions import Box, Region, crop, parse_region, paste, region_box
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +63,24 @@ def run_models_many(
     label = ",".join(sorted(version.serving_label for version in deployed.values()))
     runs = [ModelRun(model_version=label) for _ in inspections]
     pixels: list[np.ndarray | None] = []
+    frames: list[Frame | None] = []
     for inspection, run in zip(inspections, runs, strict=True):
         started = time.perf_counter()
         try:
-            pixels.append(read_pixels(inspection.image.file))
+            whole = read_pixels(inspection.image.file)
+            frame = Frame.of(whole, inspection.station.inspection_region)
         except SoftTimeLimitExceeded:
             raise  # the task's time is up: not this image's fault
         except Exception as exc:  # noqa: BLE001 - an unreadable image goes to a person, the batch goes on
             _model_error(run, inspection, exc)
             pixels.append(None)
+            frames.append(None)
             continue
+        # The models see the station's inspection region only (workers.ml.regions).
+        pixels.append(crop(whole, frame.region))
+        frames.append(frame)
+        if frame.region is not None:
+            run.scores["region_box"] = list(frame.box)
         run.latency_ms["decode"] = _elapsed_ms(started)
     ready = [index for index, image in enumerate(pixels) if image is not None]
     if not ready:
@@ -86,6 +95,7 @@ def run_models_many(
                 [inspections[i] for i in group],
                 [runs[i] for i in group],
                 [pixels[i] for i in group],
+                [frames[i] for i in group],
                 deployed,
                 save_overlays,
             )
@@ -120,10 +130,30 @@ def _model_error(run: ModelRun, inspection: Inspection, exc: Exception) -> None:
     run.scores.pop("defect_score", None)
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Where the models' view sits in the whole image: its shape, the station's region and
+    the region's pixel box. Heatmaps and masks go back into the whole image (``whole``)."""
+
+    shape: tuple[int, int]
+    region: Region | None
+    box: Box
+
+    @classmethod
+    def of(cls, image: np.ndarray, stored_region: Any) -> Frame:
+        shape = (int(image.shape[0]), int(image.shape[1]))
+        region = parse_region(stored_region) if stored_region is not None else None
+        return cls(shape=shape, region=region, box=region_box(shape, region))
+
+    def whole(self, part: np.ndarray) -> np.ndarray:
+        return paste(part, self.box, self.shape)
+
+
 def _screen_and_detail(
     inspections: list[Inspection],
     runs: list[ModelRun],
     pixels: list[Any],
+    frames: list[Any],
     deployed: dict[str, ModelVersion],
     save_overlays: bool,
 ) -> None:
@@ -160,7 +190,7 @@ def _screen_and_detail(
             anomaly_deployed = ModelVersion.Kind.ANOMALY in deployed
             if prediction.heatmap is not None and save_overlays and not anomaly_deployed:
                 heat = (np.clip(prediction.heatmap, 0.0, 1.0) * 255).astype(np.uint8)
-                run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", heat)
+                run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", frames[index].whole(heat))
     anomaly = deployed.get(ModelVersion.Kind.ANOMALY)
     if anomaly is not None:
         started = time.perf_counter()
@@ -178,7 +208,7 @@ def _screen_and_detail(
             run.defect_score = defect_score(run.defect_score, ratio)
             if prediction.heatmap is not None and save_overlays:
                 heat = (np.clip(prediction.heatmap, 0.0, 1.0) * 255).astype(np.uint8)
-                run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", heat)
+                run.heatmap_file = save_png(f"heatmaps/{inspection.pk}.png", frames[index].whole(heat))
     segmenter = deployed.get(ModelVersion.Kind.SEGMENTER)
     detail = [index for index in range(count) if flagged[index] or len(deployed) == 1]
     if segmenter is not None and detail:
@@ -191,7 +221,8 @@ def _screen_and_detail(
             if prediction.mask is not None:
                 run.scores["defect_pixels"] = int((prediction.mask > 0).sum())
                 if save_overlays:
-                    run.mask_file = save_png(f"masks/{inspections[index].pk}.png", prediction.mask)
+                    whole_mask = frames[index].whole(prediction.mask)
+                    run.mask_file = save_png(f"masks/{inspections[index].pk}.png", whole_mask)
                 if run.defect_score is None:
                     run.defect_score = 1.0 if run.scores["defect_pixels"] > 0 else 0.0
     for run in runs:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from annotation.models import Annotation
 from inspection.errors import Conflict, InvalidInput
-from inspection.models import ModelVersion, Precision, Project
+from inspection.models import Inspection, ModelVersion, Precision, Project
 from inspection.notifications import notify_training_progress
 from inspection.services.audit import audit_record
 from inspection.storage import local_files
@@ -76,6 +76,24 @@ def _for_kind(kind: str, images: list[LabelledImage]) -> list[LabelledImage]:
     return images
 
 
+def image_regions(*, project: Project, image_ids: list[int]) -> dict[str, list[float]]:
+    """``{image id: [x, y, width, height]}`` for images taken at a station with an inspection
+    region (the newest inspection of an image decides); images without one are absent."""
+    found: dict[str, list[float]] = {}
+    for start in range(0, len(image_ids), 500):  # SQLite caps the parameters of one query
+        rows = (
+            Inspection.objects.filter(
+                project=project, image_id__in=image_ids[start : start + 500], station__inspection_region__isnull=False
+            )
+            .order_by("image_id", "-id")
+            .values_list("image_id", "station__inspection_region")
+        )
+        for image_id, region in rows:
+            if str(image_id) not in found and isinstance(region, dict):
+                found[str(image_id)] = [float(region[key]) for key in ("x", "y", "width", "height")]
+    return found
+
+
 def training_start(
     *,
     project: Project,
@@ -111,6 +129,8 @@ def training_start(
                 "annotations": [image.annotation_id for image in chosen],
                 "images": [image.image_id for image in chosen],
                 "seed": 0,
+                # The inspection region each image is cut to, as its station had it now.
+                "regions": image_regions(project=project, image_ids=[image.image_id for image in chosen]),
             },
         )
         if enqueue:
@@ -182,6 +202,7 @@ def training_run(
 
     project = version.project
     chosen = labelled_images(project=project, annotation_ids=version.training_data["annotations"])
+    regions = version.training_data.get("regions") or {}
     keys = [image.image_key for image in chosen] + [image.mask_key for image in chosen if image.mask_key]
     history: list[dict[str, Any]] = []
 
@@ -207,6 +228,7 @@ def training_run(
                     label=image.label,
                     mask_path=paths[image.mask_key] if image.mask_key else None,
                     polygons=image.polygons,
+                    region=_region(regions.get(str(image.image_id))),
                 )
                 for image in chosen
             ]
@@ -242,6 +264,13 @@ def training_run(
         artifacts=dict(result.artifacts),
         thresholds=dict(manifest.get("thresholds", {})),
     )
+
+
+def _region(stored: Any) -> tuple[float, float, float, float] | None:
+    if not isinstance(stored, list) or len(stored) != 4:
+        return None
+    x, y, width, height = (float(value) for value in stored)
+    return (x, y, width, height)
 
 
 def _sample_of(error: Any, chosen: list[LabelledImage]) -> bool:

@@ -164,7 +164,7 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
         Inspection.objects.filter(project=project, part_id__in=decided, status=Inspection.Status.DONE)
         .exclude(model_version=label)
         .exclude(pk__in=done_already)
-        .select_related("image", "project", "part")
+        .select_related("image", "project", "part", "station")
     )
     trained_on = trained_on_images(project=project, model_version=label)
     scored: list[CalibrationScore] = []

@@ -23,12 +23,16 @@ class Sample:
     ``label`` is a class name; ``None`` or the good-class name means a good part.
     ``polygons`` are in pixel coordinates of the image (x, y) and are rasterised
     when ``mask_path`` is absent. A mask is any 8-bit image, non-zero = defect.
+    ``region`` (x, y, width, height as fractions; ``workers.ml.regions``) is the part of the
+    image the models learn from, the inspection region of the station that took it; the
+    mask and polygons stay in the whole image's coordinates and are cut the same way.
     """
 
     image_path: Path
     label: str | None
     mask_path: Path | None = None
     polygons: list[list[tuple[float, float]]] | None = None
+    region: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

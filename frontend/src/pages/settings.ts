@@ -1,11 +1,13 @@
 // Project settings for managers: defect classes (name, colour, hotkey) and how labelling
-// works (labels per image, which labels train), and how long images of parts only the models
-// decided are kept. Names are any text and shown as text.
+// works (labels per image, which labels train), how long images of parts only the models
+// decided are kept, the plant's clock, and each station's inspection region. Names are any
+// text and shown as text.
 
 import { api, ApiError, type DefectClass } from "../api";
 import type { Page, PageContext } from "../context";
 import { h, replaceChildren } from "../dom";
 import { formatShifts, parseShifts, type Shift } from "../plantTime";
+import { stationsSection } from "../settings/stations";
 
 interface LabellingSettings {
   labels_per_image: number;
@@ -221,6 +223,7 @@ export const settingsPage: Page = (context: PageContext) => {
         h("button", { type: "submit" }, "Save plant clock"),
         h("p", { class: "hint" }, "Days and shifts on the dashboards follow the plant's clock, daylight saving time included; saving re-counts past days."),
       ),
+      stationsSection(context),
     ),
   );
   for (const dc of project.defect_classes) rows.append(classRow(dc));

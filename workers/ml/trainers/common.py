@@ -24,6 +24,7 @@ from workers.ml.augment import build_augmentation
 from workers.ml.errors import TrainingDataError
 from workers.ml.export import export_onnx, quantize_int8
 from workers.ml.imaging import read_image, read_mask, resize
+from workers.ml.regions import crop
 from workers.ml.training import (
     MEMORY_BANK_NAME,
     ONNX_INT8_NAME,
@@ -101,8 +102,13 @@ def load_images(samples: Sequence[Sample], size: tuple[int, int], control: RunCo
     for index, sample in enumerate(samples):
         if index % 32 == 0:
             control.check()
-        images[index] = resize(read_image(sample.image_path), size)
+        images[index] = resize(crop(read_image(sample.image_path), sample.region), size)
     return images
+
+
+def sample_mask(sample: Sample) -> np.ndarray:
+    """The sample's defect mask, uint8 {0, 1}, cut to its region like its image."""
+    return crop(read_mask(sample.mask_path, sample.polygons, image_shape(sample.image_path)), sample.region)
 
 
 def load_masks(samples: Sequence[Sample], size: tuple[int, int], good_class: str) -> np.ndarray:
@@ -113,8 +119,7 @@ def load_masks(samples: Sequence[Sample], size: tuple[int, int], good_class: str
             if not is_good(sample, good_class):
                 raise TrainingDataError(f"defect sample {sample.image_path.name} has neither mask nor polygons")
             continue
-        full = read_mask(sample.mask_path, sample.polygons, image_shape(sample.image_path))
-        masks[index] = (resize(full * 255, size) > 127).astype(np.uint8)
+        masks[index] = (resize(sample_mask(sample) * 255, size) > 127).astype(np.uint8)
     return masks
 
 

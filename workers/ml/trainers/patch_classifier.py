@@ -36,15 +36,15 @@ from torch import nn
 
 from workers.ml.augment import build_augmentation, build_photometric
 from workers.ml.errors import TrainingDataError
-from workers.ml.imaging import read_mask, resize
+from workers.ml.imaging import resize
 from workers.ml.metrics import classification_report, example_errors, threshold_for_false_reject
 from workers.ml.networks import PatchClassifierNet
 from workers.ml.sufficiency import classifier_data_warnings
 from workers.ml.trainers.common import (
     TrainedModel,
     forward_only,
-    image_shape,
     load_images,
+    sample_mask,
     to_tensor,
     training_device,
 )
@@ -61,8 +61,7 @@ def load_optional_masks(
     for index, sample in enumerate(samples):
         if is_good(sample, good_class) or (sample.mask_path is None and not sample.polygons):
             continue
-        full = read_mask(sample.mask_path, sample.polygons, image_shape(sample.image_path))
-        masks[index] = (resize(full * 255, size) > 127).astype(np.uint8)
+        masks[index] = (resize(sample_mask(sample) * 255, size) > 127).astype(np.uint8)
         marked[index] = bool(masks[index].any())
     return masks, marked
 

@@ -1,0 +1,185 @@
+// Stations and their inspection regions. A region is the part of the camera's frame the
+// models look at (fixtures, conveyor and background outside it cause no false alarms). A
+// project admin draws it over the station's latest image, or types it in per cent; others
+// see it. Parts inspected after saving are cut to it; models trained before see a closer
+// view than they learnt from, so the hint says to train again.
+
+import { api, ApiError, type Page as ApiPage } from "../api";
+import type { PageContext } from "../context";
+import { h, replaceChildren } from "../dom";
+import { describeRegion, regionFromDrag, regionFromPercent, regionPercent, type Region } from "./region";
+
+interface Station {
+  id: number;
+  project: number;
+  line: string;
+  name: string;
+  is_active: boolean;
+  inspection_region: Region | null;
+}
+
+interface InspectionRow {
+  id: number;
+}
+
+export function stationsSection(context: PageContext): HTMLElement {
+  const list = h("div", { class: "stations", id: "stations" }, h("p", { class: "hint" }, "Loading stations…"));
+  const section = h(
+    "section",
+    { aria: { labelledby: "stations-heading" } },
+    h("h2", { id: "stations-heading" }, "Stations: inspection regions"),
+    h(
+      "p",
+      { class: "hint" },
+      "The models look only inside a station's region; fixtures and background outside it raise no alarms. Drag over the image to draw it. After a change, train the models again on the region's parts.",
+    ),
+    list,
+  );
+  void (async () => {
+    try {
+      const page = await api<ApiPage<Station>>("stations", { query: { project: context.project.id, page_size: 100 } });
+      replaceChildren(list, ...(page.results.length ? page.results.map((s) => stationCard(context, s)) : [h("p", { class: "hint" }, "No stations yet.")]));
+    } catch (error) {
+      replaceChildren(list, h("p", { class: "message", role: "alert" }, error instanceof ApiError ? error.detail : String(error)));
+    }
+  })();
+  return section;
+}
+
+function stationCard(context: PageContext, station: Station): HTMLElement {
+  const editable = context.session.role === "admin";
+  const prefix = `station-${station.id}`;
+  let region = station.inspection_region;
+  const box = h("div", { class: "region-box", id: `${prefix}-box`, hidden: true });
+  const picture = h("img", { alt: `Latest image from ${station.line} / ${station.name}` });
+  const frame = h("div", { class: "region-frame", id: `${prefix}-frame`, hidden: true }, picture, box);
+  const noImage = h("p", { class: "hint" }, "No image from this station yet: type the region in per cent.");
+  const status = h("p", { class: "hint", id: `${prefix}-status`, role: "status" });
+  const message = h("p", { class: "message", role: "alert", id: `${prefix}-message` });
+  const fields = {
+    x: h("input", { type: "number", id: `${prefix}-x`, attrs: { min: "0", max: "100", step: "0.1" } }),
+    y: h("input", { type: "number", id: `${prefix}-y`, attrs: { min: "0", max: "100", step: "0.1" } }),
+    width: h("input", { type: "number", id: `${prefix}-width`, attrs: { min: "2", max: "100", step: "0.1" } }),
+    height: h("input", { type: "number", id: `${prefix}-height`, attrs: { min: "2", max: "100", step: "0.1" } }),
+  };
+  for (const input of Object.values(fields)) input.disabled = !editable;
+
+  const show = (shown: Region | null) => {
+    const values = regionPercent(shown);
+    fields.x.value = values.x;
+    fields.y.value = values.y;
+    fields.width.value = values.width;
+    fields.height.value = values.height;
+    box.hidden = shown === null;
+    const r = shown ?? { x: 0, y: 0, width: 1, height: 1 };
+    box.style.left = `${r.x * 100}%`;
+    box.style.top = `${r.y * 100}%`;
+    box.style.width = `${r.width * 100}%`;
+    box.style.height = `${r.height * 100}%`;
+  };
+  const saved = () => {
+    status.textContent = `The models look at ${describeRegion(region)}.`;
+  };
+
+  async function save(next: Region | null) {
+    try {
+      const updated = await api<Station>(`stations/${station.id}`, { method: "PATCH", body: { inspection_region: next } });
+      region = updated.inspection_region;
+      show(region);
+      saved();
+      message.textContent = "";
+      context.announce(`Region of ${station.name} saved.`);
+    } catch (error) {
+      message.textContent = error instanceof ApiError ? error.detail : String(error);
+    }
+  }
+
+  // Drawing: pointer positions as fractions of the shown image.
+  let start: { x: number; y: number } | null = null;
+  const at = (event: PointerEvent) => {
+    const rect = frame.getBoundingClientRect();
+    return { x: (event.clientX - rect.left) / rect.width, y: (event.clientY - rect.top) / rect.height };
+  };
+  if (editable) {
+    frame.addEventListener("pointerdown", (event) => {
+      start = at(event);
+      frame.setPointerCapture(event.pointerId);
+      event.preventDefault();
+    });
+    frame.addEventListener("pointermove", (event) => {
+      if (start === null) return;
+      const drawn = regionFromDrag(start, at(event));
+      if (drawn) show(drawn);
+    });
+    frame.addEventListener("pointerup", (event) => {
+      if (start === null) return;
+      const drawn = regionFromDrag(start, at(event));
+      start = null;
+      if (drawn) {
+        show(drawn);
+        status.textContent = `Drawn: ${describeRegion(drawn)}. Save to use it.`;
+      } else {
+        show(region);
+      }
+    });
+  }
+
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      id: `${prefix}-form`,
+      on: {
+        submit: (event) => {
+          event.preventDefault();
+          const typed = regionFromPercent({ x: fields.x.value, y: fields.y.value, width: fields.width.value, height: fields.height.value });
+          if (typeof typed === "string") {
+            message.textContent = typed;
+            return;
+          }
+          void save(typed);
+        },
+      },
+    },
+    h("label", { for: fields.x.id }, "From left (%)", fields.x),
+    h("label", { for: fields.y.id }, "From top (%)", fields.y),
+    h("label", { for: fields.width.id }, "Width (%)", fields.width),
+    h("label", { for: fields.height.id }, "Height (%)", fields.height),
+    editable ? h("button", { type: "submit", id: `${prefix}-save` }, "Save region") : null,
+    editable
+      ? h("button", { type: "button", id: `${prefix}-clear`, on: { click: () => void save(null) } }, "Whole frame")
+      : h("p", { class: "hint" }, "Project admins set regions."),
+  );
+  const preview = () => {
+    const typed = regionFromPercent({ x: fields.x.value, y: fields.y.value, width: fields.width.value, height: fields.height.value });
+    if (typeof typed !== "string") show(typed);
+  };
+  for (const input of Object.values(fields)) input.addEventListener("input", preview);
+
+  show(region);
+  saved();
+  void (async () => {
+    try {
+      const latest = await api<ApiPage<InspectionRow>>("inspections", { query: { station: station.id, page_size: 1 } });
+      const row = latest.results[0];
+      if (!row) {
+        frame.replaceWith(noImage);
+        return;
+      }
+      picture.src = `/api/v1/inspections/${row.id}/image`;
+      frame.hidden = false;
+    } catch {
+      frame.replaceWith(noImage);
+    }
+  })();
+
+  return h(
+    "article",
+    { class: "station-card", data: { station: String(station.id) } },
+    h("h3", {}, `${station.line} / ${station.name}`, station.is_active ? "" : " (deactivated)"),
+    frame,
+    status,
+    message,
+    form,
+  );
+}

@@ -1,0 +1,91 @@
+"""Inspection regions in a real browser: a project admin draws a station's region over its
+latest image and saves it (audited); typed values are checked with the reason; managers see
+the region but cannot change it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from inspection.models import AuditEvent, Station
+from inspection.services import station_set_region
+from tests.conftest import LiveStack, wait_until
+from tests.factories import make_project, make_station, make_user, part_jpeg, upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def station_with_an_image(project: Any, name: str = "Top cam") -> Any:
+    camera = make_station(project, name)
+    posted = APIClient().post(
+        "/api/v1/inspections",
+        {"part_serial": "R-1", "image": upload(part_jpeg(2))},
+        format="multipart",
+        headers=camera.auth,
+    )
+    assert posted.status_code == 202
+    return camera
+
+
+def test_an_admin_draws_a_stations_region_over_its_latest_image_and_saves_it(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    camera = station_with_an_image(project)
+    station_id = camera.station.pk
+    screen = open_screen(make_user(project, role="admin"), "settings")
+    page = screen.page
+    frame = f"#station-{station_id}-frame"
+    page.wait_for_selector(f"{frame}:not([hidden]) img")
+    page.wait_for_function(f"() => document.querySelector('{frame} img').naturalWidth > 0")
+    assert "whole frame" in (page.text_content(f"#station-{station_id}-status") or "")
+    box = page.locator(frame).bounding_box()
+    assert box is not None
+
+    # Drag from 10 % / 20 % to 60 % / 90 % of the image.
+    page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + 0.2 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"], steps=4)
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.9 * box["height"], steps=4)
+    page.mouse.up()
+    assert page.is_visible(f"#station-{station_id}-box")
+    page.click(f"#station-{station_id}-save")
+    wait_until(lambda: Station.objects.get(pk=station_id).inspection_region is not None, timeout_s=10, what="save")
+
+    region = Station.objects.get(pk=station_id).inspection_region
+    assert region == pytest.approx({"x": 0.1, "y": 0.2, "width": 0.5, "height": 0.7}, abs=0.02)
+    assert AuditEvent.objects.filter(action="station.region_changed", object_id=str(station_id)).count() == 1
+    page.wait_for_function(
+        f"() => document.querySelector('#station-{station_id}-status').textContent.includes('to 60 % across')"
+    )
+    page.locator(f"#station-{station_id}-frame").scroll_into_view_if_needed()
+    screen.shot("settings-station-region")
+
+    # A typed region outside the image is refused in the browser, with the reason.
+    page.fill(f"#station-{station_id}-x", "70")
+    page.click(f"#station-{station_id}-save")
+    page.wait_for_function(
+        f"() => document.querySelector('#station-{station_id}-message').textContent.includes('inside the image')"
+    )
+    assert Station.objects.get(pk=station_id).inspection_region == region
+
+    page.click(f"#station-{station_id}-clear")
+    wait_until(lambda: Station.objects.get(pk=station_id).inspection_region is None, timeout_s=10, what="clear")
+    assert screen.dialogs == [] and screen.errors == []
+
+
+def test_a_manager_sees_the_region_but_cannot_change_it(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    camera = station_with_an_image(project)
+    station_set_region(station=camera.station, region={"x": 0.25, "y": 0, "width": 0.5, "height": 1})
+    screen = open_screen(make_user(project, role="manager"), "settings", bypass_csp=True)
+    page = screen.page
+    station_id = camera.station.pk
+    page.wait_for_selector(f"#station-{station_id}-frame:not([hidden]) img")
+
+    assert "from 25 % to 75 % across" in (page.text_content(f"#station-{station_id}-status") or "")
+    assert page.is_visible(f"#station-{station_id}-box")
+    assert page.locator(f"#station-{station_id}-save").count() == 0
+    assert page.is_disabled(f"#station-{station_id}-x")
+    assert [v["id"] for v in screen.axe()] == []
+    assert screen.dialogs == [] and screen.errors == []

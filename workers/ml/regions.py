@@ -1,0 +1,99 @@
+"""Inspection regions: the part of a camera's frame the models look at.
+
+A station's camera sees more than the part: fixtures, conveyor, background, a neighbouring
+part. Anything there that varies is a false alarm for an anomaly detector and noise for a
+classifier. A region is a rectangle in fractions of the frame, ``(x, y, width, height)``,
+so one region fits every resolution the camera is run at. Training and inference crop to
+it the same way (``crop``); what the models draw (heatmaps, masks) is put back into the
+whole frame (``paste``) so overlays and labels stay in the image's own coordinates.
+
+Framework-free: the Django side validates and stores regions, this module does the pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Region = tuple[float, float, float, float]  # x, y, width, height as fractions of the frame
+Box = tuple[int, int, int, int]  # top, left, bottom, right in pixels (bottom/right exclusive)
+
+# A region narrower or shorter than this share of the frame is almost surely a slip of the
+# mouse, and would be blown up many times to the models' input size.
+MIN_REGION_FRACTION = 0.02
+REGION_KEYS = ("x", "y", "width", "height")
+
+
+def parse_region(value: Any) -> Region:
+    """A region from ``{"x", "y", "width", "height"}`` (fractions) or a 4-sequence in that
+    order; ``ValueError`` with the reason when it is not a rectangle inside the frame."""
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(REGION_KEYS))
+        missing = [key for key in REGION_KEYS if key not in value]
+        if unknown or missing:
+            raise ValueError(
+                "a region needs exactly x, y, width and height"
+                + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else "")
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+            )
+        raw: Sequence[Any] = [value[key] for key in REGION_KEYS]
+    elif isinstance(value, list | tuple) and len(value) == 4:
+        raw = value
+    else:
+        raise ValueError("a region is {x, y, width, height} as fractions of the image")
+    numbers: list[float] = []
+    for key, item in zip(REGION_KEYS, raw, strict=True):
+        if isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item):
+            raise ValueError(f"{key} must be a finite number between 0 and 1")
+        numbers.append(float(item))
+    x, y, width, height = numbers
+    if not (0.0 <= x < 1.0 and 0.0 <= y < 1.0):
+        raise ValueError("x and y must be at least 0 and below 1 (fractions of the image)")
+    if width < MIN_REGION_FRACTION or height < MIN_REGION_FRACTION:
+        raise ValueError(f"width and height must each be at least {MIN_REGION_FRACTION} of the image")
+    # A little slack for rounding in the browser: 0.3 + 0.7 may be 1.0000000000000002.
+    if x + width > 1.0 + 1e-9 or y + height > 1.0 + 1e-9:
+        raise ValueError("the region must lie inside the image (x + width and y + height at most 1)")
+    return (x, y, min(width, 1.0 - x), min(height, 1.0 - y))
+
+
+def region_dict(region: Region) -> dict[str, float]:
+    return dict(zip(REGION_KEYS, (round(v, 6) for v in region), strict=True))
+
+
+def region_box(shape: tuple[int, int], region: Region | None) -> Box:
+    """The pixel rectangle of ``region`` in an image of ``shape`` (H, W): edges rounded
+    outwards, at least one pixel each way, never outside the image."""
+    height, width = shape
+    if region is None:
+        return (0, 0, height, width)
+    x, y, w, h = region
+    left = min(max(0, math.floor(x * width + 1e-6)), width - 1)
+    top = min(max(0, math.floor(y * height + 1e-6)), height - 1)
+    right = max(left + 1, min(width, math.ceil((x + w) * width - 1e-6)))
+    bottom = max(top + 1, min(height, math.ceil((y + h) * height - 1e-6)))
+    return (top, left, bottom, right)
+
+
+def crop(image: np.ndarray, region: Region | None) -> np.ndarray:
+    """``image`` (HxW or HxWxC) cut to ``region``; the image itself when there is none."""
+    if region is None:
+        return image
+    top, left, bottom, right = region_box((int(image.shape[0]), int(image.shape[1])), region)
+    return np.ascontiguousarray(image[top:bottom, left:right])
+
+
+def paste(part: np.ndarray, box: Box, shape: tuple[int, int], fill: float = 0) -> np.ndarray:
+    """A map computed on a crop (``part``, the crop's size) put back into a frame of ``shape``,
+    ``fill`` outside ``box``: outside the region nothing was looked at, so nothing was found."""
+    top, left, bottom, right = box
+    if part.shape[:2] != (bottom - top, right - left):
+        raise ValueError(f"a map of shape {part.shape[:2]} does not fit the box {box}")
+    if (top, left, bottom, right) == (0, 0, *shape):
+        return part
+    whole = np.full((*shape, *part.shape[2:]), fill, dtype=part.dtype)
+    whole[top:bottom, left:right] = part
+    return whole
