@@ -5,12 +5,16 @@ models draw is stored in the whole image's coordinates."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
@@ -226,3 +230,39 @@ def test_training_cuts_each_image_to_the_region_its_station_had_when_training_st
     regions = sorted(sample.region for sample in seen if sample.region is not None)
     assert regions == [(0.0, 0.0, 0.5, 1.0)] * 5
     assert sum(sample.region is None for sample in seen) == 5
+
+
+def test_predict_cuts_each_file_to_the_stations_region_and_writes_the_mask_at_full_size(
+    register: Callable[..., ModelVersion], tmp_path: Path
+) -> None:
+    project = make_project()
+    version = register(project, "segmenter")
+    framed = make_station(project, "Framed camera")
+    station_set_region(station=framed.station, region=LEFT_HALF)
+    frame, good, bad = good_and_defect_side_by_side()
+    frame.save(tmp_path / "frame.png")
+    good.save(tmp_path / "good.png")
+    bad.save(tmp_path / "bad.png")
+
+    def mask_of(*args: str) -> np.ndarray:
+        out = io.StringIO()
+        call_command("predict", "--model", str(version.pk), "--out", str(tmp_path / "out"), *args, stdout=out)
+        row = json.loads(out.getvalue().splitlines()[0])
+        return np.asarray(PILImage.open(row["mask"]))
+
+    left = mask_of("--station", str(framed.station.pk), str(tmp_path / "frame.png"))
+    right = mask_of("--region", "0.5,0,0.5,1", str(tmp_path / "frame.png"))
+    good_alone = mask_of(str(tmp_path / "good.png"))
+    bad_alone = mask_of(str(tmp_path / "bad.png"))
+
+    assert left.shape == right.shape == (96, 192)
+    # What the segmenter says inside each region is what it says of that part alone; outside, nothing.
+    assert left[:, 96:].max() == 0 and np.array_equal(left[:, :96], good_alone)
+    assert right[:, :96].max() == 0 and np.array_equal(right[:, 96:], bad_alone) and bad_alone.max() == 255
+    with pytest.raises(CommandError, match="inside the image"):
+        call_command("predict", "--model", str(version.pk), "--region", "0.6,0,0.5,1", str(tmp_path / "bad.png"))
+    other = make_station(make_project())
+    with pytest.raises(CommandError, match="No station"):
+        call_command(
+            "predict", "--model", str(version.pk), "--station", str(other.station.pk), str(tmp_path / "bad.png")
+        )

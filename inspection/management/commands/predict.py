@@ -15,15 +15,29 @@ from PIL import Image as PILImage
 
 from inspection.errors import DomainError
 from inspection.imaging import normalise_image
-from inspection.models import ModelVersion
+from inspection.models import ModelVersion, Station
+from workers.ml.regions import Region, crop, parse_region, paste, region_box
 
 
 class Command(BaseCommand):
-    help = 'Print {"file", "label", "probabilities", "anomaly_score", "mask", "latency_ms"} for each file.'
+    help = (
+        'Print {"file", "label", "probabilities", "anomaly_score", "mask", "latency_ms"} for each file. '
+        "With --station (or --region) each file is cut to that inspection region first; the mask PNG "
+        "is written at the file's whole size."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--model", type=int, required=True, help="model version id")
         parser.add_argument("--out", type=Path, default=None, help="folder for mask PNGs (default var/predictions)")
+        parser.add_argument(
+            "--station",
+            type=int,
+            default=None,
+            help="cut each file to this station's inspection region, as on the line",
+        )
+        parser.add_argument(
+            "--region", default=None, help="cut each file to x,y,width,height (fractions of the image) instead"
+        )
         parser.add_argument("files", nargs="+", type=Path)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -37,6 +51,7 @@ class Command(BaseCommand):
             inferencer = load_inferencer(version.artifact_dir, version.artifacts, backend="onnx")
         except MLError as error:
             raise CommandError(f"Model version {version.pk} refused: {error}") from None
+        region = self._region(version, options["station"], options["region"])
         out_dir: Path = options["out"] or Path(settings.VAR_DIR) / "predictions"
         out_dir.mkdir(parents=True, exist_ok=True)
         for path in options["files"]:
@@ -58,14 +73,29 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps(line))
                 continue
             pixels = np.asarray(PILImage.open(io.BytesIO(normalised.content)).convert("RGB"))
+            shape = (int(pixels.shape[0]), int(pixels.shape[1]))
             started = time.perf_counter()
-            prediction = inferencer.predict([pixels])[0]
+            prediction = inferencer.predict([crop(pixels, region)])[0]
             line["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             line["label"] = prediction.label
             line["probabilities"] = prediction.probabilities
             line["anomaly_score"] = prediction.anomaly_score
             if prediction.mask is not None:
                 mask_path = out_dir / f"{path.stem}.v{version.pk}.mask.png"
-                PILImage.fromarray(prediction.mask).save(mask_path)
+                PILImage.fromarray(paste(prediction.mask, region_box(shape, region), shape)).save(mask_path)
                 line["mask"] = str(mask_path)
             self.stdout.write(json.dumps(line))
+
+    @staticmethod
+    def _region(version: ModelVersion, station_id: int | None, text: str | None) -> Region | None:
+        if text is not None:
+            try:
+                return parse_region([float(value) for value in text.split(",")])
+            except ValueError as error:
+                raise CommandError(f"Bad --region {text!r}: {error}.") from None
+        if station_id is None:
+            return None
+        station = Station.objects.filter(pk=station_id, project_id=version.project_id).first()
+        if station is None:
+            raise CommandError(f"No station {station_id} in the model's project.")
+        return parse_region(station.inspection_region) if station.inspection_region is not None else None
