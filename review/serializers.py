@@ -96,6 +96,10 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
                 "heatmap": reverse("inspection-heatmap", kwargs={"pk": view.pk}) if view.heatmap_file else None,
                 "mask": reverse("inspection-mask", kwargs={"pk": view.pk}) if view.mask_file else None,
                 "flagged": (view.scores or {}).get("decision", {}).get("action") in ("fail", "review"),
+                # The inspection region the models looked at (fractions of the image), if any.
+                "region": (view.scores or {}).get("region"),
+                "width": view.image.width,
+                "height": view.image.height,
             }
             for view in views[:16]
         ]

@@ -133,6 +133,10 @@ export interface PartView {
   heatmap: string | null;
   mask: string | null;
   flagged: boolean;
+  /** The inspection region the models looked at, as fractions of the image; null: all of it. */
+  region?: { x: number; y: number; width: number; height: number } | null;
+  width?: number;
+  height?: number;
 }
 
 export interface ReviewItem {

@@ -20,7 +20,7 @@ from inspection.models import Inspection, ModelVersion, Verdict
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.verdicts import ModelVerdict, _route_part, verdicts_record_final_from_models
-from workers.ml.regions import Box, Region, crop, parse_region, paste, region_box
+from workers.ml.regions import Box, Region, crop, parse_region, paste, region_box, region_dict
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ def run_models_many(
         # The models see the station's inspection region only (workers.ml.regions).
         pixels.append(crop(whole, frame.region))
         frames.append(frame)
-        if frame.region is not None:
+        if frame.region is not None:  # what the models looked at: the region, and its pixels
+            run.scores["region"] = region_dict(frame.region)
             run.scores["region_box"] = list(frame.box)
         run.latency_ms["decode"] = _elapsed_ms(started)
     ready = [index for index, image in enumerate(pixels) if image is not None]

@@ -132,16 +132,18 @@ def test_the_reviewer_looks_through_every_camera_view_of_a_part(live: LiveStack,
     assert ReviewItem.objects.filter(part__serial="SN-VIEWS-1").count() == 1
 
 
-def test_the_reviewer_toggles_the_models_heatmap_over_the_part(
+def test_the_reviewer_toggles_the_models_heatmap_over_the_part_and_sees_the_region_they_looked_at(
     live: LiveStack, open_screen: Any, register: Any
 ) -> None:
     from inspection.models import ModelVersion, Project
+    from inspection.services import station_set_region
 
     project = make_project()
     register(project, "anomaly", status=ModelVersion.Status.DEPLOYED)
     # Every part to a person, so the heatmap is on the reviewer's screen.
     Project.objects.filter(pk=project.pk).update(auto_pass_threshold=0.0, auto_fail_threshold=1.0, audit_rate=0.0)
     station = make_station(project)
+    station_set_region(station=station.station, region={"x": 0.25, "y": 0.0, "width": 0.5, "height": 1.0})
     reviewer = make_user(project, role="reviewer")
     screen = open_screen(reviewer, "review")
     page = screen.page
@@ -163,6 +165,11 @@ def test_the_reviewer_toggles_the_models_heatmap_over_the_part(
         "() => { const img = document.querySelector('#overlay-heatmap'); return img && img.naturalWidth > 0; }"
     )
     assert page.get_attribute("#toggle-heatmap", "aria-pressed") == "true"
+    # The station's inspection region, outlined in the 96 px image's own coordinates.
+    outline = page.locator("#region-outline rect")
+    placed = [outline.get_attribute(name) for name in ("x", "y", "width", "height")]
+    assert placed == ["24", "0", "48", "96"]
+    assert page.get_attribute("#region-outline", "viewBox") == "0 0 96 96"
     screen.shot("review-heatmap")
     page.keyboard.press("h")
     page.wait_for_selector("#overlay-heatmap", state="detached")

@@ -393,7 +393,8 @@ class ReviewConsole {
     if (this.overlays.mask && shown.mask) {
       layers.push(h("img", { src: `${shown.mask}?render=overlay`, alt: "Defect mask", class: "overlay mask", id: "overlay-mask" }));
     }
-    replaceChildren(this.stage, ...layers);
+    const outline = regionOutline(shown);
+    replaceChildren(this.stage, ...layers, outline);
     replaceChildren(
       this.viewStrip,
       ...(views.length > 1
@@ -510,4 +511,28 @@ export function slaText(item: ReviewItem, now: number = Date.now()): string {
   const left = Date.parse(item.sla_due_at) - now;
   const minutes = Math.round(Math.abs(left) / 60_000);
   return left <= 0 ? `SLA breached ${minutes} min ago` : `SLA due in ${minutes} min`;
+}
+
+/** The inspection region the models looked at, outlined over the part: an SVG in the image's
+ * own pixel coordinates, letterboxed like the image (object-fit: contain), so it stays on the
+ * region through zoom and pan. Nothing when the models looked at the whole image. */
+function regionOutline(view: PartView): SVGSVGElement | null {
+  const { region, width, height } = view;
+  if (!region || !width || !height) return null;
+  const svgNs = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("class", "region-outline");
+  svg.setAttribute("id", "region-outline");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Inspection region: the models looked only inside the dashed box");
+  const rect = document.createElementNS(svgNs, "rect");
+  rect.setAttribute("x", String(region.x * width));
+  rect.setAttribute("y", String(region.y * height));
+  rect.setAttribute("width", String(region.width * width));
+  rect.setAttribute("height", String(region.height * height));
+  rect.setAttribute("vector-effect", "non-scaling-stroke");
+  svg.append(rect);
+  return svg;
 }
