@@ -78,6 +78,8 @@ class LabelTaskOutputSerializer(serializers.ModelSerializer):  # type: ignore[ty
             "height": image.height,
             "url": reverse("inspection-image", kwargs={"pk": task.inspection_id}),
             "tiles": reverse("inspection-tiles", kwargs={"pk": task.inspection_id}),
+            # The station's inspection region (fractions of the image): training sees only this part.
+            "region": task.inspection.station.inspection_region,
         }
 
 

@@ -19,7 +19,7 @@ HISTORY_LIMIT = 500  # newest revisions shown; older ones stay in the table
 
 def label_tasks_for(*, user: Any) -> QuerySet[LabelTask]:
     return LabelTask.objects.filter(project_id__in=project_ids_for(user=user)).select_related(
-        "project", "inspection", "inspection__image"
+        "project", "inspection", "inspection__image", "inspection__station"
     )
 
 
@@ -64,7 +64,7 @@ def label_task_next(*, user: Any, project: Project, order: str, rng: random.Rand
         .exclude(status=LabelTask.Status.ADJUDICATED)
         .exclude(Exists(LabelSkip.objects.filter(task=OuterRef("pk"), user=user)))
         .exclude(Exists(Label.objects.filter(task=OuterRef("pk"), author=user, submitted=True)))
-        .select_related("project", "inspection", "inspection__image")
+        .select_related("project", "inspection", "inspection__image", "inspection__station")
     )
     if order == "active":
         return candidates.order_by("-priority", "id").first()

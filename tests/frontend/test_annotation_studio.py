@@ -270,3 +270,37 @@ def test_a_manager_configures_classes_and_labelling(live: LiveStack, open_screen
     page.click("#retention-settings button[type=submit]")
     wait_until(lambda: Project.objects.get(pk=project.pk).image_retention_days is None, timeout_s=10)
     assert page.locator("img[src=x]").count() == 0 and screen.dialogs == []
+
+
+def canvas_brightness(screen: Any, x: float, y: float) -> float:
+    """Mean RGB of the studio canvas at image pixel (x, y)."""
+    view = screen.page.evaluate("() => window.__loupeStudio.view")
+    script = """([x, y]) => {
+        const canvas = document.querySelector('#studio-canvas');
+        const ratio = window.devicePixelRatio || 1;
+        const [r, g, b] = canvas.getContext('2d').getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1).data;
+        return (r + g + b) / 3;
+    }"""
+    return float(screen.page.evaluate(script, [view["x"] + x * view["scale"], view["y"] + y * view["scale"]]))
+
+
+def test_the_studio_dims_the_image_outside_the_stations_inspection_region(live: LiveStack, open_screen: Any) -> None:
+    from inspection.services import station_set_region
+
+    project = make_project()
+    station = make_station(project)
+    station_set_region(station=station.station, region={"x": 0.5, "y": 0.0, "width": 0.5, "height": 1.0})
+    plain = PILImage.new("RGB", (160, 160), (170, 170, 170))
+    buffer = io.BytesIO()
+    plain.save(buffer, format="JPEG", quality=95)
+    task_for(live, station, "SN-REGION-1", image=buffer.getvalue())
+
+    screen = open_studio(open_screen, make_user(project, role="annotator"))
+    screen.page.wait_for_function("() => window.__loupeStudio.frameTimes.length > 0")
+    wait_until(lambda: canvas_brightness(screen, 120, 80) > 150, timeout_s=10, what="the image drawn")
+
+    inside, outside = canvas_brightness(screen, 120, 80), canvas_brightness(screen, 40, 80)
+    assert outside < 0.7 * inside  # the part the models never see is dimmed
+    assert "inspection region" in (screen.page.text_content("#region-hint") or "")
+    screen.shot("annotate-region")
+    assert screen.errors == []

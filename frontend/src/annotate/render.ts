@@ -17,6 +17,8 @@ export interface Overlay {
   suggestions: EditorShape[];
   draft: Point[] | null; // polygon being drawn, or box corners
   cursor: Point | null;
+  /** The station's inspection region in image pixels: outside it is dimmed. */
+  region?: { x: number; y: number; width: number; height: number } | null;
 }
 
 export class Renderer {
@@ -54,8 +56,9 @@ export class Renderer {
     ctx.setTransform(ratio * view.scale, 0, 0, ratio * view.scale, ratio * view.x, ratio * view.y);
     ctx.imageSmoothingEnabled = view.scale < 2;
     this.drawTiles(ctx, view, width, height);
-    this.drawShapeLayer(ctx, view, width, height, ratio, shapes, palette, overlay);
     const line = 1.5 / view.scale;
+    if (overlay.region) this.drawRegion(ctx, overlay.region, line);
+    this.drawShapeLayer(ctx, view, width, height, ratio, shapes, palette, overlay);
     if (overlay.draft && overlay.draft.length) {
       ctx.beginPath();
       const [first, ...rest] = overlay.draft;
@@ -71,6 +74,22 @@ export class Renderer {
     if ((window as unknown as { __loupeFlushFrames?: boolean }).__loupeFlushFrames) ctx.getImageData(0, 0, 1, 1);
     this.frameTimes.push(performance.now() - started);
     if (this.frameTimes.length > 5000) this.frameTimes.splice(0, 1000);
+  }
+
+  /** Dim the image outside the inspection region and outline the region, dashed. */
+  private drawRegion(ctx: CanvasRenderingContext2D, region: { x: number; y: number; width: number; height: number }, line: number): void {
+    const { width, height } = this.pyramid;
+    const outside = new Path2D();
+    outside.rect(0, 0, width, height);
+    outside.rect(region.x, region.y, region.width, region.height);
+    ctx.save();
+    ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
+    ctx.fill(outside, "evenodd");
+    ctx.setLineDash([6 * line, 4 * line]);
+    ctx.strokeStyle = "#ffc914";
+    ctx.lineWidth = line;
+    ctx.strokeRect(region.x, region.y, region.width, region.height);
+    ctx.restore();
   }
 
   // --- the label layer ---------------------------------------------------------------------
