@@ -15,7 +15,8 @@ from review.models import GoldenPart, ReviewItem
 def _part_views() -> Prefetch[Any]:
     # Every camera's image of the part, for the reviewer to look through (one query per page).
     return Prefetch(
-        "part__inspections", queryset=Inspection.objects.select_related("station", "station__line", "image").order_by("id")
+        "part__inspections",
+        queryset=Inspection.objects.select_related("station", "station__line", "image").order_by("id"),
     )
 
 
