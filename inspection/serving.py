@@ -27,7 +27,7 @@ _loaded: dict[tuple[int, str], tuple[tuple[int, str], Inferencer]] = {}
 # hundreds of kB of JSON in a mature project), metrics or progress history: read for every
 # part, those cost ~10 ms of worker CPU and ~16 ms in all per part with three deployed models
 # trained on 20,000 labelled images (under 1 ms with this list; benchmarks/serving_registry.py).
-SERVING_FIELDS = ("id", "project_id", "kind", "status", "precision", "thresholds", "artifacts")
+SERVING_FIELDS = ("id", "project_id", "kind", "status", "precision", "thresholds", "artifacts", "station_regions")
 
 
 def deployed_versions(*, project_id: int) -> dict[str, ModelVersion]:

@@ -23,6 +23,7 @@ class ReviewItem(models.Model):
         OUT_OF_DISTRIBUTION = "out_of_distribution", "Unlike anything trained on"
         AUDIT_SAMPLE = "audit_sample", "Random audit of an automatic decision"
         GOLDEN = "golden", "Known answer, measuring the reviewer"
+        REGION_CHANGED = "region_changed", "Station's inspection region changed since the models were trained"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
     part = models.ForeignKey(Part, on_delete=models.CASCADE, related_name="review_items")

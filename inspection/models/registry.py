@@ -49,6 +49,9 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     thresholds = models.JSONField(default=dict, blank=True)
     artifacts = models.JSONField(default=dict, blank=True)  # file name -> sha256
+    # Each station's inspection region when the job was queued ({station id: region or null}):
+    # a station whose region differs now sends its parts to people (routing: region_changed).
+    station_regions = models.JSONField(default=dict, blank=True)
     progress = models.JSONField(default=dict, blank=True)  # epoch, epochs, loss, metric, history
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)

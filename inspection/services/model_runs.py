@@ -82,6 +82,8 @@ def run_models_many(
         if frame.region is not None:  # what the models looked at: the region, and its pixels
             run.scores["region"] = region_dict(frame.region)
             run.scores["region_box"] = list(frame.box)
+        if _region_untrained(inspection, deployed):
+            run.scores["region_untrained"] = True
         run.latency_ms["decode"] = _elapsed_ms(started)
     ready = [index for index, image in enumerate(pixels) if image is not None]
     if not ready:
@@ -111,6 +113,15 @@ def run_models_many(
                         inspection=inspections[index], deployed=deployed, save_overlays=save_overlays
                     )
     return runs
+
+
+def _region_untrained(inspection: Inspection, deployed: dict[str, ModelVersion]) -> bool:
+    """Whether a deployed model learnt this station's images under another inspection region
+    than the station has now (a version from before regions: the whole frame). Its scores
+    for this view were never validated, so routing sends the part to people."""
+    station = inspection.station
+    current = station.inspection_region
+    return any((version.station_regions or {}).get(str(station.pk)) != current for version in deployed.values())
 
 
 def _forward_together(deployed: dict[str, ModelVersion]) -> bool:

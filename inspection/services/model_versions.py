@@ -132,6 +132,7 @@ def training_start(
                 # The inspection region each image is cut to, as its station had it now.
                 "regions": image_regions(project=project, image_ids=[image.image_id for image in chosen]),
             },
+            station_regions={str(pk): region for pk, region in project.stations.values_list("pk", "inspection_region")},
         )
         if enqueue:
             version_id = version.pk

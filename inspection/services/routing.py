@@ -50,6 +50,8 @@ def decide_view(*, project: Project, scores: dict[str, Any], t_pass: float, t_fa
     """The decision for one image from its model scores (see ``run_models``)."""
     if error or scores.get("defect_score") is None:
         return Decision("review", "model_error")
+    if scores.get("region_untrained"):  # see model_runs._region_untrained
+        return Decision("review", "region_changed")
     ratio = scores.get("anomaly_ratio")
     if ratio is not None and ratio >= project.out_of_distribution_ratio:
         return Decision("review", "out_of_distribution")

@@ -226,6 +226,8 @@ def test_training_cuts_each_image_to_the_region_its_station_had_when_training_st
 
     framed_images = {str(i.image_id) for i in Inspection.objects.filter(station=framed.station)}
     assert set(version.training_data["regions"]) == framed_images
+    # What each station looked like to this model, for routing to check against later.
+    assert version.station_regions == {str(framed.station.pk): LEFT_HALF, str(plain.station.pk): None}
     assert trained is not None and trained.status == ModelVersion.Status.READY
     regions = sorted(sample.region for sample in seen if sample.region is not None)
     assert regions == [(0.0, 0.0, 0.5, 1.0)] * 5
@@ -266,3 +268,33 @@ def test_predict_cuts_each_file_to_the_stations_region_and_writes_the_mask_at_fu
         call_command(
             "predict", "--model", str(version.pk), "--station", str(other.station.pk), str(tmp_path / "bad.png")
         )
+
+
+def test_parts_from_a_station_whose_region_changed_since_training_go_to_people_until_retrained(
+    register: Callable[..., ModelVersion],
+) -> None:
+    from review.models import ReviewItem
+
+    project = make_project()
+    # Models trained on whole frames, sure enough to decide every part alone.
+    version = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=1.0, auto_fail_threshold=2.0, audit_rate=0.0)
+    framed = make_station(project, "Framed camera")
+    plain = make_station(project, "Plain camera")
+    _, good, _ = good_and_defect_side_by_side()
+
+    station_set_region(station=framed.station, region=LEFT_HALF)
+    from_plain = post_and_run(plain, good, "P-1")
+    from_framed = post_and_run(framed, good, "F-1")
+
+    assert not ReviewItem.objects.filter(part=from_plain.part).exists()  # decided by the models
+    assert from_plain.part.verdicts.get(is_final=True).outcome == "pass"
+    assert ReviewItem.objects.get(part=from_framed.part).reason == "region_changed"
+    assert from_framed.scores["region_untrained"] is True
+
+    # A model trained with the station's current region decides its parts again.
+    ModelVersion.objects.filter(pk=version.pk).update(station_regions={str(framed.station.pk): LEFT_HALF})
+    retrained = post_and_run(framed, good, "F-2")
+
+    assert not ReviewItem.objects.filter(part=retrained.part).exists()
+    assert "region_untrained" not in retrained.scores

@@ -19,6 +19,7 @@ export const REASONS: Record<string, string> = {
   out_of_distribution: "Unlike anything in training",
   audit_sample: "Random audit of an automatic verdict",
   golden: "Golden part (known answer)",
+  region_changed: "Station's region changed since the models were trained",
 };
 
 interface Decision {

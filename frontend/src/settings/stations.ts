@@ -1,8 +1,8 @@
 // Stations and their inspection regions. A region is the part of the camera's frame the
 // models look at (fixtures, conveyor and background outside it cause no false alarms). A
 // project admin draws it over the station's latest image, or types it in per cent; others
-// see it. Parts inspected after saving are cut to it; models trained before see a closer
-// view than they learnt from, so the hint says to train again.
+// see it. Parts inspected after saving are cut to it; models trained before saw another view,
+// so the station's parts go to people (reason region_changed) until retrained models serve.
 
 import { api, ApiError, type Page as ApiPage } from "../api";
 import type { PageContext } from "../context";
@@ -31,7 +31,7 @@ export function stationsSection(context: PageContext): HTMLElement {
     h(
       "p",
       { class: "hint" },
-      "The models look only inside a station's region; fixtures and background outside it raise no alarms. Drag over the image to draw it. After a change, train the models again on the region's parts.",
+      "The models look only inside a station's region; fixtures and background outside it raise no alarms. Drag over the image to draw it. After a change, this station's parts go to people until models trained with the new region are deployed.",
     ),
     list,
   );
