@@ -75,7 +75,8 @@ def test_the_list_shows_tasks_with_their_image_and_label_counts(studio: Studio) 
         "priority": 1.0, "reasons": ["no_model"], "labels_submitted": 0, "labels_required": 1,
         "image": {"width": image.width, "height": image.height,
                   "url": f"/api/v1/inspections/{task.inspection_id}/image",
-                  "tiles": f"/api/v1/inspections/{task.inspection_id}/tiles"},
+                  "tiles": f"/api/v1/inspections/{task.inspection_id}/tiles",
+                  "region": None},  # the station's inspection region: none, the whole frame
     }  # fmt: skip
 
 
