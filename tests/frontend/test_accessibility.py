@@ -43,6 +43,7 @@ def test_the_sign_in_page_is_accessible(live: LiveStack, chromium: Any) -> None:
         ("manager", "training"),
         ("manager", "dashboard"),
         ("manager", "settings"),
+        ("admin", "settings"),
     ],
 )
 def test_each_page_is_accessible_and_fits_the_shop_floor_screen(

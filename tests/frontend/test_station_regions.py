@@ -1,6 +1,6 @@
-"""Inspection regions in a real browser: a project admin draws a station's region over its
+"""Stations in a real browser: a project admin draws a station's inspection region over its
 latest image and saves it (audited); typed values are checked with the reason; managers see
-the region but cannot change it."""
+the region but cannot change it. Admins add stations and issue (once) and revoke tokens."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def test_an_admin_draws_a_stations_region_over_its_latest_image_and_saves_it(liv
     page.wait_for_selector(f"{frame}:not([hidden]) img")
     page.wait_for_function(f"() => document.querySelector('{frame} img').naturalWidth > 0")
     assert "whole frame" in (page.text_content(f"#station-{station_id}-status") or "")
+    page.locator(frame).scroll_into_view_if_needed()
     box = page.locator(frame).bounding_box()
     assert box is not None
 
@@ -88,4 +89,37 @@ def test_a_manager_sees_the_region_but_cannot_change_it(live: LiveStack, open_sc
     assert page.locator(f"#station-{station_id}-save").count() == 0
     assert page.is_disabled(f"#station-{station_id}-x")
     assert [v["id"] for v in screen.axe()] == []
+    assert screen.dialogs == [] and screen.errors == []
+
+
+def test_an_admin_adds_a_station_issues_its_token_once_and_revokes_it(live: LiveStack, open_screen: Any) -> None:
+    import requests
+
+    project = make_project()
+    screen = open_screen(make_user(project, role="admin"), "settings")
+    page = screen.page
+    page.wait_for_selector("#stations >> text=No stations yet.")
+
+    page.fill("#new-station-line", "Line 2")
+    page.fill("#new-station-name", "Side cam")
+    page.click("#new-station button[type=submit]")
+    wait_until(lambda: Station.objects.filter(project=project, name="Side cam").exists(), timeout_s=10, what="station")
+    station = Station.objects.get(project=project, name="Side cam")
+    card = f"[data-station='{station.pk}']"
+    page.wait_for_selector(f"{card} h3 >> text=Line 2 / Side cam")
+    page.click(f"{card} details.tokens summary")
+    page.fill(f"#station-{station.pk}-token-label", "camera 42")
+    page.click(f"#station-{station.pk}-issue-token")
+    page.wait_for_selector(f"#station-{station.pk}-new-token")
+    token = page.text_content(f"#station-{station.pk}-new-token") or ""
+    page.wait_for_selector(f"#station-{station.pk}-tokens tr >> text=camera 42")
+
+    auth = {"Authorization": f"Station {token}"}
+    assert requests.get(f"{live.base_url}/api/v1/inspections", headers=auth, timeout=10).status_code == 200
+    assert token not in (page.text_content(f"#station-{station.pk}-tokens") or "")  # the list shows prefixes only
+
+    page.click(f"#station-{station.pk}-tokens button.revoke-token")
+    page.wait_for_selector(f"#station-{station.pk}-tokens tr >> text=revoked")
+    assert requests.get(f"{live.base_url}/api/v1/inspections", headers=auth, timeout=10).status_code == 401
+    assert AuditEvent.objects.filter(project=project, action="station_token.revoked").count() == 1
     assert screen.dialogs == [] and screen.errors == []

@@ -1,4 +1,4 @@
-// Stations and their inspection regions. A region is the part of the camera's frame the
+// Stations, their inspection regions and their tokens. A region is the part of the camera's frame the
 // models look at (fixtures, conveyor and background outside it cause no false alarms). A
 // project admin draws it over the station's latest image, or types it in per cent; others
 // see it. Parts inspected after saving are cut to it; models trained before saw another view,
@@ -6,7 +6,7 @@
 
 import { api, ApiError, type Page as ApiPage } from "../api";
 import type { PageContext } from "../context";
-import { h, replaceChildren } from "../dom";
+import { ago, h, replaceChildren } from "../dom";
 import { describeRegion, regionFromDrag, regionFromPercent, regionPercent, type Region } from "./region";
 
 interface Station {
@@ -24,15 +24,53 @@ interface InspectionRow {
 
 export function stationsSection(context: PageContext): HTMLElement {
   const list = h("div", { class: "stations", id: "stations" }, h("p", { class: "hint" }, "Loading stations…"));
+  const admin = context.session.role === "admin";
+  const lineName = h("input", { id: "new-station-line", attrs: { maxlength: "120" } });
+  const stationName = h("input", { id: "new-station-name", attrs: { maxlength: "120" } });
+  const addMessage = h("p", { class: "message", role: "alert", id: "new-station-message" });
+  const addForm = admin
+    ? h(
+        "form",
+        {
+          class: "filters",
+          id: "new-station",
+          on: {
+            submit: async (event) => {
+              event.preventDefault();
+              try {
+                const created = await api<Station>("stations", {
+                  method: "POST",
+                  body: { project: context.project.id, line: lineName.value, name: stationName.value },
+                });
+                if (!list.querySelector(`[data-station="${created.id}"]`)) {
+                  list.querySelector(".hint")?.remove();
+                  list.append(stationCard(context, created));
+                }
+                stationName.value = "";
+                addMessage.textContent = "";
+                context.announce(`Station ${created.line} / ${created.name} added.`);
+              } catch (error) {
+                addMessage.textContent = error instanceof ApiError ? error.detail : String(error);
+              }
+            },
+          },
+        },
+        h("label", { for: "new-station-line" }, "Line", lineName),
+        h("label", { for: "new-station-name" }, "New station", stationName),
+        h("button", { type: "submit" }, "Add station"),
+        addMessage,
+      )
+    : null;
   const section = h(
     "section",
     { aria: { labelledby: "stations-heading" } },
-    h("h2", { id: "stations-heading" }, "Stations: inspection regions"),
+    h("h2", { id: "stations-heading" }, "Stations: inspection regions and tokens"),
     h(
       "p",
       { class: "hint" },
       "The models look only inside a station's region; fixtures and background outside it raise no alarms. Drag over the image to draw it. After a change, this station's parts go to people until models trained with the new region are deployed.",
     ),
+    addForm,
     list,
   );
   void (async () => {
@@ -179,6 +217,122 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
     h("h3", {}, `${station.line} / ${station.name}`, station.is_active ? "" : " (deactivated)"),
     frame,
     status,
+    message,
+    form,
+    editable ? tokensPanel(context, station) : null,
+  );
+}
+
+interface StationToken {
+  id: number;
+  station: number;
+  prefix: string;
+  label: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
+
+/** A station's tokens (admins): issue one (shown once, Loupe keeps only a hash), revoke one. */
+function tokensPanel(context: PageContext, station: Station): HTMLElement {
+  const prefix = `station-${station.id}`;
+  const rows = h("tbody", { id: `${prefix}-tokens` });
+  const issued = h("div", { id: `${prefix}-issued`, class: "issued-token", hidden: true });
+  const message = h("p", { class: "message", role: "alert", id: `${prefix}-token-message` });
+  const description = h("input", { id: `${prefix}-token-label`, attrs: { maxlength: "120", placeholder: "e.g. camera serial" } });
+  const ttl = h("input", { id: `${prefix}-token-days`, type: "number", attrs: { min: "1", max: "3650", placeholder: "never" } });
+  const fail = (error: unknown) => {
+    message.textContent = error instanceof ApiError ? error.detail : String(error);
+  };
+
+  const row = (token: StationToken): HTMLElement => {
+    const state = token.revoked_at ? "revoked" : token.expires_at && Date.parse(token.expires_at) < Date.now() ? "expired" : "active";
+    return h(
+      "tr",
+      { data: { token: String(token.id) } },
+      h("td", {}, h("code", {}, token.prefix)),
+      h("td", {}, token.label || "–"),
+      h("td", {}, token.last_used_at ? `used ${ago(token.last_used_at)}` : "never used"),
+      h("td", {}, state === "active" && token.expires_at ? `expires ${new Date(token.expires_at).toLocaleDateString()}` : state),
+      h(
+        "td",
+        {},
+        state === "active"
+          ? h(
+              "button",
+              {
+                type: "button",
+                class: "revoke-token",
+                on: {
+                  click: async () => {
+                    try {
+                      await api(`station-tokens/${token.id}/revoke`, { method: "POST" });
+                      message.textContent = "";
+                      context.announce(`Token ${token.prefix} revoked.`);
+                      await load();
+                    } catch (error) {
+                      fail(error);
+                    }
+                  },
+                },
+              },
+              "Revoke",
+            )
+          : null,
+      ),
+    );
+  };
+
+  async function load() {
+    const page = await api<ApiPage<StationToken>>("station-tokens", { query: { station: station.id, page_size: 100 } });
+    replaceChildren(rows, ...page.results.map(row));
+  }
+
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      id: `${prefix}-token-form`,
+      on: {
+        submit: async (event) => {
+          event.preventDefault();
+          try {
+            const body: Record<string, unknown> = { description: description.value };
+            if (ttl.value.trim()) body.ttl_days = Number(ttl.value);
+            const token = await api<StationToken & { token: string }>(`stations/${station.id}/tokens`, { method: "POST", body });
+            replaceChildren(
+              issued,
+              h("p", {}, "Shown once: give it to the station now (", h("code", {}, "Authorization: Station <token>"), "). Loupe keeps only a hash."),
+              h("code", { class: "token", id: `${prefix}-new-token` }, token.token),
+            );
+            issued.hidden = false;
+            description.value = "";
+            message.textContent = "";
+            await load();
+          } catch (error) {
+            fail(error);
+          }
+        },
+      },
+    },
+    h("label", { for: description.id }, "Token description", description),
+    h("label", { for: ttl.id }, "Valid for (days)", ttl),
+    h("button", { type: "submit", id: `${prefix}-issue-token` }, "Issue token"),
+  );
+  void load().catch(fail);
+  return h(
+    "details",
+    { class: "tokens" },
+    h("summary", {}, "Tokens"),
+    h(
+      "table",
+      { class: "data" },
+      h("caption", {}, `Tokens of ${station.line} / ${station.name}`),
+      h("thead", {}, h("tr", {}, ...["Prefix", "Description", "Last used", "State", ""].map((c) => h("th", { attrs: { scope: "col" } }, c)))),
+      rows,
+    ),
+    issued,
     message,
     form,
   );
