@@ -17,7 +17,14 @@ from inspection.models import (
     Verdict,
 )
 
-admin.site.register([Project, DefectClass, Line, Station, Part, Image])
+admin.site.register([Project, DefectClass, Line, Part, Image])
+
+
+@admin.register(Station)
+class StationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "project", "line", "name", "is_active", "inspection_region"]
+    # Set only through the API or the settings page, which validate it and audit the change.
+    readonly_fields = ["inspection_region"]
 
 
 @admin.register(Inspection)

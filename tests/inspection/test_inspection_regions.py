@@ -298,3 +298,26 @@ def test_parts_from_a_station_whose_region_changed_since_training_go_to_people_u
 
     assert not ReviewItem.objects.filter(part=retrained.part).exists()
     assert "region_untrained" not in retrained.scores
+
+
+def test_the_django_admin_shows_a_stations_region_but_cannot_change_it() -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    camera = make_station(make_project())
+    station_set_region(station=camera.station, region=LEFT_HALF)
+    superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-admin-test")
+    client = Client()
+    client.force_login(superuser)
+    url = f"/admin/inspection/station/{camera.station.pk}/change/"
+
+    page = client.get(url)
+    client.post(
+        url,
+        {"project": camera.station.project_id, "line": camera.station.line_id, "name": "Renamed", "is_active": "on",
+         "inspection_region": '{"x": 0.9, "y": 0.9, "width": 0.9, "height": 0.9}'},
+    )  # fmt: skip
+
+    assert page.status_code == 200 and 'name="inspection_region"' not in page.content.decode()
+    station = Station.objects.get(pk=camera.station.pk)
+    assert station.name == "Renamed" and station.inspection_region == LEFT_HALF
