@@ -86,3 +86,9 @@ def test_hostile_names_stay_inert_text_on_every_page(live: LiveStack, open_scree
     assert SCRIPT in training.page.locator("#confusion thead").inner_text()
     training.shot("hostile-training")
     assert_inert(training)
+
+    settings = open_screen(manager, "settings")
+    settings.page.wait_for_selector(f"[data-station='{station.pk}'] h3")
+    assert f"{SCRIPT} / {TAG}" in settings.page.inner_text(f"[data-station='{station.pk}'] h3")
+    settings.shot("hostile-settings")
+    assert_inert(settings)
