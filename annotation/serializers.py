@@ -80,6 +80,7 @@ class LabelTaskOutputSerializer(serializers.ModelSerializer):  # type: ignore[ty
             "tiles": reverse("inspection-tiles", kwargs={"pk": task.inspection_id}),
             # The station's inspection region (fractions of the image): training sees only this part.
             "region": task.inspection.station.inspection_region,
+            "ignore_zones": task.inspection.station.ignore_zones,
         }
 
 

@@ -273,7 +273,7 @@ class StationOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
 
     class Meta:
         model = Station
-        fields = ["id", "project", "line", "line_id", "name", "is_active", "inspection_region"]
+        fields = ["id", "project", "line", "line_id", "name", "is_active", "inspection_region", "ignore_zones"]
 
 
 class StationCreateInputSerializer(StrictInputSerializer):
@@ -285,8 +285,18 @@ class StationCreateInputSerializer(StrictInputSerializer):
 class StationUpdateInputSerializer(StrictInputSerializer):
     inspection_region = serializers.JSONField(
         allow_null=True,
+        required=False,
         help_text='{"x", "y", "width", "height"} as fractions of the image (0-1); null: the whole image',
     )
+    ignore_zones = serializers.JSONField(
+        required=False,
+        help_text="up to 16 rectangles like inspection_region, in fractions of the whole image; [] for none",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send inspection_region, ignore_zones or both.")
+        return attrs
 
 
 class StationTokenOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

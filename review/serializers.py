@@ -98,6 +98,7 @@ class ReviewItemOutputSerializer(serializers.ModelSerializer):  # type: ignore[t
                 "flagged": (view.scores or {}).get("decision", {}).get("action") in ("fail", "review"),
                 # The inspection region the models looked at (fractions of the image), if any.
                 "region": (view.scores or {}).get("region"),
+                "ignore_zones": (view.scores or {}).get("ignore_zones", []),
                 "width": view.image.width,
                 "height": view.image.height,
             }

@@ -135,6 +135,8 @@ export interface PartView {
   flagged: boolean;
   /** The inspection region the models looked at, as fractions of the image; null: all of it. */
   region?: { x: number; y: number; width: number; height: number } | null;
+  /** Ignore zones blanked before the models looked (fractions of the image). */
+  ignore_zones?: { x: number; y: number; width: number; height: number }[];
   width?: number;
   height?: number;
 }

@@ -80,8 +80,12 @@ class StationDetailApi(APIView):
         selectors.access_project(user=request.user, project_id=station.project_id, roles=CAN_ADMINISTER)
         serializer = StationUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
         station = services.station_set_region(
-            station=station, region=serializer.validated_data["inspection_region"], actor=request.user
+            station=station,
+            region=fields.get("inspection_region", services.UNCHANGED),
+            ignore_zones=fields.get("ignore_zones", services.UNCHANGED),
+            actor=request.user,
         )
         return Response(StationOutputSerializer(station).data)
 

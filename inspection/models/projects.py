@@ -113,6 +113,9 @@ class Station(models.Model):
     # fractions of the image (workers.ml.regions); null = the whole frame. Set through
     # services.station_set_region, which validates and audits it.
     inspection_region = models.JSONField(null=True, blank=True)
+    # Rectangles (same form, fractions of the whole image) that vary without being defects
+    # (date codes, labels): blanked before the models look, zeroed in what they draw.
+    ignore_zones = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -120,6 +123,14 @@ class Station(models.Model):
 
     def __str__(self) -> str:
         return f"{self.line.name}/{self.name}"
+
+    def view(self) -> dict[str, Any] | None:
+        """What the models see of this camera's frame: None for all of it, untouched; else the
+        region (None: the whole frame) and the ignore zones. Model versions record it per
+        station when trained (``ModelVersion.station_regions``)."""
+        if self.inspection_region is None and not self.ignore_zones:
+            return None
+        return {"region": self.inspection_region, "ignore_zones": list(self.ignore_zones or [])}
 
 
 class StationToken(models.Model):

@@ -3,6 +3,7 @@
 from inspection.services.inspections import SubmitResult, inspection_submit
 from inspection.services.model_runs import inspection_run
 from inspection.services.projects import (
+    UNCHANGED,
     defect_class_create,
     defect_class_update,
     membership_change_role,
@@ -25,6 +26,7 @@ from inspection.services.uploads import (
 from inspection.services.verdicts import verdict_record_final
 
 __all__ = [
+    "UNCHANGED",
     "SubmitResult",
     "defect_class_create",
     "defect_class_update",

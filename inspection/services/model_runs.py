@@ -20,7 +20,18 @@ from inspection.models import Inspection, ModelVersion, Verdict
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.verdicts import ModelVerdict, _route_part, verdicts_record_final_from_models
-from workers.ml.regions import Box, Region, crop, parse_region, paste, region_box, region_dict
+from workers.ml.regions import (
+    Box,
+    Region,
+    blank_zones,
+    crop,
+    parse_region,
+    parse_zones,
+    paste,
+    region_box,
+    region_dict,
+    zero_zones,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +79,7 @@ def run_models_many(
         started = time.perf_counter()
         try:
             whole = read_pixels(inspection.image.file)
-            frame = Frame.of(whole, inspection.station.inspection_region)
+            frame = Frame.of(whole, inspection.station.inspection_region, inspection.station.ignore_zones)
         except SoftTimeLimitExceeded:
             raise  # the task's time is up: not this image's fault
         except Exception as exc:  # noqa: BLE001 - an unreadable image goes to a person, the batch goes on
@@ -76,12 +87,15 @@ def run_models_many(
             pixels.append(None)
             frames.append(None)
             continue
-        # The models see the station's inspection region only (workers.ml.regions).
-        pixels.append(crop(whole, frame.region))
+        # The models see the station's inspection region only, its ignore zones blanked
+        # (workers.ml.regions).
+        pixels.append(crop(blank_zones(whole, frame.zones), frame.region))
         frames.append(frame)
         if frame.region is not None:  # what the models looked at: the region, and its pixels
             run.scores["region"] = region_dict(frame.region)
             run.scores["region_box"] = list(frame.box)
+        if frame.zones:
+            run.scores["ignore_zones"] = [region_dict(zone) for zone in frame.zones]
         if _region_untrained(inspection, deployed):
             run.scores["region_untrained"] = True
         run.latency_ms["decode"] = _elapsed_ms(started)
@@ -116,11 +130,12 @@ def run_models_many(
 
 
 def _region_untrained(inspection: Inspection, deployed: dict[str, ModelVersion]) -> bool:
-    """Whether a deployed model learnt this station's images under another inspection region
-    than the station has now (a version from before regions: the whole frame). Its scores
-    for this view were never validated, so routing sends the part to people."""
+    """Whether a deployed model learnt this station's images under another view (inspection
+    region and ignore zones) than the station has now; a version from before regions saw the
+    whole frame. Its scores for this view were never validated, so routing sends the part to
+    people."""
     station = inspection.station
-    current = station.inspection_region
+    current = station.view()
     return any((version.station_regions or {}).get(str(station.pk)) != current for version in deployed.values())
 
 
@@ -144,21 +159,24 @@ def _model_error(run: ModelRun, inspection: Inspection, exc: Exception) -> None:
 
 @dataclass(frozen=True)
 class Frame:
-    """Where the models' view sits in the whole image: its shape, the station's region and
-    the region's pixel box. Heatmaps and masks go back into the whole image (``whole``)."""
+    """Where the models' view sits in the whole image: its shape, the station's region, the
+    region's pixel box and the ignore zones. Heatmaps and masks go back into the whole image,
+    zero in the zones (``whole``)."""
 
     shape: tuple[int, int]
     region: Region | None
     box: Box
+    zones: tuple[Region, ...] = ()
 
     @classmethod
-    def of(cls, image: np.ndarray, stored_region: Any) -> Frame:
+    def of(cls, image: np.ndarray, stored_region: Any, stored_zones: Any = ()) -> Frame:
         shape = (int(image.shape[0]), int(image.shape[1]))
         region = parse_region(stored_region) if stored_region is not None else None
-        return cls(shape=shape, region=region, box=region_box(shape, region))
+        zones = parse_zones(stored_zones) if stored_zones else ()
+        return cls(shape=shape, region=region, box=region_box(shape, region), zones=zones)
 
     def whole(self, part: np.ndarray) -> np.ndarray:
-        return paste(part, self.box, self.shape)
+        return zero_zones(paste(part, self.box, self.shape), self.zones)
 
 
 def _screen_and_detail(

@@ -76,21 +76,28 @@ def _for_kind(kind: str, images: list[LabelledImage]) -> list[LabelledImage]:
     return images
 
 
-def image_regions(*, project: Project, image_ids: list[int]) -> dict[str, list[float]]:
-    """``{image id: [x, y, width, height]}`` for images taken at a station with an inspection
-    region (the newest inspection of an image decides); images without one are absent."""
-    found: dict[str, list[float]] = {}
+def image_views(*, project: Project, image_ids: list[int]) -> dict[str, dict[str, Any]]:
+    """``{image id: {"region": [x, y, width, height] or None, "ignore_zones": [[...], ...]}}``
+    for images taken at a station with an inspection region or ignore zones (the newest
+    inspection of an image decides); images seen whole and untouched are absent."""
+    found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(image_ids), 500):  # SQLite caps the parameters of one query
         rows = (
-            Inspection.objects.filter(
-                project=project, image_id__in=image_ids[start : start + 500], station__inspection_region__isnull=False
-            )
+            Inspection.objects.filter(project=project, image_id__in=image_ids[start : start + 500])
             .order_by("image_id", "-id")
-            .values_list("image_id", "station__inspection_region")
+            .values_list("image_id", "station__inspection_region", "station__ignore_zones")
         )
-        for image_id, region in rows:
-            if str(image_id) not in found and isinstance(region, dict):
-                found[str(image_id)] = [float(region[key]) for key in ("x", "y", "width", "height")]
+        seen: set[int] = set()
+        for image_id, region, zones in rows:
+            if image_id in seen:  # an older inspection of the same image
+                continue
+            seen.add(image_id)
+            if region is None and not zones:
+                continue
+            found[str(image_id)] = {
+                "region": [float(region[key]) for key in ("x", "y", "width", "height")] if region else None,
+                "ignore_zones": [[float(zone[key]) for key in ("x", "y", "width", "height")] for zone in zones or []],
+            }
     return found
 
 
@@ -129,10 +136,10 @@ def training_start(
                 "annotations": [image.annotation_id for image in chosen],
                 "images": [image.image_id for image in chosen],
                 "seed": 0,
-                # The inspection region each image is cut to, as its station had it now.
-                "regions": image_regions(project=project, image_ids=[image.image_id for image in chosen]),
+                # How each image is cut and blanked, as its station's view was now.
+                "views": image_views(project=project, image_ids=[image.image_id for image in chosen]),
             },
-            station_regions={str(pk): region for pk, region in project.stations.values_list("pk", "inspection_region")},
+            station_regions={str(station.pk): station.view() for station in project.stations.all()},
         )
         if enqueue:
             version_id = version.pk
@@ -203,7 +210,7 @@ def training_run(
 
     project = version.project
     chosen = labelled_images(project=project, annotation_ids=version.training_data["annotations"])
-    regions = version.training_data.get("regions") or {}
+    views = version.training_data.get("views") or {}
     keys = [image.image_key for image in chosen] + [image.mask_key for image in chosen if image.mask_key]
     history: list[dict[str, Any]] = []
 
@@ -229,7 +236,12 @@ def training_run(
                     label=image.label,
                     mask_path=paths[image.mask_key] if image.mask_key else None,
                     polygons=image.polygons,
-                    region=_region(regions.get(str(image.image_id))),
+                    region=_region((views.get(str(image.image_id)) or {}).get("region")),
+                    ignore_zones=tuple(
+                        zone
+                        for stored in (views.get(str(image.image_id)) or {}).get("ignore_zones", [])
+                        if (zone := _region(stored)) is not None
+                    ),
                 )
                 for image in chosen
             ]

@@ -47,31 +47,49 @@ def station_create(*, project: Project, line_name: str, station_name: str) -> St
     return station
 
 
-def station_set_region(*, station: Station, region: Any, actor: Any = None) -> Station:
-    """Set (or, with None, clear) the part of the station's frame the models look at. Parts
-    inspected from now on are cut to it; the models are not retrained by this (a model
-    trained on whole frames sees a closer view: train again on the region's parts). Audited
-    with the region before and after."""
-    from workers.ml.regions import parse_region, region_dict
+# A keyword left out of ``station_set_region`` (distinct from None, which clears a region).
+UNCHANGED: Any = object()
+WHOLE_FRAME = {"x": 0.0, "y": 0.0, "width": 1.0, "height": 1.0}
+
+
+def station_set_region(
+    *, station: Station, region: Any = UNCHANGED, ignore_zones: Any = UNCHANGED, actor: Any = None
+) -> Station:
+    """Set what the models see of the station's frame: its inspection region (None: the
+    whole frame) and its ignore zones (a list; [] for none); a keyword left out keeps its
+    value. Parts inspected from now on are cut and blanked this way. Deployed models that
+    learnt another view of this station send its parts to people until models trained on
+    the new one serve (routing: ``region_changed``). Audited with both before and after."""
+    from workers.ml.regions import parse_region, parse_zones, region_dict
 
     try:
-        new = None if region is None else region_dict(parse_region(region))
+        new_region = None if region is None or region is UNCHANGED else region_dict(parse_region(region))
     except ValueError as exc:
         raise InvalidInput(f"Bad inspection region: {exc}.", code="bad_region") from None
+    if new_region == WHOLE_FRAME:
+        new_region = None  # the whole frame is no region: one way to say it
+    try:
+        new_zones = [] if ignore_zones is UNCHANGED else [region_dict(z) for z in parse_zones(ignore_zones)]
+    except ValueError as exc:
+        raise InvalidInput(f"Bad ignore zones: {exc}.", code="bad_ignore_zones") from None
     with transaction.atomic():
         locked = Station.objects.select_for_update().get(pk=station.pk)
-        before = locked.inspection_region
-        if before == new:
+        before = {"inspection_region": locked.inspection_region, "ignore_zones": locked.ignore_zones}
+        if region is not UNCHANGED:
+            locked.inspection_region = new_region
+        if ignore_zones is not UNCHANGED:
+            locked.ignore_zones = new_zones
+        after = {"inspection_region": locked.inspection_region, "ignore_zones": locked.ignore_zones}
+        if before == after:
             return locked
-        locked.inspection_region = new
-        locked.save(update_fields=["inspection_region"])
+        locked.save(update_fields=["inspection_region", "ignore_zones"])
         audit_record(
             project_id=locked.project_id,
             actor=actor,
             action="station.region_changed",
             subject=locked,
-            before={"inspection_region": before},
-            after={"inspection_region": new},
+            before=before,
+            after=after,
         )
     return locked
 

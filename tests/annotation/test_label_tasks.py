@@ -76,7 +76,7 @@ def test_the_list_shows_tasks_with_their_image_and_label_counts(studio: Studio) 
         "image": {"width": image.width, "height": image.height,
                   "url": f"/api/v1/inspections/{task.inspection_id}/image",
                   "tiles": f"/api/v1/inspections/{task.inspection_id}/tiles",
-                  "region": None},  # the station's inspection region: none, the whole frame
+                  "region": None, "ignore_zones": []},  # the station's view: the whole frame
     }  # fmt: skip
 
 

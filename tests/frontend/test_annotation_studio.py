@@ -284,12 +284,18 @@ def canvas_brightness(screen: Any, x: float, y: float) -> float:
     return float(screen.page.evaluate(script, [view["x"] + x * view["scale"], view["y"] + y * view["scale"]]))
 
 
-def test_the_studio_dims_the_image_outside_the_stations_inspection_region(live: LiveStack, open_screen: Any) -> None:
+def test_the_studio_dims_the_image_outside_the_stations_inspection_region_and_in_its_zones(
+    live: LiveStack, open_screen: Any
+) -> None:
     from inspection.services import station_set_region
 
     project = make_project()
     station = make_station(project)
-    station_set_region(station=station.station, region={"x": 0.5, "y": 0.0, "width": 0.5, "height": 1.0})
+    station_set_region(
+        station=station.station,
+        region={"x": 0.5, "y": 0.0, "width": 0.5, "height": 1.0},
+        ignore_zones=[{"x": 0.75, "y": 0.0, "width": 0.25, "height": 0.25}],
+    )
     plain = PILImage.new("RGB", (160, 160), (170, 170, 170))
     buffer = io.BytesIO()
     plain.save(buffer, format="JPEG", quality=95)
@@ -301,6 +307,7 @@ def test_the_studio_dims_the_image_outside_the_stations_inspection_region(live: 
 
     inside, outside = canvas_brightness(screen, 120, 80), canvas_brightness(screen, 40, 80)
     assert outside < 0.7 * inside  # the part the models never see is dimmed
+    assert canvas_brightness(screen, 140, 20) < 0.7 * inside  # and so is the ignore zone
     assert "inspection region" in (screen.page.text_content("#region-hint") or "")
     screen.shot("annotate-region")
     assert screen.errors == []

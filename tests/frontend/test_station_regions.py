@@ -123,3 +123,39 @@ def test_an_admin_adds_a_station_issues_its_token_once_and_revokes_it(live: Live
     assert requests.get(f"{live.base_url}/api/v1/inspections", headers=auth, timeout=10).status_code == 401
     assert AuditEvent.objects.filter(project=project, action="station_token.revoked").count() == 1
     assert screen.dialogs == [] and screen.errors == []
+
+
+def test_an_admin_draws_an_ignore_zone_saves_it_and_removes_it(live: LiveStack, open_screen: Any) -> None:
+    project = make_project()
+    camera = station_with_an_image(project)
+    station_id = camera.station.pk
+    screen = open_screen(make_user(project, role="admin"), "settings")
+    page = screen.page
+    frame = f"#station-{station_id}-frame"
+    page.wait_for_selector(f"{frame}:not([hidden]) img")
+    page.wait_for_function(f"() => document.querySelector('{frame} img').naturalWidth > 0")
+    page.locator(frame).scroll_into_view_if_needed()
+    box = page.locator(frame).bounding_box()
+    assert box is not None
+
+    page.select_option(f"#station-{station_id}-draw", "zone")
+    page.mouse.move(box["x"] + 0.7 * box["width"], box["y"] + 0.05 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.95 * box["width"], box["y"] + 0.25 * box["height"], steps=6)
+    page.mouse.up()
+    assert page.locator(f"#station-{station_id}-zone-layer .zone-box").count() == 1
+    page.click(f"#station-{station_id}-save")
+    wait_until(lambda: len(Station.objects.get(pk=station_id).ignore_zones) == 1, timeout_s=10, what="zone saved")
+
+    (zone,) = Station.objects.get(pk=station_id).ignore_zones
+    assert zone == pytest.approx({"x": 0.7, "y": 0.05, "width": 0.25, "height": 0.2}, abs=0.02)
+    assert Station.objects.get(pk=station_id).inspection_region is None  # drawing a zone leaves the region
+    page.wait_for_function(
+        f"() => document.querySelector('#station-{station_id}-status').textContent.includes('1 ignore zone')"
+    )
+    screen.shot("settings-ignore-zone")
+
+    page.click(f"#station-{station_id}-zones button.remove-zone")
+    page.click(f"#station-{station_id}-save")
+    wait_until(lambda: Station.objects.get(pk=station_id).ignore_zones == [], timeout_s=10, what="zone removed")
+    assert screen.dialogs == [] and screen.errors == []

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.django_db
 
 LEFT_HALF = {"x": 0.0, "y": 0.0, "width": 0.5, "height": 1.0}
 RIGHT_HALF = {"x": 0.5, "y": 0.0, "width": 0.5, "height": 1.0}
+TOP_CORNER = {"x": 0.0, "y": 0.0, "width": 0.25, "height": 0.25}
 
 
 def admin_client(project: Project, role: str = "admin") -> APIClient:
@@ -86,11 +87,19 @@ def test_a_project_admin_sets_and_clears_a_stations_region_and_each_change_is_au
     assert set_response.status_code == 200 and set_response.json()["inspection_region"] == LEFT_HALF
     assert shown.json()["inspection_region"] == LEFT_HALF
     assert cleared.status_code == 200 and cleared.json()["inspection_region"] is None
+    zoned: Any = client.patch(
+        f"/api/v1/stations/{camera.station.pk}", {"ignore_zones": [TOP_CORNER, RIGHT_HALF]}, format="json"
+    )
+
+    assert zoned.status_code == 200 and zoned.json()["ignore_zones"] == [TOP_CORNER, RIGHT_HALF]
+    assert zoned.json()["inspection_region"] is None  # left as it was
     events = list(AuditEvent.objects.filter(action="station.region_changed").order_by("id"))
     assert [(e.before["inspection_region"], e.after["inspection_region"]) for e in events] == [
         (None, LEFT_HALF),
         (LEFT_HALF, None),
+        (None, None),
     ]
+    assert (events[2].before["ignore_zones"], events[2].after["ignore_zones"]) == ([], [TOP_CORNER, RIGHT_HALF])
     assert events[0].actor_label.startswith("user")
 
 
@@ -128,6 +137,12 @@ def test_another_projects_station_is_not_found() -> None:
         ({"inspection_region": [0, 0, 1]}, "a region is"),
         ({"inspection_region": LEFT_HALF, "name": "renamed"}, "name"),
         ({}, "inspection_region"),
+        ({"ignore_zones": {"x": 0, "y": 0, "width": 0.5, "height": 0.5}}, "a list"),
+        (
+            {"ignore_zones": [TOP_CORNER, {"x": 0.9, "y": 0, "width": 0.5, "height": 0.5}]},
+            "zone 2: the region must lie",
+        ),
+        ({"ignore_zones": [TOP_CORNER] * 17}, "at most 16"),
     ],
 )
 def test_a_bad_region_is_a_400_with_the_reason_and_changes_nothing(body: dict[str, Any], reason: str) -> None:
@@ -197,7 +212,7 @@ def test_training_cuts_each_image_to_the_region_its_station_had_when_training_st
     project = make_project()
     framed = make_station(project, "Framed camera")
     plain = make_station(project, "Plain camera")
-    station_set_region(station=framed.station, region=LEFT_HALF)
+    station_set_region(station=framed.station, region=LEFT_HALF, ignore_zones=[TOP_CORNER])
     parts = [(framed, index) for index in range(5)] + [(plain, index) for index in range(5, 10)]
     for camera, index in parts:
         part = synthetic_part(index, size=96, defect=None).image
@@ -225,12 +240,15 @@ def test_training_cuts_each_image_to_the_region_its_station_had_when_training_st
     trained = training_run(model_version_id=version.pk)
 
     framed_images = {str(i.image_id) for i in Inspection.objects.filter(station=framed.station)}
-    assert set(version.training_data["regions"]) == framed_images
+    assert set(version.training_data["views"]) == framed_images
     # What each station looked like to this model, for routing to check against later.
-    assert version.station_regions == {str(framed.station.pk): LEFT_HALF, str(plain.station.pk): None}
+    framed_view = {"region": LEFT_HALF, "ignore_zones": [TOP_CORNER]}
+    assert version.station_regions == {str(framed.station.pk): framed_view, str(plain.station.pk): None}
     assert trained is not None and trained.status == ModelVersion.Status.READY
     regions = sorted(sample.region for sample in seen if sample.region is not None)
     assert regions == [(0.0, 0.0, 0.5, 1.0)] * 5
+    assert [s.ignore_zones for s in seen if s.region is not None] == [((0.0, 0.0, 0.25, 0.25),)] * 5
+    assert all(sample.region is None and sample.ignore_zones == () for sample in seen if sample.region is None)
     assert sum(sample.region is None for sample in seen) == 5
 
 
@@ -293,11 +311,16 @@ def test_parts_from_a_station_whose_region_changed_since_training_go_to_people_u
     assert from_framed.scores["region_untrained"] is True
 
     # A model trained with the station's current region decides its parts again.
-    ModelVersion.objects.filter(pk=version.pk).update(station_regions={str(framed.station.pk): LEFT_HALF})
+    framed_view = {"region": LEFT_HALF, "ignore_zones": []}
+    ModelVersion.objects.filter(pk=version.pk).update(station_regions={str(framed.station.pk): framed_view})
     retrained = post_and_run(framed, good, "F-2")
 
     assert not ReviewItem.objects.filter(part=retrained.part).exists()
     assert "region_untrained" not in retrained.scores
+    # Ignore zones are part of the view: adding one to the plain camera sends its parts to people.
+    station_set_region(station=plain.station, ignore_zones=[TOP_CORNER])
+    zoned = post_and_run(plain, good, "P-2")
+    assert ReviewItem.objects.get(part=zoned.part).reason == "region_changed"
 
 
 def test_the_django_admin_shows_a_stations_region_but_cannot_change_it() -> None:
@@ -321,3 +344,39 @@ def test_the_django_admin_shows_a_stations_region_but_cannot_change_it() -> None
     assert page.status_code == 200 and 'name="inspection_region"' not in page.content.decode()
     station = Station.objects.get(pk=camera.station.pk)
     assert station.name == "Renamed" and station.inspection_region == LEFT_HALF
+
+
+def test_the_models_see_ignore_zones_blanked_and_draw_nothing_inside_them(
+    register: Callable[..., ModelVersion],
+) -> None:
+    from workers.ml.regions import blank_zones, parse_zones
+
+    project = make_project()
+    for kind in ("anomaly", "segmenter"):
+        register(project, kind, status=ModelVersion.Status.DEPLOYED)
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=-1.0, auto_fail_threshold=2.0)
+    zoned = make_station(project, "Zoned camera")
+    plain = make_station(project, "Plain camera")
+    station_set_region(station=zoned.station, ignore_zones=[RIGHT_HALF])  # the pit's half: a date code, say
+    frame, _, _ = good_and_defect_side_by_side()
+    blanked = PILImage.fromarray(blank_zones(np.asarray(frame), parse_zones([RIGHT_HALF])))
+
+    in_zoned = post_and_run(zoned, frame, "Z-1")
+    as_blanked = post_and_run(plain, blanked, "B-1")
+
+    # The zoned camera's part scores as the same frame with the zone blanked, seen whole.
+    assert in_zoned.scores["anomaly_score"] == pytest.approx(as_blanked.scores["anomaly_score"], abs=1e-5)
+    assert in_zoned.scores["ignore_zones"] == [RIGHT_HALF]
+    assert np.asarray(blanked)[:, 96:].std() < 1.0  # the zone is one plain colour
+    for key in (in_zoned.heatmap_file, in_zoned.mask_file):
+        drawn = stored_map(key)
+        assert drawn.shape == (96, 192) and drawn[:, 96:].max() == 0
+
+
+def test_a_region_of_the_whole_frame_is_stored_as_no_region() -> None:
+    camera = make_station(make_project())
+
+    station = station_set_region(station=camera.station, region={"x": 0, "y": 0, "width": 1, "height": 1})
+
+    assert station.inspection_region is None and station.view() is None
+    assert not AuditEvent.objects.filter(action="station.region_changed").exists()  # nothing changed

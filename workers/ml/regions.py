@@ -7,6 +7,12 @@ so one region fits every resolution the camera is run at. Training and inference
 it the same way (``crop``); what the models draw (heatmaps, masks) is put back into the
 whole frame (``paste``) so overlays and labels stay in the image's own coordinates.
 
+Ignore zones are rectangles inside the frame that vary from part to part without being
+defects (a printed date code, a label, a serial mark). Training and inference fill each
+with the mean colour around it (``blank_zones``) before cropping, so every model learns and
+sees the same plain patch there, and whatever the models draw is zeroed inside them
+(``zero_zones``); label masks are zeroed there too, so no defect is learnt from a zone.
+
 Framework-free: the Django side validates and stores regions, this module does the pixels.
 """
 
@@ -25,6 +31,8 @@ Box = tuple[int, int, int, int]  # top, left, bottom, right in pixels (bottom/ri
 # mouse, and would be blown up many times to the models' input size.
 MIN_REGION_FRACTION = 0.02
 REGION_KEYS = ("x", "y", "width", "height")
+# Ignore zones per station: enough for date codes, labels and holes; a bound on the work.
+MAX_ZONES = 16
 
 
 def parse_region(value: Any) -> Region:
@@ -97,3 +105,50 @@ def paste(part: np.ndarray, box: Box, shape: tuple[int, int], fill: float = 0) -
     whole = np.full((*shape, *part.shape[2:]), fill, dtype=part.dtype)
     whole[top:bottom, left:right] = part
     return whole
+
+
+def parse_zones(value: Any) -> tuple[Region, ...]:
+    """Ignore zones from a list of regions (``parse_region`` each); ``ValueError`` with the
+    reason, naming the zone, when one is not a rectangle inside the frame."""
+    if not isinstance(value, list | tuple):
+        raise ValueError("ignore zones are a list of {x, y, width, height}")
+    if len(value) > MAX_ZONES:
+        raise ValueError(f"at most {MAX_ZONES} ignore zones")
+    zones = []
+    for index, item in enumerate(value):
+        try:
+            zones.append(parse_region(item))
+        except ValueError as exc:
+            raise ValueError(f"zone {index + 1}: {exc}") from None
+    return tuple(zones)
+
+
+def blank_zones(image: np.ndarray, zones: Sequence[Region]) -> np.ndarray:
+    """``image`` (HxWxC) with each zone filled by the mean colour of a ring around it (a tenth
+    of the zone's size, at least 2 px, read from the original image): a plain patch the models
+    see alike on every part. The image itself when there are no zones."""
+    if not zones:
+        return image
+    height, width = int(image.shape[0]), int(image.shape[1])
+    out = image.copy()
+    for zone in zones:
+        top, left, bottom, right = region_box((height, width), zone)
+        pad = max(2, round(0.1 * max(bottom - top, right - left)))
+        t, lf, b, r = max(0, top - pad), max(0, left - pad), min(height, bottom + pad), min(width, right + pad)
+        ring = np.ones((b - t, r - lf), dtype=bool)
+        ring[top - t : bottom - t, left - lf : right - lf] = False
+        around = image[t:b, lf:r][ring]
+        fill = around.mean(axis=0) if len(around) else image.reshape(height * width, -1).mean(axis=0)
+        out[top:bottom, left:right] = np.round(fill).astype(image.dtype)
+    return out
+
+
+def zero_zones(values: np.ndarray, zones: Sequence[Region]) -> np.ndarray:
+    """A map or mask (HxW[xC]) with zeros inside each zone; the array itself when there are none."""
+    if not zones:
+        return values
+    out = values.copy()
+    for zone in zones:
+        top, left, bottom, right = region_box((int(values.shape[0]), int(values.shape[1])), zone)
+        out[top:bottom, left:right] = 0
+    return out

@@ -26,6 +26,8 @@ class Sample:
     ``region`` (x, y, width, height as fractions; ``workers.ml.regions``) is the part of the
     image the models learn from, the inspection region of the station that took it; the
     mask and polygons stay in the whole image's coordinates and are cut the same way.
+    ``ignore_zones`` (same form, whole-image fractions) are blanked in the image and
+    zeroed in the mask before the cut.
     """
 
     image_path: Path
@@ -33,6 +35,7 @@ class Sample:
     mask_path: Path | None = None
     polygons: list[list[tuple[float, float]]] | None = None
     region: tuple[float, float, float, float] | None = None
+    ignore_zones: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ export interface Overlay {
   cursor: Point | null;
   /** The station's inspection region in image pixels: outside it is dimmed. */
   region?: { x: number; y: number; width: number; height: number } | null;
+  /** Ignore zones in image pixels: shaded, the models see them blanked. */
+  zones?: { x: number; y: number; width: number; height: number }[];
 }
 
 export class Renderer {
@@ -58,6 +60,7 @@ export class Renderer {
     this.drawTiles(ctx, view, width, height);
     const line = 1.5 / view.scale;
     if (overlay.region) this.drawRegion(ctx, overlay.region, line);
+    for (const zone of overlay.zones ?? []) this.drawZone(ctx, zone, line);
     this.drawShapeLayer(ctx, view, width, height, ratio, shapes, palette, overlay);
     if (overlay.draft && overlay.draft.length) {
       ctx.beginPath();
@@ -89,6 +92,16 @@ export class Renderer {
     ctx.strokeStyle = "#ffc914";
     ctx.lineWidth = line;
     ctx.strokeRect(region.x, region.y, region.width, region.height);
+    ctx.restore();
+  }
+
+  private drawZone(ctx: CanvasRenderingContext2D, zone: { x: number; y: number; width: number; height: number }, line: number): void {
+    ctx.save();
+    ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
+    ctx.fillRect(zone.x, zone.y, zone.width, zone.height);
+    ctx.strokeStyle = "#e4572e";
+    ctx.lineWidth = line;
+    ctx.strokeRect(zone.x, zone.y, zone.width, zone.height);
     ctx.restore();
   }
 

@@ -25,6 +25,7 @@ interface TaskImage {
   tiles: string;
   /** The station's inspection region (fractions): training sees only this part of the image. */
   region?: { x: number; y: number; width: number; height: number } | null;
+  ignore_zones?: { x: number; y: number; width: number; height: number }[];
 }
 
 export interface LabelTask {
@@ -771,10 +772,11 @@ class Studio {
 
   drawNow(): void {
     const image = this.task?.image;
-    const region = image?.region
-      ? { x: image.region.x * image.width, y: image.region.y * image.height, width: image.region.width * image.width, height: image.region.height * image.height }
-      : null;
-    this.renderer?.draw(this.view, this.doc.shapes, this.palette, { selected: this.selected, suggestions: this.suggestions, draft: this.draft, cursor: this.cursor, region });
+    const pixels = (r: { x: number; y: number; width: number; height: number }) =>
+      image ? { x: r.x * image.width, y: r.y * image.height, width: r.width * image.width, height: r.height * image.height } : r;
+    const region = image?.region ? pixels(image.region) : null;
+    const zones = (image?.ignore_zones ?? []).map(pixels);
+    this.renderer?.draw(this.view, this.doc.shapes, this.palette, { selected: this.selected, suggestions: this.suggestions, draft: this.draft, cursor: this.cursor, region, zones });
   }
 
   private draw(): void {
@@ -861,8 +863,8 @@ class Studio {
       h("h2", { id: "task-title" }, `Image ${task.inspection} (task ${task.id})`),
       h("p", {}, `Why now: ${task.reasons.length ? task.reasons.join(", ") : "queue order"} · ${task.labels_submitted}/${task.labels_required} labels`),
       h("p", { id: "image-class" }, "Image: ", h("strong", {}, this.doc.defect_class === null && !this.doc.shapes.length ? "good (G)" : className(this.doc.defect_class ?? this.doc.shapes[0]?.defect_class ?? null))),
-      task.image.region
-        ? h("p", { class: "hint", id: "region-hint" }, "The models see only the bright part inside the dashed box (this station's inspection region); marks outside it do not train them.")
+      task.image.region || task.image.ignore_zones?.length
+        ? h("p", { class: "hint", id: "region-hint" }, "The models see only the bright part inside the dashed box (this station's inspection region), with the red zones blanked; marks outside it or in a zone do not train them.")
         : null,
       this.saveState,
       this.conflictBox,

@@ -514,12 +514,14 @@ export function slaText(item: ReviewItem, now: number = Date.now()): string {
   return left <= 0 ? `SLA breached ${minutes} min ago` : `SLA due in ${minutes} min`;
 }
 
-/** The inspection region the models looked at, outlined over the part: an SVG in the image's
- * own pixel coordinates, letterboxed like the image (object-fit: contain), so it stays on the
- * region through zoom and pan. Nothing when the models looked at the whole image. */
+/** The inspection region the models looked at, outlined over the part, and the ignore zones
+ * they saw blanked, shaded: an SVG in the image's own pixel coordinates, letterboxed like the
+ * image (object-fit: contain), so it stays in place through zoom and pan. Nothing when the
+ * models looked at the whole image untouched. */
 function regionOutline(view: PartView): SVGSVGElement | null {
   const { region, width, height } = view;
-  if (!region || !width || !height) return null;
+  const zones = view.ignore_zones ?? [];
+  if ((!region && !zones.length) || !width || !height) return null;
   const svgNs = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(svgNs, "svg");
   svg.setAttribute("class", "region-outline");
@@ -527,13 +529,18 @@ function regionOutline(view: PartView): SVGSVGElement | null {
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
   svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "Inspection region: the models looked only inside the dashed box");
-  const rect = document.createElementNS(svgNs, "rect");
-  rect.setAttribute("x", String(region.x * width));
-  rect.setAttribute("y", String(region.y * height));
-  rect.setAttribute("width", String(region.width * width));
-  rect.setAttribute("height", String(region.height * height));
-  rect.setAttribute("vector-effect", "non-scaling-stroke");
-  svg.append(rect);
+  svg.setAttribute("aria-label", "What the models looked at: inside the dashed box, not the shaded zones");
+  const box = (r: { x: number; y: number; width: number; height: number }, kind: string) => {
+    const rect = document.createElementNS(svgNs, "rect");
+    rect.setAttribute("class", kind);
+    rect.setAttribute("x", String(r.x * width));
+    rect.setAttribute("y", String(r.y * height));
+    rect.setAttribute("width", String(r.width * width));
+    rect.setAttribute("height", String(r.height * height));
+    rect.setAttribute("vector-effect", "non-scaling-stroke");
+    return rect;
+  };
+  if (region) svg.append(box(region, "region"));
+  for (const zone of zones) svg.append(box(zone, "zone"));
   return svg;
 }

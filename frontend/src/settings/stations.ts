@@ -16,6 +16,7 @@ interface Station {
   name: string;
   is_active: boolean;
   inspection_region: Region | null;
+  ignore_zones?: Region[];
 }
 
 interface InspectionRow {
@@ -88,9 +89,20 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
   const editable = context.session.role === "admin";
   const prefix = `station-${station.id}`;
   let region = station.inspection_region;
+  let zones: Region[] = [...(station.ignore_zones ?? [])];
+  let pendingZones: Region[] = [...zones];
   const box = h("div", { class: "region-box", id: `${prefix}-box`, hidden: true });
+  const zoneLayer = h("div", { class: "zone-layer", id: `${prefix}-zone-layer` });
   const picture = h("img", { alt: `Latest image from ${station.line} / ${station.name}` });
-  const frame = h("div", { class: "region-frame", id: `${prefix}-frame`, hidden: true }, picture, box);
+  const frame = h("div", { class: "region-frame", id: `${prefix}-frame`, hidden: true }, picture, box, zoneLayer);
+  const zoneList = h("ul", { class: "zones", id: `${prefix}-zones` });
+  const drawMode = h(
+    "select",
+    { id: `${prefix}-draw` },
+    h("option", { value: "region" }, "the inspection region"),
+    h("option", { value: "zone" }, "an ignore zone (date code, label)"),
+  );
+  drawMode.disabled = !editable;
   const noImage = h("p", { class: "hint" }, "No image from this station yet: type the region in per cent.");
   const status = h("p", { class: "hint", id: `${prefix}-status`, role: "status" });
   const message = h("p", { class: "message", role: "alert", id: `${prefix}-message` });
@@ -116,14 +128,59 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
     box.style.height = `${r.height * 100}%`;
   };
   const saved = () => {
-    status.textContent = `The models look at ${describeRegion(region)}.`;
+    const blanked = zones.length ? `, with ${zones.length} ignore zone${zones.length > 1 ? "s" : ""} blanked` : "";
+    status.textContent = `The models look at ${describeRegion(region)}${blanked}.`;
+  };
+  const zoneBox = (zone: Region, draft = false) => {
+    const node = h("div", { class: draft ? "zone-box draft" : "zone-box" });
+    node.style.left = `${zone.x * 100}%`;
+    node.style.top = `${zone.y * 100}%`;
+    node.style.width = `${zone.width * 100}%`;
+    node.style.height = `${zone.height * 100}%`;
+    return node;
+  };
+  const showZones = (draft: Region | null = null) => {
+    replaceChildren(zoneLayer, ...pendingZones.map((zone) => zoneBox(zone)), draft ? zoneBox(draft, true) : null);
+    replaceChildren(
+      zoneList,
+      ...pendingZones.map((zone, index) =>
+        h(
+          "li",
+          {},
+          `Ignore zone ${index + 1}: ${describeRegion(zone).replace(/^the box /, "")} `,
+          editable
+            ? h(
+                "button",
+                {
+                  type: "button",
+                  class: "remove-zone",
+                  on: {
+                    click: () => {
+                      pendingZones = pendingZones.filter((_, i) => i !== index);
+                      showZones();
+                      status.textContent = "Zone removed. Save to use it.";
+                    },
+                  },
+                },
+                "Remove",
+              )
+            : null,
+        ),
+      ),
+    );
   };
 
   async function save(next: Region | null) {
     try {
-      const updated = await api<Station>(`stations/${station.id}`, { method: "PATCH", body: { inspection_region: next } });
+      const updated = await api<Station>(`stations/${station.id}`, {
+        method: "PATCH",
+        body: { inspection_region: next, ignore_zones: pendingZones },
+      });
       region = updated.inspection_region;
+      zones = [...(updated.ignore_zones ?? [])];
+      pendingZones = [...zones];
       show(region);
+      showZones();
       saved();
       message.textContent = "";
       context.announce(`Region of ${station.name} saved.`);
@@ -147,13 +204,21 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
     frame.addEventListener("pointermove", (event) => {
       if (start === null) return;
       const drawn = regionFromDrag(start, at(event));
-      if (drawn) show(drawn);
+      if (!drawn) return;
+      if (drawMode.value === "zone") showZones(drawn);
+      else show(drawn);
     });
     frame.addEventListener("pointerup", (event) => {
       if (start === null) return;
       const drawn = regionFromDrag(start, at(event));
       start = null;
-      if (drawn) {
+      if (drawMode.value === "zone") {
+        if (drawn && pendingZones.length < 16) {
+          pendingZones = [...pendingZones, drawn];
+          status.textContent = `Ignore zone added: ${describeRegion(drawn)}. Save to use it.`;
+        }
+        showZones();
+      } else if (drawn) {
         show(drawn);
         status.textContent = `Drawn: ${describeRegion(drawn)}. Save to use it.`;
       } else {
@@ -175,7 +240,8 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
             message.textContent = typed;
             return;
           }
-          void save(typed);
+          const whole = typed.x === 0 && typed.y === 0 && typed.width === 1 && typed.height === 1;
+          void save(whole ? null : typed);
         },
       },
     },
@@ -183,7 +249,8 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
     h("label", { for: fields.y.id }, "From top (%)", fields.y),
     h("label", { for: fields.width.id }, "Width (%)", fields.width),
     h("label", { for: fields.height.id }, "Height (%)", fields.height),
-    editable ? h("button", { type: "submit", id: `${prefix}-save` }, "Save region") : null,
+    h("label", { for: drawMode.id }, "Dragging draws", drawMode),
+    editable ? h("button", { type: "submit", id: `${prefix}-save` }, "Save region and zones") : null,
     editable
       ? h("button", { type: "button", id: `${prefix}-clear`, on: { click: () => void save(null) } }, "Whole frame")
       : h("p", { class: "hint" }, "Project admins set regions."),
@@ -195,6 +262,7 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
   for (const input of Object.values(fields)) input.addEventListener("input", preview);
 
   show(region);
+  showZones();
   saved();
   void (async () => {
     try {
@@ -217,6 +285,7 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
     h("h3", {}, `${station.line} / ${station.name}`, station.is_active ? "" : " (deactivated)"),
     frame,
     status,
+    zoneList,
     message,
     form,
     editable ? tokensPanel(context, station) : null,

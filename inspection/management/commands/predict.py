@@ -16,13 +16,14 @@ from PIL import Image as PILImage
 from inspection.errors import DomainError
 from inspection.imaging import normalise_image
 from inspection.models import ModelVersion, Station
-from workers.ml.regions import Region, crop, parse_region, paste, region_box
+from workers.ml.regions import Region, blank_zones, crop, parse_region, parse_zones, paste, region_box, zero_zones
 
 
 class Command(BaseCommand):
     help = (
         'Print {"file", "label", "probabilities", "anomaly_score", "mask", "latency_ms"} for each file. '
-        "With --station (or --region) each file is cut to that inspection region first; the mask PNG "
+        "With --station (or --region) each file is cut to that inspection region (its ignore zones "
+        "blanked) first; the mask PNG "
         "is written at the file's whole size."
     )
 
@@ -51,7 +52,7 @@ class Command(BaseCommand):
             inferencer = load_inferencer(version.artifact_dir, version.artifacts, backend="onnx")
         except MLError as error:
             raise CommandError(f"Model version {version.pk} refused: {error}") from None
-        region = self._region(version, options["station"], options["region"])
+        region, zones = self._view(version, options["station"], options["region"])
         out_dir: Path = options["out"] or Path(settings.VAR_DIR) / "predictions"
         out_dir.mkdir(parents=True, exist_ok=True)
         for path in options["files"]:
@@ -75,27 +76,32 @@ class Command(BaseCommand):
             pixels = np.asarray(PILImage.open(io.BytesIO(normalised.content)).convert("RGB"))
             shape = (int(pixels.shape[0]), int(pixels.shape[1]))
             started = time.perf_counter()
-            prediction = inferencer.predict([crop(pixels, region)])[0]
+            prediction = inferencer.predict([crop(blank_zones(pixels, zones), region)])[0]
             line["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             line["label"] = prediction.label
             line["probabilities"] = prediction.probabilities
             line["anomaly_score"] = prediction.anomaly_score
             if prediction.mask is not None:
                 mask_path = out_dir / f"{path.stem}.v{version.pk}.mask.png"
-                PILImage.fromarray(paste(prediction.mask, region_box(shape, region), shape)).save(mask_path)
+                whole = zero_zones(paste(prediction.mask, region_box(shape, region), shape), zones)
+                PILImage.fromarray(whole).save(mask_path)
                 line["mask"] = str(mask_path)
             self.stdout.write(json.dumps(line))
 
     @staticmethod
-    def _region(version: ModelVersion, station_id: int | None, text: str | None) -> Region | None:
+    def _view(
+        version: ModelVersion, station_id: int | None, text: str | None
+    ) -> tuple[Region | None, tuple[Region, ...]]:
+        """The region (and, from a station, its ignore zones) to cut each file to."""
         if text is not None:
             try:
-                return parse_region([float(value) for value in text.split(",")])
+                return parse_region([float(value) for value in text.split(",")]), ()
             except ValueError as error:
                 raise CommandError(f"Bad --region {text!r}: {error}.") from None
         if station_id is None:
-            return None
+            return None, ()
         station = Station.objects.filter(pk=station_id, project_id=version.project_id).first()
         if station is None:
             raise CommandError(f"No station {station_id} in the model's project.")
-        return parse_region(station.inspection_region) if station.inspection_region is not None else None
+        region = parse_region(station.inspection_region) if station.inspection_region is not None else None
+        return region, parse_zones(station.ignore_zones or [])

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from workers.ml.regions import crop, parse_region, paste, region_box
+from workers.ml.regions import blank_zones, crop, parse_region, parse_zones, paste, region_box, zero_zones
 from workers.ml.trainers.common import load_images, load_masks
 from workers.ml.training import RunControl
 from workers.ml.types import Sample
@@ -94,3 +94,42 @@ def test_training_images_and_masks_are_cut_to_the_samples_region(tmp_path: Path)
     assert (images[1] == 120).all() and masks[1].sum() == 0  # the defect is outside the left half
     assert images[2].min() == 20 and masks[2].sum() == 20 * 20  # the right half at its own scale
     assert masks[0].sum() == 10 * 20  # the whole frame squeezed to 64x64 halves the defect's width
+
+
+def test_ignore_zones_are_a_list_of_regions_refused_with_the_zone_named() -> None:
+    assert parse_zones([[0, 0, 0.5, 0.5], {"x": 0.5, "y": 0.5, "width": 0.5, "height": 0.5}]) == (
+        (0.0, 0.0, 0.5, 0.5),
+        (0.5, 0.5, 0.5, 0.5),
+    )
+    assert parse_zones([]) == ()
+    with pytest.raises(ValueError, match="a list"):
+        parse_zones({"x": 0, "y": 0, "width": 1, "height": 1})
+    with pytest.raises(ValueError, match=r"zone 2: .*inside the image"):
+        parse_zones([[0, 0, 0.5, 0.5], [0.8, 0, 0.5, 0.5]])
+    with pytest.raises(ValueError, match="at most 16"):
+        parse_zones([[0, 0, 0.5, 0.5]] * 17)
+
+
+def test_a_zone_is_filled_with_the_colour_around_it_and_nothing_else_changes() -> None:
+    image = np.full((40, 40, 3), 100, dtype=np.uint8)
+    image[10:20, 10:20] = (10, 200, 30)  # a printed code inside the zone
+    zone = (0.25, 0.25, 0.25, 0.25)  # pixels 10..20
+
+    blanked = blank_zones(image, [zone])
+
+    assert (blanked[10:20, 10:20] == 100).all()
+    assert np.array_equal(np.delete(blanked, np.s_[10:20], axis=0), np.delete(image, np.s_[10:20], axis=0))
+    assert (image[10:20, 10:20] == (10, 200, 30)).all()  # the input is left as it was
+    assert blank_zones(image, []) is image
+    assert zero_zones(np.full((40, 40), 255, dtype=np.uint8), [zone])[10:20, 10:20].max() == 0
+
+
+def test_training_images_and_masks_are_blanked_and_zeroed_in_the_samples_ignore_zones(tmp_path: Path) -> None:
+    whole = two_halves(tmp_path)
+    zoned = dataclasses.replace(whole, ignore_zones=((0.5, 0.0, 0.5, 1.0),))  # the defect's half
+
+    images = load_images([zoned], (64, 128), RunControl(None, None))
+    masks = load_masks([zoned], (64, 128), "good")
+
+    assert (images[0] == 120).all()  # the dark square is gone, filled with the grey around it
+    assert masks[0].sum() == 0  # and no defect is learnt from a zone

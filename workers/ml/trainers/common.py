@@ -24,7 +24,7 @@ from workers.ml.augment import build_augmentation
 from workers.ml.errors import TrainingDataError
 from workers.ml.export import export_onnx, quantize_int8
 from workers.ml.imaging import read_image, read_mask, resize
-from workers.ml.regions import crop
+from workers.ml.regions import blank_zones, crop, zero_zones
 from workers.ml.training import (
     MEMORY_BANK_NAME,
     ONNX_INT8_NAME,
@@ -102,13 +102,17 @@ def load_images(samples: Sequence[Sample], size: tuple[int, int], control: RunCo
     for index, sample in enumerate(samples):
         if index % 32 == 0:
             control.check()
-        images[index] = resize(crop(read_image(sample.image_path), sample.region), size)
+        images[index] = resize(
+            crop(blank_zones(read_image(sample.image_path), sample.ignore_zones), sample.region), size
+        )
     return images
 
 
 def sample_mask(sample: Sample) -> np.ndarray:
-    """The sample's defect mask, uint8 {0, 1}, cut to its region like its image."""
-    return crop(read_mask(sample.mask_path, sample.polygons, image_shape(sample.image_path)), sample.region)
+    """The sample's defect mask, uint8 {0, 1}, zeroed in its ignore zones and cut to its
+    region like its image."""
+    full = read_mask(sample.mask_path, sample.polygons, image_shape(sample.image_path))
+    return crop(zero_zones(full, sample.ignore_zones), sample.region)
 
 
 def load_masks(samples: Sequence[Sample], size: tuple[int, int], good_class: str) -> np.ndarray:
