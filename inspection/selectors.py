@@ -15,6 +15,7 @@ from inspection.auth import StationPrincipal
 from inspection.errors import Forbidden, NotFound
 from inspection.models import (
     AuditEvent,
+    Calibration,
     DefectClass,
     Inspection,
     Membership,
@@ -191,3 +192,50 @@ def human_labels_since_deployment(*, project: Project) -> int:
     if started:
         labels = labels.filter(created_at__gt=max(started))
     return labels.count()
+
+
+def station_view_untrained(station: Station, versions: Iterable[Any]) -> bool:
+    """Whether any of the model ``versions`` learnt this station's images through another view
+    (inspection region and ignore zones) than the station has now; a version from before
+    regions saw the whole frame."""
+    current = station.view()
+    return any((version.station_regions or {}).get(str(station.pk)) != current for version in versions)
+
+
+def station_models_view(*, station: Station, deployed: list[ModelVersion] | None = None) -> dict[str, Any]:
+    """How the deployed models see the station now: ``learnt`` (None: nothing deployed) whether
+    they were trained on its current view; if not, ``calibration``: the thresholds fitted on the
+    station's decided parts through that view (None: none yet, its parts go to people)."""
+    from workers.ml.regions import view_key
+
+    if deployed is None:
+        deployed = list(ModelVersion.objects.filter(project_id=station.project_id, status=ModelVersion.Status.DEPLOYED))
+    if not deployed:
+        return {"learnt": None, "calibration": None}
+    if not station_view_untrained(station, deployed):
+        return {"learnt": True, "calibration": None}
+    label = ",".join(sorted(version.serving_label for version in deployed))
+    calibration = (
+        Calibration.objects.filter(project_id=station.project_id, model_version=label, station=station)
+        .filter(view_key=view_key(station.view()))
+        .order_by("-id")
+        .first()
+    )
+    if calibration is None:
+        return {"learnt": False, "calibration": None}
+    fields = ("id", "parts", "t_pass", "t_fail", "expected_review_rate", "escape_rate", "created_at")
+    return {"learnt": False, "calibration": {name: getattr(calibration, name) for name in fields}}
+
+
+def stations_on_unlearnt_views(*, project: Project) -> list[tuple[Station, dict[str, Any]]]:
+    """The project's stations whose current view the deployed models were not trained on, with
+    ``station_models_view`` of each."""
+    deployed = list(ModelVersion.objects.filter(project=project, status=ModelVersion.Status.DEPLOYED))
+    if not deployed:
+        return []
+    out = []
+    for station in project.stations.select_related("line").order_by("id"):
+        state = station_models_view(station=station, deployed=deployed)
+        if state["learnt"] is False:
+            out.append((station, state))
+    return out

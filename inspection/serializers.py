@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.urls import reverse
 from rest_framework import serializers
@@ -24,7 +24,7 @@ from inspection.models import (
     WebhookDelivery,
 )
 from inspection.plant_time import known_time_zones
-from inspection.selectors import final_verdict_of
+from inspection.selectors import final_verdict_of, station_models_view
 
 
 class StrictInputSerializer(serializers.Serializer):  # type: ignore[type-arg]  # DRF generic default
@@ -270,10 +270,28 @@ class MembershipUpdateInputSerializer(StrictInputSerializer):
 class StationOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     line = serializers.CharField(source="line.name")
     line_id = serializers.IntegerField(read_only=True)
+    models_view = serializers.SerializerMethodField(
+        help_text="learnt: whether the deployed models were trained on the station's current view "
+        "(null: none deployed); if not, calibration: the thresholds fitted on its decided parts "
+        "through that view (null: none yet, so its parts go to people)"
+    )
 
     class Meta:
         model = Station
-        fields = ["id", "project", "line", "line_id", "name", "is_active", "inspection_region", "ignore_zones"]
+        fields = [
+            "id", "project", "line", "line_id", "name", "is_active", "inspection_region", "ignore_zones", "models_view",
+        ]  # fmt: skip
+
+    def get_models_view(self, station: Station) -> dict[str, Any]:
+        # One read of the deployed models per project for a whole page of stations.
+        deployed: dict[int, list[ModelVersion]] = cast(dict[str, Any], self.context).setdefault(
+            "deployed_by_project", {}
+        )
+        if station.project_id not in deployed:
+            deployed[station.project_id] = list(
+                ModelVersion.objects.filter(project_id=station.project_id, status=ModelVersion.Status.DEPLOYED)
+            )
+        return station_models_view(station=station, deployed=deployed[station.project_id])
 
 
 class StationCreateInputSerializer(StrictInputSerializer):

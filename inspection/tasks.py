@@ -108,3 +108,12 @@ def calibration_rescore_task(project_id: int) -> None:
     from inspection.services.routing import calibration_rescore
 
     calibration_rescore(project_id=project_id)
+
+
+@loupe_task(name="inspection.rescore_view_calibration", queue=Queue.DEFAULT, soft_time_limit=1800, time_limit=1900)
+def calibration_rescore_view_task(station_id: int) -> None:
+    """After a station's view changed: score its decided parts through the new view with the
+    deployed models and fit the station's own thresholds."""
+    from inspection.services.routing import calibration_rescore_view
+
+    calibration_rescore_view(station_id=station_id)

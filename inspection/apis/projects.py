@@ -155,7 +155,11 @@ class ProjectRoutingApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         project = selectors.access_project(user=request.user, project_id=pk)
         label = deployed_label(project=project)
-        calibration = Calibration.objects.filter(project=project, model_version=label).order_by("-id").first()
+        calibration = (
+            Calibration.objects.filter(project=project, model_version=label, station__isnull=True)
+            .order_by("-id")
+            .first()
+        )
         return Response(
             {
                 "project": project.pk,
@@ -168,6 +172,12 @@ class ProjectRoutingApi(APIView):
                 },
                 "calibration": CalibrationOutputSerializer(calibration).data if calibration else None,
                 "human_labels_since_deployment": selectors.human_labels_since_deployment(project=project),
+                # Stations seen through a view the deployed models were not trained on, each
+                # with the thresholds fitted for that view (null: its parts go to people).
+                "stations_on_new_views": [
+                    {"station": station.pk, "line": station.line.name, "name": station.name, **state}
+                    for station, state in selectors.stations_on_unlearnt_views(project=project)
+                ],
             }
         )
 

@@ -99,26 +99,41 @@ class ModelVersion(models.Model):
 class CalibrationScore(models.Model):
     """A human-decided part's image scored again by a newly deployed model set, so that the new
     set is calibrated at once on the parts people already decided instead of sending every part
-    to review until it has served enough of its own (``routing.calibration_rescore``)."""
+    to review until it has served enough of its own (``routing.calibration_rescore``).
+
+    With a ``view_key``: scored through a station's new view (inspection region and ignore
+    zones) that the deployed models never learnt, for that station's own calibration
+    (``routing.calibration_rescore_view``)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="calibration_scores")
     model_version = models.CharField(max_length=64)  # the deployed set's serving label
     inspection = models.ForeignKey("inspection.Inspection", on_delete=models.CASCADE, related_name="+")
+    view_key = models.CharField(max_length=16, blank=True, default="")  # "": the view the set learnt
     defect_score = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["model_version", "inspection"], name="calibration_score_unique"),
+            models.UniqueConstraint(
+                fields=["model_version", "inspection", "view_key"], name="calibration_score_unique_per_view"
+            ),
         ]
         indexes = [models.Index(fields=["project", "model_version"])]
 
 
 class Calibration(models.Model):
-    """Thresholds fitted for one deployed model set on the project's human-labelled parts."""
+    """Thresholds fitted for one deployed model set on the project's human-labelled parts.
+
+    With a ``station``: fitted on that station's parts only, scored through its current view
+    (``view_key``) that the deployed models did not learn; its thresholds let the models decide
+    that station's parts again before they are retrained (``routing.calibration_run``)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="calibrations")
     model_version = models.CharField(max_length=64)  # the deployed set it was fitted for
+    station = models.ForeignKey(
+        "inspection.Station", null=True, blank=True, on_delete=models.CASCADE, related_name="view_calibrations"
+    )
+    view_key = models.CharField(max_length=16, blank=True, default="")  # with station: its view's key
     parts = models.PositiveIntegerField()  # calibration parts used
     target_escape_rate = models.FloatField()
     target_false_reject_rate = models.FloatField()

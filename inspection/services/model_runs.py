@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from inspection.models import Inspection, ModelVersion, Verdict
+from inspection.selectors import station_view_untrained
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.verdicts import ModelVerdict, _route_part, verdicts_record_final_from_models
@@ -30,6 +31,8 @@ from workers.ml.regions import (
     paste,
     region_box,
     region_dict,
+    scored_view,
+    view_key,
     zero_zones,
 )
 
@@ -134,9 +137,7 @@ def _region_untrained(inspection: Inspection, deployed: dict[str, ModelVersion])
     region and ignore zones) than the station has now; a version from before regions saw the
     whole frame. Its scores for this view were never validated, so routing sends the part to
     people."""
-    station = inspection.station
-    current = station.view()
-    return any((version.station_regions or {}).get(str(station.pk)) != current for version in deployed.values())
+    return station_view_untrained(inspection.station, deployed.values())
 
 
 def _forward_together(deployed: dict[str, ModelVersion]) -> bool:
@@ -310,6 +311,7 @@ def _run_and_route(inspections: list[Inspection]) -> None:
     project = inspections[0].project
     deployed = serving.deployed_versions(project_id=project.pk)
     thresholds: dict[str, tuple[float, float, Any]] = {}
+    view_thresholds: dict[tuple[str, int, str], Any] = {}
     outcomes = []
     runs = (
         run_models_many(inspections=inspections, deployed=deployed) if deployed else [ModelRun() for _ in inspections]
@@ -320,8 +322,23 @@ def _run_and_route(inspections: list[Inspection]) -> None:
             if run.model_version not in thresholds:
                 thresholds[run.model_version] = routing.thresholds_for(project=project, model_version=run.model_version)
             t_pass, t_fail, calibration = thresholds[run.model_version]
+            view_calibration = None
+            if run.scores.get("region_untrained"):  # a view the models never learnt: its own thresholds
+                key = (run.model_version, inspection.station_id, view_key(scored_view(run.scores)))
+                if key not in view_thresholds:
+                    view_thresholds[key] = routing.view_thresholds_for(
+                        project=project, model_version=key[0], station_id=key[1], view_key=key[2]
+                    )
+                view_calibration = view_thresholds[key]
+                if view_calibration is not None:
+                    t_pass, t_fail, calibration = view_calibration.t_pass, view_calibration.t_fail, view_calibration
             view = routing.decide_view(
-                project=project, scores=run.scores, t_pass=t_pass, t_fail=t_fail, error=run.error
+                project=project,
+                scores=run.scores,
+                t_pass=t_pass,
+                t_fail=t_fail,
+                error=run.error,
+                view_calibrated=view_calibration is not None,
             )
             run.scores["decision"] = view.as_dict()
             run.scores["thresholds"] = {

@@ -59,7 +59,9 @@ def station_set_region(
     whole frame) and its ignore zones (a list; [] for none); a keyword left out keeps its
     value. Parts inspected from now on are cut and blanked this way. Deployed models that
     learnt another view of this station send its parts to people until models trained on
-    the new one serve (routing: ``region_changed``). Audited with both before and after."""
+    the new one serve (routing: ``region_changed``), or until their scores through the new
+    view are calibrated on the station's decided parts (``routing.calibration_rescore_view``,
+    queued here). Audited with both before and after."""
     from workers.ml.regions import parse_region, parse_zones, region_dict
 
     try:
@@ -91,7 +93,16 @@ def station_set_region(
             before=before,
             after=after,
         )
+        # The deployed models score the station's decided parts through the new view and get
+        # thresholds of its own, so they decide its parts again before they are retrained.
+        transaction.on_commit(lambda: _rescore_view(locked.pk))
     return locked
+
+
+def _rescore_view(station_id: int) -> None:
+    from inspection.tasks import calibration_rescore_view_task
+
+    calibration_rescore_view_task.delay(station_id)
 
 
 def station_token_issue(

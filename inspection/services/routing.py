@@ -17,6 +17,7 @@ import numpy as np
 from django.db import transaction
 
 from inspection.models import Calibration, CalibrationScore, Inspection, Project, Verdict
+from inspection.selectors import station_view_untrained
 from inspection.services.audit import audit_record
 
 
@@ -36,7 +37,7 @@ RESCORE_SAVE_EVERY = 100
 
 def thresholds_for(*, project: Project, model_version: str) -> tuple[float, float, Calibration | None]:
     calibration = (
-        Calibration.objects.filter(project=project, model_version=model_version)
+        Calibration.objects.filter(project=project, model_version=model_version, station__isnull=True)
         .only("id", "t_pass", "t_fail")  # per part: not the workload curve
         .order_by("-id")
         .first()
@@ -46,11 +47,36 @@ def thresholds_for(*, project: Project, model_version: str) -> tuple[float, floa
     return project.auto_pass_threshold, project.auto_fail_threshold, None
 
 
-def decide_view(*, project: Project, scores: dict[str, Any], t_pass: float, t_fail: float, error: str) -> Decision:
-    """The decision for one image from its model scores (see ``run_models``)."""
+def view_thresholds_for(*, project: Project, model_version: str, station_id: int, view_key: str) -> Calibration | None:
+    """The latest calibration of ``model_version`` on one station's parts seen through the
+    view ``view_key`` (one the models never learnt); None: not calibrated on it yet."""
+    return (
+        Calibration.objects.filter(project=project, model_version=model_version, station_id=station_id)
+        .filter(view_key=view_key)
+        .only("id", "t_pass", "t_fail")
+        .order_by("-id")
+        .first()
+    )
+
+
+def decide_view(
+    *,
+    project: Project,
+    scores: dict[str, Any],
+    t_pass: float,
+    t_fail: float,
+    error: str,
+    view_calibrated: bool = False,
+) -> Decision:
+    """The decision for one image from its model scores (see ``run_models``).
+
+    An image seen through a view the models never learnt (``region_untrained``) is decided by
+    them only with thresholds calibrated on that station's parts through that view
+    (``view_calibrated``); anything they are unsure of goes to people as ``region_changed``."""
     if error or scores.get("defect_score") is None:
         return Decision("review", "model_error")
-    if scores.get("region_untrained"):  # see model_runs._region_untrained
+    untrained = bool(scores.get("region_untrained"))  # see model_runs._region_untrained
+    if untrained and not view_calibrated:
         return Decision("review", "region_changed")
     ratio = scores.get("anomaly_ratio")
     if ratio is not None and ratio >= project.out_of_distribution_ratio:
@@ -63,7 +89,7 @@ def decide_view(*, project: Project, scores: dict[str, Any], t_pass: float, t_fa
         return Decision("pass")
     if score >= t_fail:
         return Decision("fail", defect_class=scores.get("predicted_class"))
-    return Decision("review", "uncertain")
+    return Decision("review", "region_changed" if untrained else "uncertain")
 
 
 def decide_part(views: list[Decision]) -> Decision:
@@ -124,12 +150,14 @@ def calibration_parts(*, project: Project, model_version: str) -> tuple[np.ndarr
     for part_id, image_id, view_scores in rows.values_list("part_id", "image_id", "scores"):
         if image_id in trained_on or part_id not in human:  # decided after ``human`` was read
             continue
-        if isinstance(view_scores, dict) and view_scores.get("defect_score") is not None:
+        if not isinstance(view_scores, dict) or view_scores.get("region_untrained"):
+            continue  # seen through a view the set never learnt: that station's own calibration
+        if view_scores.get("defect_score") is not None:
             scores.append(float(view_scores["defect_score"]))
             defective.append(human[part_id] == Verdict.Outcome.FAIL)
     # Images of decided parts that this set scored after it was deployed (``calibration_rescore``).
     rescored = CalibrationScore.objects.filter(
-        project=project, model_version=model_version, inspection__part_id__in=decided.values("part_id")
+        project=project, model_version=model_version, view_key="", inspection__part_id__in=decided.values("part_id")
     ).values_list("inspection__part_id", "inspection__image_id", "defect_score")
     for part_id, image_id, score in rescored:
         if image_id in trained_on or part_id not in human:
@@ -176,11 +204,7 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
             continue
         run = run_models(inspection=inspection, deployed=deployed, save_overlays=False)
         if run.defect_score is not None and not run.error:
-            scored.append(
-                CalibrationScore(
-                    project=project, model_version=label, inspection=inspection, defect_score=float(run.defect_score)
-                )
-            )
+            scored.append(_calibration_score(project, run, inspection))
         if len(scored) >= RESCORE_SAVE_EVERY:
             # Kept as it goes: a run stopped by its time limit leaves its scores, and the next
             # run starts where it stopped (scored parts are skipped above).
@@ -188,14 +212,146 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
             scored = []
     saved += len(CalibrationScore.objects.bulk_create(scored, ignore_conflicts=True))
     calibration_run(project=project, model_version=label)
+    # Stations whose view the new set did not learn: their own calibration on that view.
+    for station in project.stations.all():
+        if station_view_untrained(station, deployed.values()):
+            saved += calibration_rescore_view(station_id=station.pk, limit=limit)
     return saved
 
 
-def calibration_run(*, project: Project, model_version: str, actor: Any = None) -> Calibration:
-    """Fit thresholds for ``model_version`` (the deployed set's label) to the project's targets."""
+def _calibration_score(project: Project, run: Any, inspection: Inspection) -> CalibrationScore:
+    """A rescored image's score, filed under the view it was seen through when that is one the
+    set never learnt (for its station's own calibration), else under the set alone."""
+    from workers.ml.regions import scored_view, view_key
+
+    key = view_key(scored_view(run.scores)) if run.scores.get("region_untrained") else ""
+    return CalibrationScore(
+        project=project,
+        model_version=run.model_version,
+        inspection=inspection,
+        view_key=key,
+        defect_score=float(run.defect_score),
+    )
+
+
+def calibration_rescore_view(*, station_id: int, limit: int = 2000) -> int:
+    """Let the deployed models decide a station's parts again soon after its view (inspection
+    region, ignore zones) changed, without waiting for models retrained on it: score the images
+    of the station's latest ``limit`` human-decided parts through the new view, then fit that
+    station's own thresholds on them (``calibration_run`` with ``station``). A person's verdict
+    is about the part, so a defect the new view hides or blurs counts as an escape here and
+    keeps the auto-pass threshold below it: the escape bound holds for the new view. Parts the
+    station sends to people meanwhile add to it (``routing_recalibrate_stale``). Idempotent;
+    returns how many images were scored."""
+    from inspection import serving
+    from inspection.models import Station
+    from inspection.services.model_runs import run_models
+    from workers.ml.regions import view_key
+
+    station = Station.objects.select_related("project").filter(pk=station_id).first()
+    if station is None:
+        return 0
+    project = station.project
+    label = deployed_label(project=project)
+    deployed = serving.deployed_versions(project_id=project.pk)
+    if not label or not station_view_untrained(station, deployed.values()):
+        return 0  # nothing serves, or the deployed models learnt this view
+    key = view_key(station.view())
+    decided = list(
+        Verdict.objects.filter(
+            project=project, is_final=True, source=Verdict.Source.HUMAN, part_id__in=_station_parts(station)
+        )
+        .order_by("-id")
+        .values_list("part_id", flat=True)[:limit]
+    )
+    done_already = CalibrationScore.objects.filter(model_version=label, view_key=key).values("inspection_id")
+    todo = (
+        Inspection.objects.filter(project=project, station=station, part_id__in=decided, status=Inspection.Status.DONE)
+        .exclude(pk__in=done_already)
+        .select_related("image", "project", "part", "station")
+    )
+    trained_on = trained_on_images(project=project, model_version=label)
+    scored: list[CalibrationScore] = []
+    saved = 0
+    for inspection in todo.iterator(chunk_size=200):
+        if inspection.image_id in trained_on or _scored_live_through(inspection, label, key):
+            continue
+        run = run_models(inspection=inspection, deployed=deployed, save_overlays=False)
+        if run.defect_score is not None and not run.error:
+            scored.append(_calibration_score(project, run, inspection))
+        if len(scored) >= RESCORE_SAVE_EVERY:
+            saved += len(CalibrationScore.objects.bulk_create(scored, ignore_conflicts=True))
+            scored = []
+    saved += len(CalibrationScore.objects.bulk_create(scored, ignore_conflicts=True))
+    calibration_run(project=project, model_version=label, station=station)
+    return saved
+
+
+def _station_parts(station: Any) -> Any:
+    """The ids of the parts a station photographed (a subquery)."""
+    return Inspection.objects.filter(station=station).values("part_id")
+
+
+def _scored_live_through(inspection: Inspection, label: str, key: str) -> bool:
+    """Whether the set ``label`` scored this image when it arrived, through the view ``key``."""
+    from workers.ml.regions import scored_view, view_key
+
+    scores = inspection.scores if isinstance(inspection.scores, dict) else {}
+    return (
+        inspection.model_version == label
+        and bool(scores.get("region_untrained"))
+        and view_key(scored_view(scores)) == key
+    )
+
+
+def calibration_parts_view(
+    *, project: Project, model_version: str, station: Any, view_key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(defect scores, human says defective) of one station's decided parts as the set
+    ``model_version`` scored them through the view ``view_key``: live, when the station sent
+    them to people under it, and rescored (``calibration_rescore_view``). Images the set
+    trained on are left out, as in ``calibration_parts``."""
+    decided = Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
+    human = dict(decided.filter(part_id__in=_station_parts(station)).values_list("part_id", "outcome"))
+    trained_on = trained_on_images(project=project, model_version=model_version)
+    by_image: dict[int, tuple[float, bool]] = {}
+    live = Inspection.objects.filter(
+        project=project, station=station, model_version=model_version, part_id__in=decided.values("part_id")
+    )
+    for inspection in live.only("id", "part_id", "image_id", "model_version", "scores"):
+        if inspection.image_id in trained_on or inspection.part_id not in human:
+            continue
+        if (
+            _scored_live_through(inspection, model_version, view_key)
+            and inspection.scores.get("defect_score") is not None
+        ):
+            outcome = human[inspection.part_id] == Verdict.Outcome.FAIL
+            by_image[inspection.pk] = (float(inspection.scores["defect_score"]), outcome)
+    rescored = CalibrationScore.objects.filter(
+        project=project, model_version=model_version, view_key=view_key, inspection__station=station
+    ).values_list("inspection_id", "inspection__part_id", "inspection__image_id", "defect_score")
+    for inspection_id, part_id, image_id, score in rescored:
+        if image_id in trained_on or part_id not in human:
+            continue
+        by_image.setdefault(inspection_id, (float(score), human[part_id] == Verdict.Outcome.FAIL))
+    scores = [score for score, _ in by_image.values()]
+    defective = [outcome for _, outcome in by_image.values()]
+    return np.asarray(scores, dtype=np.float64), np.asarray(defective, dtype=bool)
+
+
+def calibration_run(*, project: Project, model_version: str, actor: Any = None, station: Any = None) -> Calibration:
+    """Fit thresholds for ``model_version`` (the deployed set's label) to the project's targets;
+    with ``station``, on that station's parts seen through its current view only."""
+    from workers.ml.regions import view_key
     from workers.routing.calibration import calibrate, workload_curve
 
-    scores, defective = calibration_parts(project=project, model_version=model_version)
+    key = view_key(station.view()) if station is not None else ""
+    if station is not None:
+        scores, defective = calibration_parts_view(
+            project=project, model_version=model_version, station=station, view_key=key
+        )
+    else:
+        scores, defective = calibration_parts(project=project, model_version=model_version)
     delta = 1.0 - project.calibration_confidence
     chosen = calibrate(
         scores,
@@ -209,6 +365,8 @@ def calibration_run(*, project: Project, model_version: str, actor: Any = None) 
         calibration = Calibration.objects.create(
             project=project,
             model_version=model_version,
+            station=station,
+            view_key=key,
             parts=chosen.n,
             target_escape_rate=project.target_escape_rate,
             target_false_reject_rate=project.target_false_reject_rate,
@@ -227,6 +385,7 @@ def calibration_run(*, project: Project, model_version: str, actor: Any = None) 
             subject=calibration,
             after={
                 "model_version": model_version,
+                **({"station": station.pk, "view": station.view()} if station is not None else {}),
                 "parts": chosen.n,
                 "t_pass": chosen.t_pass,
                 "t_fail": chosen.t_fail,
@@ -258,14 +417,42 @@ def routing_recalibrate(*, project_id: int, actor: Any = None) -> Calibration | 
 def routing_recalibrate_stale() -> int:
     """Refit projects whose deployed models gained human-labelled parts since their last
     calibration (run periodically). Returns how many were refitted."""
+    from inspection.models import ModelVersion
+    from workers.ml.regions import view_key
+
     refitted = 0
     for project in Project.objects.filter(model_versions__status="deployed").distinct():
         label = deployed_label(project=project)
-        latest = Calibration.objects.filter(project=project, model_version=label).order_by("-id").first()
+        latest = (
+            Calibration.objects.filter(project=project, model_version=label, station__isnull=True)
+            .order_by("-id")
+            .first()
+        )
         newer = Verdict.objects.filter(project=project, source=Verdict.Source.HUMAN, is_final=True)
         if latest is not None:
             newer = newer.filter(created_at__gt=latest.created_at)
         if latest is None or newer.exists():
             calibration_run(project=project, model_version=label)
             refitted += 1
+        # Stations seen through a view the set never learnt: their own calibration, refitted
+        # as people decide the parts they send.
+        versions = list(ModelVersion.objects.filter(project=project, status=ModelVersion.Status.DEPLOYED))
+        for station in project.stations.all():
+            if not station_view_untrained(station, versions):
+                continue
+            latest_view = (
+                Calibration.objects.filter(
+                    project=project, model_version=label, station=station, view_key=view_key(station.view())
+                )
+                .order_by("-id")
+                .first()
+            )
+            at_station = Verdict.objects.filter(
+                project=project, source=Verdict.Source.HUMAN, is_final=True, part_id__in=_station_parts(station)
+            )
+            if latest_view is not None:
+                at_station = at_station.filter(created_at__gt=latest_view.created_at)
+            if at_station.exists():
+                calibration_run(project=project, model_version=label, station=station)
+                refitted += 1
     return refitted

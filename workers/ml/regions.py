@@ -18,6 +18,8 @@ Framework-free: the Django side validates and stores regions, this module does t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -152,3 +154,25 @@ def zero_zones(values: np.ndarray, zones: Sequence[Region]) -> np.ndarray:
         top, left, bottom, right = region_box((int(values.shape[0]), int(values.shape[1])), zone)
         out[top:bottom, left:right] = 0
     return out
+
+
+def view_key(view: Mapping[str, Any] | None) -> str:
+    """A short stable name for a station's view (``{"region", "ignore_zones"}``; None: the
+    whole frame untouched), the same for equal views however their numbers were written, so
+    scores and calibrations can be filed by the view they were made under."""
+    region = None
+    zones: list[dict[str, float]] = []
+    if view:
+        if view.get("region") is not None:
+            region = region_dict(parse_region(view["region"]))
+        zones = [region_dict(zone) for zone in parse_zones(view.get("ignore_zones") or [])]
+    if region == dict(zip(REGION_KEYS, (0.0, 0.0, 1.0, 1.0), strict=True)):
+        region = None
+    text = json.dumps({"region": region, "ignore_zones": zones}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scored_view(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """The view an inference run looked through, from the scores it recorded (``region``,
+    ``ignore_zones``)."""
+    return {"region": scores.get("region"), "ignore_zones": list(scores.get("ignore_zones") or [])}
