@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeRegion, regionFromDrag, regionFromPercent, regionPercent } from "../src/settings/region";
+import { describeModelsView, describeRegion, regionFromDrag, regionFromPercent, regionPercent } from "../src/settings/region";
 
 describe("a region drawn by dragging", () => {
   it("is the rectangle between the two points, whichever way the drag went", () => {
@@ -40,5 +40,35 @@ describe("a region typed in per cent", () => {
   it("is described in words", () => {
     expect(describeRegion(null)).toBe("the whole frame");
     expect(describeRegion({ x: 0.1, y: 0.2, width: 0.5, height: 0.25 })).toBe("the box from 10 % to 60 % across and 20 % to 45 % down");
+  });
+});
+
+describe("what the settings say about the models and a station's view", () => {
+  const calibration = {
+    id: 1, parts: 640, t_pass: 0.2, t_fail: 0.9, expected_review_rate: 0.123, escape_rate: 0, created_at: "",
+  };
+
+  it("says nothing before any models are deployed", () => {
+    expect(describeModelsView({ learnt: null, calibration: null })).toBe("");
+    expect(describeModelsView(undefined)).toBe("");
+  });
+
+  it("says the models learnt the view", () => {
+    expect(describeModelsView({ learnt: true, calibration: null })).toMatch(/trained on this view/);
+  });
+
+  it("says parts go to people until the new view is calibrated", () => {
+    expect(describeModelsView({ learnt: false, calibration: null })).toMatch(/go to people until/);
+  });
+
+  it("says a calibration too small for the escape target still sends parts to people", () => {
+    const small = { ...calibration, parts: 1, t_pass: -1, t_fail: 2 };
+    expect(describeModelsView({ learnt: false, calibration: small })).toMatch(/^Calibrated on 1 decided part seen.*not enough/);
+  });
+
+  it("says the models decide again, with the share that goes to people", () => {
+    const text = describeModelsView({ learnt: false, calibration });
+    expect(text).toMatch(/calibrated on 640 decided parts/);
+    expect(text).toMatch(/about 12\.3 % to people/);
   });
 });

@@ -159,3 +159,32 @@ def test_an_admin_draws_an_ignore_zone_saves_it_and_removes_it(live: LiveStack, 
     page.click(f"#station-{station_id}-save")
     wait_until(lambda: Station.objects.get(pk=station_id).ignore_zones == [], timeout_s=10, what="zone removed")
     assert screen.dialogs == [] and screen.errors == []
+
+
+def test_the_station_card_says_whether_the_deployed_models_decide_its_parts_through_its_view(
+    live: LiveStack, open_screen: Any, register: Any
+) -> None:
+    from inspection.models import Calibration, ModelVersion
+
+    project = make_project()
+    register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    camera = station_with_an_image(project)
+    station_id = camera.station.pk
+    screen = open_screen(make_user(project, role="admin"), "settings")
+    page = screen.page
+    said = f"#station-{station_id}-models"
+    page.wait_for_selector(f"{said}:not([hidden])")
+    assert "trained on this view" in (page.text_content(said) or "")
+
+    for side, value in (("x", "50"), ("y", "0"), ("width", "50"), ("height", "100")):
+        page.fill(f"#station-{station_id}-{side}", value)
+    page.click(f"#station-{station_id}-save")
+    page.wait_for_function(f"() => document.querySelector('{said}').textContent.includes('not trained on this view')")
+    # The change queued the station's calibration on the new view; the worker fits it (no
+    # decided parts yet here, so it cannot let the models pass anything).
+    wait_until(lambda: Calibration.objects.filter(station_id=station_id).exists(), timeout_s=60, what="calibration")
+    page.reload()
+    page.wait_for_selector(f"{said}:not([hidden])")
+    page.wait_for_function(f"() => document.querySelector('{said}').textContent.includes('not enough')")
+    assert "Calibrated on 0 decided parts" in (page.text_content(said) or "")
+    assert screen.dialogs == [] and screen.errors == []

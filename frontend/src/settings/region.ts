@@ -57,3 +57,43 @@ export function describeRegion(region: Region | null): string {
   const across = `${pct(region.x)} % to ${pct(region.x + region.width)} % across`;
   return `the box from ${across} and ${pct(region.y)} % to ${pct(region.y + region.height)} % down`;
 }
+
+/** How the deployed models see a station now (``models_view`` of the station API). */
+export interface ModelsView {
+  learnt: boolean | null;
+  calibration: {
+    id: number;
+    parts: number;
+    t_pass: number;
+    t_fail: number;
+    expected_review_rate: number;
+    escape_rate: number;
+    created_at: string;
+  } | null;
+}
+
+/** One sentence for people: whether the models decide this station's parts through its view,
+ * and why not when they do not. Empty when no models are deployed. */
+export function describeModelsView(view: ModelsView | undefined): string {
+  if (!view || view.learnt === null) return "";
+  if (view.learnt) return "The deployed models were trained on this view.";
+  const calibration = view.calibration;
+  if (!calibration) {
+    return (
+      "The deployed models were not trained on this view: its parts go to people until the models are " +
+      "calibrated on the station's decided parts through it (queued) or retrained."
+    );
+  }
+  const parts = `${calibration.parts} decided part${calibration.parts === 1 ? "" : "s"}`;
+  if (calibration.t_pass < 0 && calibration.t_fail > 1) {
+    return (
+      `Calibrated on ${parts} seen through this view: not enough to meet the escape target yet, so its ` +
+      "parts go to people; each part they decide adds to it."
+    );
+  }
+  const share = `${Math.round(calibration.expected_review_rate * 1000) / 10} %`;
+  return (
+    `Not trained on this view, but calibrated on ${parts} seen through it: the models decide its parts ` +
+    `again, about ${share} to people.`
+  );
+}

@@ -7,7 +7,15 @@
 import { api, ApiError, type Page as ApiPage } from "../api";
 import type { PageContext } from "../context";
 import { ago, h, replaceChildren } from "../dom";
-import { describeRegion, regionFromDrag, regionFromPercent, regionPercent, type Region } from "./region";
+import {
+  describeModelsView,
+  describeRegion,
+  regionFromDrag,
+  regionFromPercent,
+  regionPercent,
+  type ModelsView,
+  type Region,
+} from "./region";
 
 interface Station {
   id: number;
@@ -17,6 +25,7 @@ interface Station {
   is_active: boolean;
   inspection_region: Region | null;
   ignore_zones?: Region[];
+  models_view?: ModelsView;
 }
 
 interface InspectionRow {
@@ -105,6 +114,14 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
   drawMode.disabled = !editable;
   const noImage = h("p", { class: "hint" }, "No image from this station yet: type the region in per cent.");
   const status = h("p", { class: "hint", id: `${prefix}-status`, role: "status" });
+  // Whether the deployed models decide this station's parts through its view (a new view
+  // sends them to people until calibrated on it or retrained).
+  const modelsView = h("p", { class: "hint models-view", id: `${prefix}-models` });
+  const showModelsView = (view: ModelsView | undefined) => {
+    modelsView.textContent = describeModelsView(view);
+    modelsView.hidden = !modelsView.textContent;
+  };
+  showModelsView(station.models_view);
   const message = h("p", { class: "message", role: "alert", id: `${prefix}-message` });
   const fields = {
     x: h("input", { type: "number", id: `${prefix}-x`, attrs: { min: "0", max: "100", step: "0.1" } }),
@@ -182,6 +199,7 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
       show(region);
       showZones();
       saved();
+      showModelsView(updated.models_view);
       message.textContent = "";
       context.announce(`Region of ${station.name} saved.`);
     } catch (error) {
@@ -285,6 +303,7 @@ function stationCard(context: PageContext, station: Station): HTMLElement {
     h("h3", {}, `${station.line} / ${station.name}`, station.is_active ? "" : " (deactivated)"),
     frame,
     status,
+    modelsView,
     zoneList,
     message,
     form,
