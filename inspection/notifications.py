@@ -1,4 +1,4 @@
-"""Events for the managers' screens (training progress), sent after commit."""
+"""Events for the managers' screens (training progress, drift alerts), sent after commit."""
 
 from __future__ import annotations
 
@@ -21,4 +21,12 @@ def notify_training_progress(*, project_id: int, payload: dict[str, Any]) -> Non
             "event": "training.progress",
             "payload": payload,
         },
+    )
+
+
+def notify_drift(*, project_id: int, event: str, payload: dict[str, Any]) -> None:
+    """``drift.detected`` or ``drift.cleared`` to the project's managers."""
+    group_send(
+        training_group(project_id),
+        {"type": "review.event", "kind": "drift", "project": project_id, "event": event, "payload": payload},
     )

@@ -17,6 +17,7 @@ from inspection.models import (
     AuditEvent,
     Calibration,
     DefectClass,
+    DriftAlert,
     Inspection,
     Membership,
     ModelVersion,
@@ -239,3 +240,101 @@ def stations_on_unlearnt_views(*, project: Project) -> list[tuple[Station, dict[
         if state["learnt"] is False:
             out.append((station, state))
     return out
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+
+def deployed_set_label(*, project_id: int) -> str:
+    """The serving label of the project's deployed model set ("" when none is deployed)."""
+    rows = ModelVersion.objects.filter(project_id=project_id, status=ModelVersion.Status.DEPLOYED)
+    return ",".join(sorted(row.serving_label for row in rows))
+
+
+def station_drift(*, station: Station, label: str, window: int, min_parts: int) -> dict[str, Any]:
+    """The station's parts as the deployed set ``label`` saw them: its first ``window`` parts
+    through the station's current view (the reference) against its latest ``window`` after
+    those (the current window), per watched signal (``workers.routing.drift``). ``level`` is the
+    worst signal's, or "too_few_parts" while either window holds fewer than ``min_parts``."""
+    from workers.ml.regions import scored_view, view_key
+    from workers.routing.drift import compare_windows, worst
+
+    key = view_key(station.view())
+    rows = Inspection.objects.filter(station=station, model_version=label, status=Inspection.Status.DONE)
+    changed = (
+        AuditEvent.objects.filter(
+            project_id=station.project_id, action="station.region_changed", object_id=str(station.pk)
+        )
+        .order_by("-id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if changed is not None:  # parts from before the view changed are not this view's
+        rows = rows.filter(received_at__gte=changed)
+
+    def this_view(batch: Iterable[tuple[int, Any, Any]]) -> list[tuple[int, Any, dict[str, Any]]]:
+        return [row for row in batch if isinstance(row[2], dict) and view_key(scored_view(row[2])) == key]
+
+    fields = ("id", "received_at", "scores")
+    reference = this_view(rows.order_by("id").values_list(*fields)[:window])
+    after = rows.filter(id__gt=reference[-1][0]) if reference else rows.none()
+    current = this_view(after.order_by("-id").values_list(*fields)[:window])[::-1]
+
+    def span(batch: list[tuple[int, Any, dict[str, Any]]]) -> dict[str, Any]:
+        return {"parts": len(batch), "from": batch[0][1] if batch else None, "to": batch[-1][1] if batch else None}
+
+    out: dict[str, Any] = {
+        "station": station.pk,
+        "line": station.line.name,
+        "name": station.name,
+        "reference": span(reference),
+        "current": span(current),
+        "signals": [],
+        "level": "too_few_parts",
+    }
+    if len(reference) >= min_parts and len(current) >= min_parts:
+        signals = compare_windows([row[2] for row in reference], [row[2] for row in current])
+        out["signals"] = [signal.as_dict() for signal in signals]
+        out["level"] = worst([signal.level for signal in signals])
+    return out
+
+
+def project_drift(*, project: Project) -> dict[str, Any]:
+    """``station_drift`` of each active station for the deployed set, and the open alerts."""
+    from django.conf import settings
+
+    label = deployed_set_label(project_id=project.pk)
+    window, min_parts = settings.LOUPE_DRIFT_WINDOW, settings.LOUPE_DRIFT_MIN_PARTS
+    stations = []
+    if label:
+        for station in project.stations.filter(is_active=True).select_related("line").order_by("id"):
+            stations.append(station_drift(station=station, label=label, window=window, min_parts=min_parts))
+    alerts = DriftAlert.objects.filter(project=project, closed_at__isnull=True).select_related("station__line")
+    return {
+        "deployed": label or None,
+        "window": window,
+        "min_parts": min_parts,
+        "stations": stations,
+        "open_alerts": [drift_alert_dict(alert) for alert in alerts],
+    }
+
+
+def drift_alert_dict(alert: DriftAlert) -> dict[str, Any]:
+    from workers.routing.drift import SIGNALS
+
+    return {
+        "id": alert.pk,
+        "station": alert.station_id,
+        "line": alert.station.line.name,
+        "name": alert.station.name,
+        "signal": alert.signal,
+        "label": SIGNALS.get(alert.signal, alert.signal),
+        "model_version": alert.model_version,
+        "psi": alert.psi,
+        "latest_psi": alert.latest_psi,
+        "p_value": alert.p_value,
+        "reference_mean": alert.reference_mean,
+        "current_mean": alert.current_mean,
+        "opened_at": alert.opened_at,
+        "closed_at": alert.closed_at,
+    }

@@ -117,3 +117,11 @@ def calibration_rescore_view_task(station_id: int) -> None:
     from inspection.services.routing import calibration_rescore_view
 
     calibration_rescore_view(station_id=station_id)
+
+
+@loupe_task(name="inspection.check_drift", queue=Queue.DEFAULT, soft_time_limit=300, time_limit=360)
+def drift_check_task() -> None:
+    """Open and close drift alerts for every project with deployed models."""
+    from inspection.services.drift import drift_check_all
+
+    drift_check_all()

@@ -11,6 +11,7 @@ urlpatterns = [
     path("projects", apis.ProjectListApi.as_view(), name="project-list"),
     path("projects/<int:pk>", apis.ProjectDetailApi.as_view(), name="project-detail"),
     path("projects/<int:pk>/routing", apis.ProjectRoutingApi.as_view(), name="project-routing"),
+    path("projects/<int:pk>/drift", apis.ProjectDriftApi.as_view(), name="project-drift"),
     path("projects/<int:pk>/recalibrate", apis.ProjectRecalibrateApi.as_view(), name="project-recalibrate"),
     path("projects/<int:pk>/dashboard/yield", apis.DashboardYieldApi.as_view(), name="dashboard-yield"),
     path("projects/<int:pk>/dashboard/throughput", apis.DashboardThroughputApi.as_view(), name="dashboard-throughput"),

@@ -321,6 +321,7 @@ CELERY_BEAT_SCHEDULE = {
         ("fail-stalled-training", "inspection.fail_stalled_training", 300.0),
         ("publish-overdue-verdicts", "inspection.publish_overdue_verdicts", 600.0),
         ("sweep-label-masks", "annotation.sweep_masks", 6 * 3600.0),
+        ("check-drift", "inspection.check_drift", 600.0),
     ]
 }
 
@@ -494,6 +495,11 @@ LOUPE_WEBHOOK_ALLOWED_HOSTS = env_list("LOUPE_WEBHOOK_ALLOWED_HOSTS", [])
 # Websockets re-read the user's rights at most this often while events flow: a logout or a
 # revoked role stops pushes within this many seconds.
 LOUPE_WS_RECHECK_SECONDS = env_int("LOUPE_WS_RECHECK_SECONDS", 5, minimum=1)
+# Drift (workers.routing.drift): each station's latest this-many parts are compared with the
+# first this-many the deployed models scored there; fewer than the minimum in either window and
+# the station is not judged yet.
+LOUPE_DRIFT_WINDOW = env_int("LOUPE_DRIFT_WINDOW", 500, minimum=10)
+LOUPE_DRIFT_MIN_PARTS = env_int("LOUPE_DRIFT_MIN_PARTS", 200, minimum=5)
 # A claimed review item returns to the queue when its reviewer goes quiet this long.
 LOUPE_REVIEW_LEASE_SECONDS = env_int("LOUPE_REVIEW_LEASE_SECONDS", 120, minimum=5)
 # Sign-in lockout per account, counted atomically in Redis whatever address the tries come from

@@ -26,7 +26,7 @@ MAX_MESSAGES_PER_SECOND = 20
 
 class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     """``/ws/review/``: pushes ``review.item.*`` events for every project where the user may
-    review, and ``training.progress`` for projects they manage. Anonymous sockets are refused
+    review, and ``training.progress`` and ``drift.*`` for projects they manage. Anonymous sockets are refused
     before any group is joined."""
 
     joined: set[str]
@@ -120,7 +120,8 @@ class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # chann
     async def review_event(self, message: dict[str, Any]) -> None:
         if not await self._recheck():
             return
-        allowed = self.grants.managed if message.get("kind") == "training" else self.grants.review
+        # Training progress and drift alerts go to managers; review items to reviewers.
+        allowed = self.grants.managed if message.get("kind") in {"training", "drift"} else self.grants.review
         if message.get("project") not in allowed:
             return  # rights changed since this event was queued
         await self.send_json({"event": message["event"], "payload": message["payload"]})

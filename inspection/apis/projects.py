@@ -192,3 +192,17 @@ class ProjectRecalibrateApi(APIView):
         if calibration is None:
             raise Conflict("No model is deployed for this project.", code="nothing_deployed")
         return Response(CalibrationOutputSerializer(calibration).data)
+
+
+class ProjectDriftApi(APIView):
+    """Drift since deployment (managers): per active station, its first parts scored by the
+    deployed models (the reference) against its latest ones, per watched signal: PSI, KS
+    statistic and p-value, level (stable, watch, drift; too_few_parts while a window is short),
+    both windows' histograms on one scale; and the open drift alerts."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={200: None})
+    def get(self, request: Request, pk: int) -> Response:
+        project = selectors.access_project(user=request.user, project_id=pk, roles=CAN_MANAGE)
+        return Response(selectors.project_drift(project=project))

@@ -1,4 +1,5 @@
 from inspection.models.audit import AuditEvent, AuditImmutableError
+from inspection.models.monitoring import DriftAlert
 from inspection.models.parts import Image, Inspection, Part, Verdict
 from inspection.models.projects import (
     DefectClass,
@@ -22,6 +23,7 @@ __all__ = [
     "CalibrationScore",
     "DefectClass",
     "DefectRollup",
+    "DriftAlert",
     "Image",
     "Inspection",
     "Line",

@@ -35,6 +35,7 @@ from workers.ml.regions import (
     view_key,
     zero_zones,
 )
+from workers.routing.drift import image_stats
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,11 @@ def run_models_many(
             continue
         # The models see the station's inspection region only, its ignore zones blanked
         # (workers.ml.regions).
-        pixels.append(crop(blank_zones(whole, frame.zones), frame.region))
+        seen = crop(blank_zones(whole, frame.zones), frame.region)
+        pixels.append(seen)
         frames.append(frame)
+        # Brightness and contrast of what the models see: watched for drift (workers.routing.drift).
+        run.scores.update(image_stats(seen))
         if frame.region is not None:  # what the models looked at: the region, and its pixels
             run.scores["region"] = region_dict(frame.region)
             run.scores["region_box"] = list(frame.box)

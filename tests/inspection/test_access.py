@@ -100,6 +100,7 @@ DETAIL_URLS: list[tuple[str, Callable[[Tenant], str]]] = [
     ("model version", lambda t: f"/api/v1/model-versions/{t.model_version.pk}"),
     ("webhook delivery", lambda t: f"/api/v1/webhook-deliveries/{t.delivery.pk}"),
     ("routing", lambda t: f"/api/v1/projects/{t.project.pk}/routing"),
+    ("drift", lambda t: f"/api/v1/projects/{t.project.pk}/drift"),
 ]
 
 ACTION_URLS: list[tuple[str, Callable[[Tenant], str]]] = [

@@ -1,0 +1,196 @@
+"""Drift: a station whose parts, as the deployed models see them, move away from the first
+parts those models scored there is flagged per signal, an alert opens once (audited, pushed
+to the managers' screens) and closes when the parts come back."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from PIL import ImageEnhance
+from rest_framework.test import APIClient
+
+from inspection.models import AuditEvent, DriftAlert, ModelVersion, Project
+from inspection.selectors import project_drift
+from inspection.services import station_set_region
+from inspection.services.drift import drift_check, drift_check_all
+from inspection.services.model_runs import inspection_run
+from tests.factories import StationWithToken, make_project, make_station, make_user, upload
+from workers.synthetic import synthetic_part
+
+pytestmark = pytest.mark.django_db
+
+WINDOW = 20
+
+
+@pytest.fixture(autouse=True)
+def small_windows(settings: Any) -> None:
+    settings.LOUPE_DRIFT_WINDOW = WINDOW
+    settings.LOUPE_DRIFT_MIN_PARTS = 15
+
+
+def part_png(seed: int, brightness: float = 1.0) -> bytes:
+    image = synthetic_part(seed, size=64, defect=None).image
+    if brightness != 1.0:
+        image = ImageEnhance.Brightness(image).enhance(brightness)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def inspect(station: StationWithToken, count: int, *, first_seed: int, brightness: float = 1.0) -> None:
+    """``count`` parts posted by the station and run through the deployed models."""
+    for seed in range(first_seed, first_seed + count):
+        posted: Any = APIClient().post(
+            "/api/v1/inspections",
+            {"part_serial": f"S-{seed}", "image": upload(part_png(seed, brightness), "p.png", "image/png")},
+            format="multipart",
+            headers=station.auth,
+        )
+        assert posted.status_code == 202, posted.content
+        done = inspection_run(inspection_id=posted.json()["id"])
+        assert done is not None and done.status == "done"
+
+
+@pytest.fixture
+def project(register: Callable[..., ModelVersion]) -> Project:
+    project = make_project()
+    register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    return project
+
+
+def signals_of(project: Project, station: StationWithToken) -> dict[str, dict[str, Any]]:
+    [state] = [s for s in project_drift(project=project)["stations"] if s["station"] == station.station.pk]
+    return {signal["signal"]: signal for signal in state["signals"]}
+
+
+def test_a_camera_that_went_dark_is_drift_on_brightness_and_one_alert_opens_until_it_recovers(
+    project: Project, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    camera = make_station(project, "Top camera")
+    pushed: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        "inspection.services.drift.notify_drift", lambda **kw: pushed.append((kw["event"], kw["payload"]))
+    )
+    inspect(camera, WINDOW, first_seed=0)  # the reference: as the line looked at deployment
+    inspect(camera, WINDOW, first_seed=100)  # more of the same
+
+    steady = signals_of(project, camera)
+    assert steady["brightness"]["level"] == "stable"
+    assert drift_check(project_id=project.pk) == {"opened": 0, "closed": 0}
+
+    inspect(camera, WINDOW, first_seed=200, brightness=0.5)  # the lamp fails
+    dark = signals_of(project, camera)
+    with django_capture_on_commit_callbacks(execute=True):
+        opened = drift_check(project_id=project.pk)
+    again = drift_check(project_id=project.pk)
+
+    assert dark["brightness"]["level"] == "drift"
+    assert dark["brightness"]["current_mean"] < 0.6 * dark["brightness"]["reference_mean"]
+    assert dark["brightness"]["psi"] >= 0.25 and dark["brightness"]["p_value"] < 0.01
+    alerts = DriftAlert.objects.filter(station=camera.station, closed_at__isnull=True)
+    assert "brightness" in set(alerts.values_list("signal", flat=True))
+    assert opened["opened"] == alerts.count() and again == {"opened": 0, "closed": 0}
+    brightness = alerts.get(signal="brightness")
+    assert brightness.model_version == project.model_versions.get().serving_label
+    event = AuditEvent.objects.get(action="drift.detected", object_id=str(brightness.pk))
+    assert event.after["signal"] == "brightness" and event.after["station"] == camera.station.pk
+    assert ("drift.detected", "brightness") in [(name, payload["signal"]) for name, payload in pushed]
+
+    inspect(camera, WINDOW, first_seed=300)  # lamp replaced: the latest parts look as before
+    with django_capture_on_commit_callbacks(execute=True):
+        recovered = drift_check(project_id=project.pk)
+
+    assert recovered == {"opened": 0, "closed": opened["opened"]}
+    assert not DriftAlert.objects.filter(closed_at__isnull=True).exists()
+    assert AuditEvent.objects.filter(action="drift.cleared").count() == opened["opened"]
+    assert ("drift.cleared", "brightness") in [(name, payload["signal"]) for name, payload in pushed]
+
+
+def test_a_station_is_not_judged_before_both_windows_hold_enough_parts(project: Project) -> None:
+    camera = make_station(project, "New camera")
+    inspect(camera, WINDOW + 5, first_seed=0)
+
+    [state] = project_drift(project=project)["stations"]
+
+    assert state["level"] == "too_few_parts"
+    assert (state["reference"]["parts"], state["current"]["parts"]) == (WINDOW, 5)
+    assert state["signals"] == []
+    assert drift_check(project_id=project.pk) == {"opened": 0, "closed": 0}
+
+
+def test_a_new_view_starts_a_new_reference(project: Project) -> None:
+    camera = make_station(project, "Framed camera")
+    inspect(camera, WINDOW, first_seed=0)
+    station_set_region(station=camera.station, region={"x": 0.0, "y": 0.0, "width": 0.5, "height": 0.5})
+    inspect(camera, WINDOW, first_seed=100, brightness=0.5)
+
+    [state] = project_drift(project=project)["stations"]
+
+    # The darker parts through the new view are its reference, not a drift from the old view.
+    assert state["level"] == "too_few_parts"
+    assert state["reference"]["parts"] == WINDOW and state["current"]["parts"] == 0
+
+
+def test_another_deployment_closes_the_alerts_of_the_set_it_replaced(
+    project: Project, register: Callable[..., ModelVersion]
+) -> None:
+    from inspection.services.model_versions import model_version_deploy
+
+    camera = make_station(project, "Top camera")
+    inspect(camera, WINDOW, first_seed=0)
+    inspect(camera, WINDOW, first_seed=100, brightness=0.5)
+    assert drift_check_all()["opened"] >= 1
+
+    model_version_deploy(version=register(project, "classifier"))
+    result = drift_check_all()
+
+    assert result["closed"] >= 1
+    assert not DriftAlert.objects.filter(closed_at__isnull=True).exists()  # the new set has no reference yet
+
+
+def test_managers_read_drift_and_reviewers_may_not(project: Project) -> None:
+    camera = make_station(project, "Top camera")
+    inspect(camera, WINDOW, first_seed=0)
+    inspect(camera, WINDOW, first_seed=100, brightness=0.5)
+    drift_check(project_id=project.pk)
+    manager, reviewer = APIClient(), APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+    reviewer.force_authenticate(make_user(project, role="reviewer"))
+
+    read: Any = manager.get(f"/api/v1/projects/{project.pk}/drift")
+    refused: Any = reviewer.get(f"/api/v1/projects/{project.pk}/drift")
+
+    assert refused.status_code == 403
+    assert read.status_code == 200
+    body = read.json()
+    assert body["deployed"] == project.model_versions.get().serving_label
+    assert (body["window"], body["min_parts"]) == (WINDOW, 15)
+    [station] = body["stations"]
+    assert (station["station"], station["name"], station["level"]) == (camera.station.pk, "Top camera", "drift")
+    brightness = next(s for s in station["signals"] if s["signal"] == "brightness")
+    assert brightness["label"] == "image brightness"
+    assert len(brightness["histogram"]["edges"]) == len(brightness["histogram"]["reference"]) + 1
+    assert {alert["signal"] for alert in body["open_alerts"]} >= {"brightness"}
+
+
+def test_inference_records_the_brightness_and_contrast_the_models_saw(project: Project) -> None:
+    camera = make_station(project, "Top camera")
+    inspect(camera, 1, first_seed=0)
+    inspect(camera, 1, first_seed=0, brightness=0.5)
+
+    bright, dark = (i.scores for i in camera.station.inspections.order_by("id"))
+
+    assert dark["brightness"] == pytest.approx(bright["brightness"] * 0.5, rel=0.05)
+    assert dark["contrast"] < bright["contrast"]
+
+
+def test_without_deployed_models_there_is_nothing_to_compare() -> None:
+    project = make_project()
+    make_station(project, "Top camera")
+
+    state = project_drift(project=project)
+
+    assert state["deployed"] is None and state["stations"] == []

@@ -1,0 +1,157 @@
+"""Drift: whether what a station's camera and the models see now differs from what they saw
+when the deployed models went live.
+
+A model is validated (and its routing thresholds calibrated) on parts as they looked then. A
+dimming lamp, a dirty lens, a new supplier's material or a moved fixture shifts what the
+camera delivers, and the models' scores shift with it, slowly enough that no single part
+looks out of place. Comparing the distribution of a few per-part signals (the image's
+brightness and contrast as the models saw it, the defect score, the anomaly ratio) between a
+reference window (the first parts a deployed set scored at a station) and the latest parts
+shows it, per station and per signal:
+
+* the population stability index (PSI) over the reference's deciles, the usual measure in
+  production model monitoring: under 0.1 stable, 0.1 to 0.25 a moderate shift ("watch"), 0.25
+  and over a major one ("drift");
+* a two-sample Kolmogorov-Smirnov test (scipy), so that a PSI made large by a few hundred
+  parts' sampling noise is not called drift: a level above "stable" also needs p < 0.01.
+
+Framework-free; the Django side picks the windows and keeps the alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import ks_2samp
+
+STABLE, WATCH, DRIFT = "stable", "watch", "drift"
+LEVELS = (STABLE, WATCH, DRIFT)
+PSI_WATCH = 0.1
+PSI_DRIFT = 0.25
+P_VALUE = 0.01
+PSI_BINS = 10  # deciles of the reference
+DRAWN_BINS = 20  # equal-width bins over both windows, for people
+# An empty bin would make the PSI infinite: each share is at least this.
+_FLOOR = 1e-4
+
+# The per-part signals watched, with what people call them; each is a key of an inspection's
+# scores (``image_stats`` adds the first two at inference).
+SIGNALS: dict[str, str] = {
+    "brightness": "image brightness",
+    "contrast": "image contrast",
+    "defect_score": "defect score",
+    "anomaly_ratio": "anomaly ratio",
+}
+
+
+def image_stats(pixels: np.ndarray) -> dict[str, float]:
+    """Mean and standard deviation of the grey level (0-255) of the image the models see,
+    read from every fourth pixel each way (a sixteenth of the work, the same figures to a
+    fraction of a grey level)."""
+    sample = np.asarray(pixels)[::4, ::4]
+    grey = sample.mean(axis=2) if sample.ndim == 3 else sample
+    grey = grey.astype(np.float32, copy=False)
+    return {"brightness": round(float(grey.mean()), 2), "contrast": round(float(grey.std()), 2)}
+
+
+@dataclass(frozen=True)
+class SignalDrift:
+    signal: str
+    level: str  # STABLE, WATCH or DRIFT
+    psi: float
+    ks: float  # the KS statistic: the largest gap between the two cumulative distributions
+    p_value: float
+    reference_parts: int
+    current_parts: int
+    reference_mean: float
+    current_mean: float
+    edges: list[float] = field(default_factory=list)  # DRAWN_BINS + 1 edges
+    reference: list[float] = field(default_factory=list)  # share of parts per drawn bin
+    current: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "label": SIGNALS.get(self.signal, self.signal),
+            "level": self.level,
+            "psi": round(self.psi, 4),
+            "ks": round(self.ks, 4),
+            "p_value": float(f"{self.p_value:.3g}"),
+            "reference_parts": self.reference_parts,
+            "current_parts": self.current_parts,
+            "reference_mean": round(self.reference_mean, 4),
+            "current_mean": round(self.current_mean, 4),
+            "histogram": {"edges": self.edges, "reference": self.reference, "current": self.current},
+        }
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``current`` against ``reference`` over the reference's
+    quantile bins (fewer where many values tie): sum of (c - r) * ln(c / r) over the bins'
+    shares. Bins are closed on the right, so values tied at an edge share its bin."""
+    inner = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_share = np.bincount(np.searchsorted(inner, reference, side="left"), minlength=inner.size + 1)
+    cur_share = np.bincount(np.searchsorted(inner, current, side="left"), minlength=inner.size + 1)
+    r = np.maximum(ref_share / reference.size, _FLOOR)
+    c = np.maximum(cur_share / current.size, _FLOOR)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def compare(signal: str, reference: Sequence[float] | np.ndarray, current: Sequence[float] | np.ndarray) -> SignalDrift:
+    """How far ``current`` values of one signal drifted from ``reference`` (both non-empty)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    if ref.size == 0 or cur.size == 0:
+        raise ValueError("both windows need at least one part")
+    index = psi(ref, cur)
+    test = ks_2samp(ref, cur)
+    ks, p_value = float(test.statistic), float(test.pvalue)
+    level = STABLE
+    if p_value < P_VALUE:
+        level = DRIFT if index >= PSI_DRIFT else WATCH if index >= PSI_WATCH else STABLE
+    low, high = float(min(ref.min(), cur.min())), float(max(ref.max(), cur.max()))
+    if high <= low:
+        high = low + 1e-6
+    edges = np.linspace(low, high, DRAWN_BINS + 1)
+    ref_hist = np.histogram(ref, bins=edges)[0] / ref.size
+    cur_hist = np.histogram(cur, bins=edges)[0] / cur.size
+    return SignalDrift(
+        signal=signal,
+        level=level,
+        psi=index,
+        ks=ks,
+        p_value=p_value,
+        reference_parts=int(ref.size),
+        current_parts=int(cur.size),
+        reference_mean=float(ref.mean()),
+        current_mean=float(cur.mean()),
+        edges=[round(float(e), 4) for e in edges],
+        reference=[round(float(s), 4) for s in ref_hist],
+        current=[round(float(s), 4) for s in cur_hist],
+    )
+
+
+def compare_windows(
+    reference: Sequence[Mapping[str, Any]],
+    current: Sequence[Mapping[str, Any]],
+    signals: Sequence[str] = tuple(SIGNALS),
+) -> list[SignalDrift]:
+    """Each signal that both windows of per-part scores carry, compared."""
+    out = []
+    for signal in signals:
+        ref = [float(s[signal]) for s in reference if _number(s.get(signal))]
+        cur = [float(s[signal]) for s in current if _number(s.get(signal))]
+        if ref and cur:
+            out.append(compare(signal, ref, cur))
+    return out
+
+
+def worst(levels: Sequence[str]) -> str:
+    return max(levels, key=LEVELS.index, default=STABLE)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
