@@ -1,0 +1,52 @@
+"""A drift alert reaches the managers' screens live: a real Celery worker scores the parts a
+station posts over HTTP, the drift check opens the alert, and a manager's websocket receives
+it (a reviewer's does not)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from inspection.models import Inspection, ModelVersion
+from inspection.services.drift import drift_check
+from tests.conftest import LiveStack, wait_until
+from tests.factories import make_project, make_station, make_user
+from tests.inspection.test_drift import part_png
+from tests.review.test_live_loop import next_event, review_socket, sign_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_manager_is_told_live_when_a_station_drifts(live: LiveStack, register: Any, settings: Any) -> None:
+    settings.LOUPE_DRIFT_WINDOW, settings.LOUPE_DRIFT_MIN_PARTS = 12, 10
+    project = make_project()
+    register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    camera = make_station(project, "Top camera")
+    for index in range(24):
+        response = requests.post(
+            f"{live.base_url}/api/v1/inspections",
+            headers=camera.auth,
+            data={"part_serial": f"D-{index}"},
+            files={"image": ("cam.png", part_png(index, 1.0 if index < 12 else 0.5), "image/png")},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+    done = Inspection.objects.filter(project=project, status="done")
+    wait_until(lambda: done.count() == 24, timeout_s=120, what="the worker scoring every part")
+    manager = sign_in(live, make_user(project, role="manager"))
+    reviewer = sign_in(live, make_user(project, role="reviewer"))
+
+    with review_socket(live, manager) as managers, review_socket(live, reviewer) as reviewers:
+        assert next_event(managers, "hello")["training"] == [project.pk]
+        assert next_event(reviewers, "hello")["training"] == []
+        opened = drift_check(project_id=project.pk)
+        pushed = next_event(managers, "drift.detected")
+        with pytest.raises(TimeoutError):
+            next_event(reviewers, "drift.detected", timeout_s=2)
+
+    assert opened["opened"] >= 1
+    assert pushed["station"] == camera.station.pk and pushed["name"] == "Top camera"
+    assert pushed["signal"] in {"brightness", "contrast", "defect_score", "anomaly_ratio"}
+    assert pushed["current_mean"] != pushed["reference_mean"]
