@@ -168,6 +168,9 @@ def _no_task_outlives_its_transactional_test(request: pytest.FixtureRequest) -> 
         _drain_live_worker(_LIVE[0])
 
 
+LIVE_DRIFT_WINDOW, LIVE_DRIFT_MIN_PARTS = 12, 10
+
+
 @dataclass
 class LiveStack:
     """A Celery worker process and an ASGI server process on the test database."""
@@ -192,6 +195,9 @@ def live_stack(django_db_setup: None, django_db_blocker: object) -> Iterator[Liv
         "LOUPE_WS_RECHECK_SECONDS": "1",
         # The tests' webhook receivers listen on this machine.
         "LOUPE_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        # Drift windows small enough for a test to fill (the tests' own process sets the same).
+        "LOUPE_DRIFT_WINDOW": str(LIVE_DRIFT_WINDOW),
+        "LOUPE_DRIFT_MIN_PARTS": str(LIVE_DRIFT_MIN_PARTS),
         "PYTHONUNBUFFERED": "1",
     }
     worker = _spawn(

@@ -130,3 +130,50 @@ def test_a_manager_sets_the_plant_clock_and_the_dashboard_counts_in_it(live: Liv
     assert "Europe/Berlin" in (page.text_content("#plant-time") or "")
     assert page.get_attribute("#tile-parts_decided", "data-value") == "5"
     assert screen.dialogs == [] and screen.errors == []
+
+
+def test_the_dashboard_draws_a_stations_drift_and_shows_its_alert_as_soon_as_it_opens(
+    live: LiveStack, open_screen: Any, register: Any, settings: Any
+) -> None:
+    import requests
+
+    from inspection.models import ModelVersion
+    from inspection.services.drift import drift_check
+    from tests.conftest import LIVE_DRIFT_MIN_PARTS, LIVE_DRIFT_WINDOW
+    from tests.factories import make_station
+    from tests.inspection.test_drift import part_png
+
+    settings.LOUPE_DRIFT_WINDOW, settings.LOUPE_DRIFT_MIN_PARTS = LIVE_DRIFT_WINDOW, LIVE_DRIFT_MIN_PARTS
+    project = make_project()
+    register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    camera = make_station(project, "Top camera")
+    for index in range(2 * LIVE_DRIFT_WINDOW):  # the first parts, then the lamp fails
+        response = requests.post(
+            f"{live.base_url}/api/v1/inspections",
+            headers=camera.auth,
+            data={"part_serial": f"D-{index}"},
+            files={"image": ("cam.png", part_png(index, 1.0 if index < LIVE_DRIFT_WINDOW else 0.5), "image/png")},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+    done = Inspection.objects.filter(project=project, status="done")
+    wait_until(lambda: done.count() == 2 * LIVE_DRIFT_WINDOW, timeout_s=120, what="the worker scoring every part")
+
+    screen = open_screen(make_user(project, role="manager"), "dashboard")
+    page = screen.page
+    card = f'.drift-station[data-station="{camera.station.pk}"]'
+    page.wait_for_selector(card)
+    assert page.get_attribute(card, "data-level") == "drift"
+    assert page.get_attribute(f'{card} tr[data-signal="brightness"]', "data-level") == "drift"
+    summary = page.text_content(f"{card} .drift-summary") or ""
+    assert summary.startswith("Line 1 / Top camera: drift") or "Top camera: drift" in summary
+    page.wait_for_function(f"() => document.querySelector('{card} .chart canvas') !== null")
+    assert page.locator("#drift-alerts li").count() == 0
+
+    drift_check(project_id=project.pk)  # as beat does: the alert is pushed and the panel reloads
+
+    page.wait_for_selector(f'#drift-alerts li[data-station="{camera.station.pk}"]')
+    assert "Top camera" in (page.text_content("#drift-alerts") or "")
+    page.locator("#drift").scroll_into_view_if_needed()
+    screen.shot("dashboard-drift")
+    assert screen.dialogs == [] and screen.errors == []

@@ -11,7 +11,7 @@ import requests
 
 from inspection.models import Inspection, ModelVersion
 from inspection.services.drift import drift_check
-from tests.conftest import LiveStack, wait_until
+from tests.conftest import LIVE_DRIFT_MIN_PARTS, LIVE_DRIFT_WINDOW, LiveStack, wait_until
 from tests.factories import make_project, make_station, make_user
 from tests.inspection.test_drift import part_png
 from tests.review.test_live_loop import next_event, review_socket, sign_in
@@ -20,21 +20,21 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_manager_is_told_live_when_a_station_drifts(live: LiveStack, register: Any, settings: Any) -> None:
-    settings.LOUPE_DRIFT_WINDOW, settings.LOUPE_DRIFT_MIN_PARTS = 12, 10
+    settings.LOUPE_DRIFT_WINDOW, settings.LOUPE_DRIFT_MIN_PARTS = LIVE_DRIFT_WINDOW, LIVE_DRIFT_MIN_PARTS
     project = make_project()
     register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
     camera = make_station(project, "Top camera")
-    for index in range(24):
+    for index in range(2 * LIVE_DRIFT_WINDOW):
         response = requests.post(
             f"{live.base_url}/api/v1/inspections",
             headers=camera.auth,
             data={"part_serial": f"D-{index}"},
-            files={"image": ("cam.png", part_png(index, 1.0 if index < 12 else 0.5), "image/png")},
+            files={"image": ("cam.png", part_png(index, 1.0 if index < LIVE_DRIFT_WINDOW else 0.5), "image/png")},
             timeout=10,
         )
         assert response.status_code == 202, response.text
     done = Inspection.objects.filter(project=project, status="done")
-    wait_until(lambda: done.count() == 24, timeout_s=120, what="the worker scoring every part")
+    wait_until(lambda: done.count() == 2 * LIVE_DRIFT_WINDOW, timeout_s=120, what="the worker scoring every part")
     manager = sign_in(live, make_user(project, role="manager"))
     reviewer = sign_in(live, make_user(project, role="reviewer"))
 

@@ -8,6 +8,7 @@ import { chartIn, type Chart, type ChartOption } from "../charts";
 import type { Page, PageContext } from "../context";
 import { h, percent, replaceChildren } from "../dom";
 import { addDays, plantClock, plantMidnight, plantToday } from "../plantTime";
+import { driftPanel } from "../dashboard/drift";
 import { type ModelVersion } from "./training";
 
 export interface SeriesRow {
@@ -142,9 +143,10 @@ export const dashboardPage: Page = (context: PageContext) => {
     h("button", { type: "submit", id: "apply-filters" }, "Apply"),
   );
 
+  const drift = driftPanel(context);
   replaceChildren(
     context.root,
-    h("div", { class: "dashboard" }, h("h1", {}, "Dashboard: ", project.name), h("p", { class: "hint", id: "plant-time" }, `Days, shifts and times are the plant's (${timeZone}).`), form, message, tiles, grid, tables),
+    h("div", { class: "dashboard" }, h("h1", {}, "Dashboard: ", project.name), h("p", { class: "hint", id: "plant-time" }, `Days, shifts and times are the plant's (${timeZone}).`), form, message, tiles, grid, drift.element, tables),
   );
 
   function query(grouped: boolean): Query {
@@ -251,7 +253,7 @@ export const dashboardPage: Page = (context: PageContext) => {
       message.textContent = error instanceof ApiError ? error.detail : String(error);
       return;
     }
-    await Promise.all([loadRouting(), loadTables()]);
+    await Promise.all([loadRouting(), loadTables(), drift.load()]);
   }
 
   async function loadRouting(): Promise<void> {
@@ -342,7 +344,10 @@ export const dashboardPage: Page = (context: PageContext) => {
 
   void loadStations();
   void load();
-  return () => charts.forEach((chart) => chart.dispose());
+  return () => {
+    charts.forEach((chart) => chart.dispose());
+    drift.dispose();
+  };
 };
 
 function nearest(curve: CurvePoint[], target: number): CurvePoint | undefined {

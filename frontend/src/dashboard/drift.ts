@@ -1,0 +1,194 @@
+// Drift since deployment (GET /api/v1/projects/{id}/drift): per station, its latest parts
+// against the first ones the deployed models scored there, per signal (brightness, contrast,
+// defect score, anomaly ratio): PSI, KS p-value, level. Each station's most-moved signal is
+// drawn as the two windows' histograms on one scale; open alerts are listed first. Updated
+// live when the server pushes drift.detected / drift.cleared.
+
+import { api, ApiError } from "../api";
+import { chartIn, type Chart, type ChartOption } from "../charts";
+import type { PageContext } from "../context";
+import { h, replaceChildren } from "../dom";
+
+export interface DriftSignal {
+  signal: string;
+  label: string;
+  level: "stable" | "watch" | "drift";
+  psi: number;
+  ks: number;
+  p_value: number;
+  reference_parts: number;
+  current_parts: number;
+  reference_mean: number;
+  current_mean: number;
+  histogram: { edges: number[]; reference: number[]; current: number[] };
+}
+
+export interface DriftStation {
+  station: number;
+  line: string;
+  name: string;
+  level: "stable" | "watch" | "drift" | "too_few_parts";
+  reference: { parts: number; from: string | null; to: string | null };
+  current: { parts: number; from: string | null; to: string | null };
+  signals: DriftSignal[];
+}
+
+export interface DriftAlert {
+  id: number;
+  station: number;
+  line: string;
+  name: string;
+  signal: string;
+  label: string;
+  psi: number;
+  latest_psi: number;
+  reference_mean: number;
+  current_mean: number;
+  opened_at: string;
+}
+
+export interface Drift {
+  deployed: string | null;
+  window: number;
+  min_parts: number;
+  stations: DriftStation[];
+  open_alerts: DriftAlert[];
+}
+
+const LEVEL_WORDS: Record<DriftStation["level"], string> = {
+  stable: "stable",
+  watch: "moderate shift",
+  drift: "drift",
+  too_few_parts: "not enough parts yet",
+};
+
+/** The signal to draw for a station: the one that moved most (largest PSI). */
+export function mostMoved(station: DriftStation): DriftSignal | undefined {
+  return [...station.signals].sort((a, b) => b.psi - a.psi)[0];
+}
+
+/** One line for people about a station. */
+export function describeStation(station: DriftStation, minParts: number): string {
+  const where = `${station.line} / ${station.name}`;
+  if (station.level === "too_few_parts") {
+    return `${where}: not enough parts yet (${station.reference.parts} reference, ${station.current.parts} latest; ${minParts} of each needed).`;
+  }
+  const moved = mostMoved(station);
+  const detail = moved ? `; most moved: ${moved.label}, ${formatMean(moved.reference_mean)} → ${formatMean(moved.current_mean)} (PSI ${moved.psi.toFixed(2)})` : "";
+  return `${where}: ${LEVEL_WORDS[station.level]}${detail}.`;
+}
+
+function formatMean(value: number): string {
+  return Math.abs(value) >= 10 ? value.toFixed(1) : value.toFixed(3);
+}
+
+/** The two windows' histograms as bars over the bins' centres. */
+export function histogramOption(signal: DriftSignal): ChartOption {
+  const { edges, reference, current } = signal.histogram;
+  const span = (edges[edges.length - 1] ?? 0) - (edges[0] ?? 0);
+  const digits = span >= 50 ? 0 : span >= 5 ? 1 : span >= 0.5 ? 2 : 3;
+  const centres = reference.map((_, i) => (((edges[i] ?? 0) + (edges[i + 1] ?? 0)) / 2).toFixed(digits));
+  return {
+    legend: { top: 0 },
+    tooltip: { trigger: "axis", renderMode: "richText", confine: true },
+    xAxis: { type: "category", name: signal.label, nameLocation: "middle", nameGap: 28, data: centres },
+    yAxis: { type: "value", name: "share of parts", axisLabel: { formatter: (v: number) => `${Math.round(v * 100)} %` } },
+    series: [
+      { name: `first ${signal.reference_parts} parts`, type: "bar", data: reference, barGap: "0%" },
+      { name: `latest ${signal.current_parts}`, type: "bar", data: current },
+    ],
+  };
+}
+
+export function driftPanel(context: PageContext): { element: HTMLElement; load: () => Promise<void>; dispose: () => void } {
+  const project = context.project;
+  const charts: Chart[] = [];
+  const body = h("div", { class: "drift-stations", id: "drift-stations" });
+  const alerts = h("ul", { class: "drift-alerts", id: "drift-alerts", aria: { label: "Open drift alerts" } });
+  const hint = h("p", { class: "hint", id: "drift-hint" });
+  const message = h("p", { class: "message", role: "alert" });
+  const element = h(
+    "section",
+    { class: "panel drift", id: "drift", aria: { label: "Drift since deployment" } },
+    h("header", {}, h("h2", {}, "Drift since deployment")),
+    hint,
+    alerts,
+    message,
+    body,
+  );
+
+  async function load(): Promise<void> {
+    charts.splice(0).forEach((chart) => chart.dispose());
+    let drift: Drift;
+    try {
+      drift = await api<Drift>(`projects/${project.id}/drift`);
+    } catch (error) {
+      message.textContent = error instanceof ApiError ? error.detail : String(error);
+      return;
+    }
+    message.textContent = "";
+    hint.textContent = drift.deployed
+      ? `Each station's latest ${drift.window} parts against the first ${drift.window} the deployed models (${drift.deployed}) scored there. PSI under 0.1 is stable, 0.25 and over is drift (with a KS test p < 0.01).`
+      : "No model deployed: nothing to compare yet.";
+    replaceChildren(
+      alerts,
+      ...drift.open_alerts.map((alert) =>
+        h(
+          "li",
+          { class: "drift-alert", data: { station: String(alert.station), signal: alert.signal } },
+          `Drift at ${alert.line} / ${alert.name}: ${alert.label} ${formatMean(alert.reference_mean)} → ${formatMean(alert.current_mean)} (PSI ${alert.latest_psi.toFixed(2)}), since ${new Date(alert.opened_at).toLocaleString("en", { timeZone: project.time_zone ?? "UTC" })} (plant time)`,
+        ),
+      ),
+    );
+    replaceChildren(
+      body,
+      ...drift.stations.map((station) => {
+        const moved = mostMoved(station);
+        const chart = h("div", { class: "chart small", role: "img", aria: { label: `${station.name}: ${moved?.label ?? "no signal"} histograms` } });
+        const card = h(
+          "article",
+          { class: `drift-station level-${station.level}`, data: { station: String(station.station), level: station.level } },
+          h("p", { class: "drift-summary" }, describeStation(station, drift.min_parts)),
+          station.signals.length
+            ? h(
+                "table",
+                { class: "drift-signals" },
+                h("thead", {}, h("tr", {}, ...["Signal", "First parts", "Latest", "PSI", "KS p", "Level"].map((t) => h("th", { attrs: { scope: "col" } }, t)))),
+                h(
+                  "tbody",
+                  {},
+                  ...station.signals.map((s) =>
+                    h(
+                      "tr",
+                      { data: { signal: s.signal, level: s.level } },
+                      h("th", { attrs: { scope: "row" } }, s.label),
+                      h("td", {}, formatMean(s.reference_mean)),
+                      h("td", {}, formatMean(s.current_mean)),
+                      h("td", {}, s.psi.toFixed(2)),
+                      h("td", {}, s.p_value < 0.001 ? "< 0.001" : s.p_value.toFixed(3)),
+                      h("td", {}, LEVEL_WORDS[s.level]),
+                    ),
+                  ),
+                ),
+              )
+            : null,
+          moved ? chart : null,
+        );
+        if (moved) charts.push(chartIn(chart, histogramOption(moved)));
+        return card;
+      }),
+    );
+  }
+
+  const unsubscribe = context.live.on((event) => {
+    if (event.event === "drift.detected" || event.event === "drift.cleared") void load();
+  });
+  return {
+    element,
+    load,
+    dispose: () => {
+      unsubscribe();
+      charts.forEach((chart) => chart.dispose());
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import { describeStation, histogramOption, mostMoved, type DriftSignal, type DriftStation } from "../src/dashboard/drift";
+
+function signal(name: string, psi: number, level: DriftSignal["level"] = "stable"): DriftSignal {
+  return {
+    signal: name,
+    label: name.replace("_", " "),
+    level,
+    psi,
+    ks: 0.1,
+    p_value: 0.5,
+    reference_parts: 500,
+    current_parts: 480,
+    reference_mean: 120,
+    current_mean: 60,
+    histogram: { edges: [0, 10, 20], reference: [0.25, 0.75], current: [1, 0] },
+  };
+}
+
+function station(level: DriftStation["level"], signals: DriftSignal[]): DriftStation {
+  return {
+    station: 1,
+    line: "Line 1",
+    name: "Top camera",
+    level,
+    reference: { parts: 500, from: null, to: null },
+    current: { parts: 480, from: null, to: null },
+    signals,
+  };
+}
+
+describe("a station's drift in words", () => {
+  it("names the signal that moved most, with both means and its PSI", () => {
+    const text = describeStation(station("drift", [signal("contrast", 0.12, "watch"), signal("brightness", 1.9, "drift")]), 200);
+    expect(text).toBe("Line 1 / Top camera: drift; most moved: brightness, 120.0 → 60.0 (PSI 1.90).");
+  });
+
+  it("says how many parts are still missing before it is judged", () => {
+    const text = describeStation({ ...station("too_few_parts", []), current: { parts: 12, from: null, to: null } }, 200);
+    expect(text).toMatch(/not enough parts yet \(500 reference, 12 latest; 200 of each needed\)/);
+  });
+});
+
+describe("the drawn histograms", () => {
+  it("draw the signal with the largest PSI", () => {
+    expect(mostMoved(station("watch", [signal("a", 0.1), signal("b", 0.3), signal("c", 0.2)]))?.signal).toBe("b");
+    expect(mostMoved(station("too_few_parts", []))).toBeUndefined();
+  });
+
+  it("put both windows' shares over the bins' centres", () => {
+    const option = histogramOption(signal("brightness", 1)) as {
+      xAxis: { data: string[] };
+      series: { name: string; data: number[] }[];
+    };
+    expect(option.xAxis.data).toEqual(["5.0", "15.0"]);
+    expect(option.series.map((s) => s.name)).toEqual(["first 500 parts", "latest 480"]);
+    expect(option.series[1]?.data).toEqual([1, 0]);
+  });
+});
