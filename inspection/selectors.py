@@ -299,6 +299,12 @@ def station_drift(*, station: Station, label: str, window: int, min_parts: int) 
     return out
 
 
+def drifting_station_ids(*, project_id: int, label: str) -> set[int]:
+    """Stations of the project with an open drift alert for the deployed set ``label``."""
+    alerts = DriftAlert.objects.filter(project_id=project_id, model_version=label, closed_at__isnull=True)
+    return set(alerts.values_list("station_id", flat=True))
+
+
 def project_drift(*, project: Project) -> dict[str, Any]:
     """``station_drift`` of each active station for the deployed set, and the open alerts."""
     from django.conf import settings

@@ -180,6 +180,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
             "calibration_confidence",
             "audit_rate",
             "out_of_distribution_ratio",
+            "drift_review",
             "views_per_part",
             "shifts",
             "time_zone",
@@ -201,6 +202,9 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
     calibration_confidence = serializers.FloatField(min_value=0.5, max_value=0.999, required=False)
     audit_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     out_of_distribution_ratio = serializers.FloatField(min_value=1.0, max_value=100.0, required=False)
+    drift_review = serializers.BooleanField(
+        required=False, help_text="Send a station's parts to people while it has an open drift alert."
+    )
     views_per_part = serializers.IntegerField(min_value=1, max_value=32, required=False)
     labels_per_image = serializers.IntegerField(
         min_value=1, max_value=5, required=False, help_text="Independent labels wanted per image (k)."

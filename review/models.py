@@ -24,6 +24,7 @@ class ReviewItem(models.Model):
         AUDIT_SAMPLE = "audit_sample", "Random audit of an automatic decision"
         GOLDEN = "golden", "Known answer, measuring the reviewer"
         REGION_CHANGED = "region_changed", "Station's inspection region changed since the models were trained"
+        DRIFT = "drift", "Station drifting since the models were deployed"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
     part = models.ForeignKey(Part, on_delete=models.CASCADE, related_name="review_items")

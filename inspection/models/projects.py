@@ -41,6 +41,9 @@ class Project(models.Model):
     audit_rate = models.FloatField(default=0.02)
     # Anomaly score this many times the good parts' threshold: far from anything trained on.
     out_of_distribution_ratio = models.FloatField(default=4.0)
+    # While a station has an open drift alert (its parts no longer look like those the deployed
+    # models were calibrated on), send its parts to people instead of deciding them.
+    drift_review = models.BooleanField(default=False)
     # Cameras per part: the part is decided when all its views are in; any failing view fails it.
     views_per_part = models.PositiveSmallIntegerField(default=1)
     # Chance that a reviewer's next claim is a golden (known-answer) item.

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from inspection.models import Inspection, ModelVersion, Verdict
-from inspection.selectors import station_view_untrained
+from inspection.selectors import drifting_station_ids, station_view_untrained
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.verdicts import ModelVerdict, _route_part, verdicts_record_final_from_models
@@ -316,6 +316,7 @@ def _run_and_route(inspections: list[Inspection]) -> None:
     deployed = serving.deployed_versions(project_id=project.pk)
     thresholds: dict[str, tuple[float, float, Any]] = {}
     view_thresholds: dict[tuple[str, int, str], Any] = {}
+    drifting: dict[str, set[int]] = {}  # per deployed set: stations with an open drift alert
     outcomes = []
     runs = (
         run_models_many(inspections=inspections, deployed=deployed) if deployed else [ModelRun() for _ in inspections]
@@ -344,6 +345,11 @@ def _run_and_route(inspections: list[Inspection]) -> None:
                 error=run.error,
                 view_calibrated=view_calibration is not None,
             )
+            if project.drift_review and view.action in {"pass", "fail"}:
+                if run.model_version not in drifting:
+                    drifting[run.model_version] = drifting_station_ids(project_id=project.pk, label=run.model_version)
+                if inspection.station_id in drifting[run.model_version]:
+                    view = routing.Decision("review", "drift", view.defect_class)
             run.scores["decision"] = view.as_dict()
             run.scores["thresholds"] = {
                 "t_pass": t_pass,

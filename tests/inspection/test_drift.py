@@ -194,3 +194,44 @@ def test_without_deployed_models_there_is_nothing_to_compare() -> None:
     state = project_drift(project=project)
 
     assert state["deployed"] is None and state["stations"] == []
+
+
+def test_with_drift_review_on_a_drifting_stations_parts_go_to_people_and_the_others_stay_automatic(
+    project: Project,
+) -> None:
+    from review.models import ReviewItem
+
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=1.0, auto_fail_threshold=1.0, audit_rate=0.0)
+    camera, other = make_station(project, "Top camera"), make_station(project, "Side camera")
+    inspect(camera, WINDOW, first_seed=0)
+    inspect(camera, WINDOW, first_seed=100, brightness=0.5)
+    assert drift_check(project_id=project.pk)["opened"] >= 1
+
+    def routed(station: StationWithToken, seed: int) -> str:
+        inspect(station, 1, first_seed=seed)
+        part = station.station.inspections.latest("id").part
+        item = ReviewItem.objects.filter(part=part).first()
+        return f"review:{item.reason}" if item else str(part.verdicts.get(is_final=True).outcome)
+
+    before = routed(camera, 500)  # drift_review is off by default: the alert only informs
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+    switched: Any = manager.patch(f"/api/v1/projects/{project.pk}", {"drift_review": True}, format="json")
+    drifting, steady = routed(camera, 501), routed(other, 502)
+
+    assert before == "pass"
+    assert switched.status_code == 200 and switched.json()["drift_review"] is True
+    event = AuditEvent.objects.filter(action="project.updated").latest("id")
+    assert (event.before, event.after) == ({"drift_review": False}, {"drift_review": True})
+    assert drifting == "review:drift"
+    assert steady == "pass"
+
+
+def test_drift_review_must_be_a_boolean(project: Project) -> None:
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+
+    refused: Any = manager.patch(f"/api/v1/projects/{project.pk}", {"drift_review": "sometimes"}, format="json")
+
+    assert refused.status_code == 400 and "drift_review" in refused.content.decode()
+    assert Project.objects.get(pk=project.pk).drift_review is False
