@@ -318,6 +318,7 @@ def project_drift(*, project: Project) -> dict[str, Any]:
     alerts = DriftAlert.objects.filter(project=project, closed_at__isnull=True).select_related("station__line")
     return {
         "deployed": label or None,
+        "drift_review": project.drift_review,
         "window": window,
         "min_parts": min_parts,
         "stations": stations,

@@ -5,6 +5,7 @@ to the managers' screens) and closes when the parts come back."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -235,3 +236,26 @@ def test_drift_review_must_be_a_boolean(project: Project) -> None:
 
     assert refused.status_code == 400 and "drift_review" in refused.content.decode()
     assert Project.objects.get(pk=project.pk).drift_review is False
+
+
+def test_the_drift_command_prints_each_stations_signals_and_checks_alerts(project: Project) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    camera = make_station(project, "Top camera")
+    inspect(camera, WINDOW, first_seed=0)
+    inspect(camera, WINDOW, first_seed=100, brightness=0.5)
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("drift", "--project", project.name, "--check", stdout=out, stderr=err)
+    as_json = io.StringIO()
+    call_command("drift", "--project", project.name, "--json", stdout=as_json)
+
+    table = out.getvalue()
+    brightness_row = next(line for line in table.splitlines() if "image brightness" in line)
+    assert brightness_row.startswith("Line 1 / Top camera") and brightness_row.endswith("drift")
+    assert "OPEN ALERT: Line 1 / Top camera: image brightness" in table
+    assert err.getvalue().startswith("alerts opened: ")
+    assert json.loads(as_json.getvalue())["stations"][0]["level"] == "drift"
+    with pytest.raises(CommandError, match="No project named"):
+        call_command("drift", "--project", "nope")

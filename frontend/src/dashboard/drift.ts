@@ -49,6 +49,7 @@ export interface DriftAlert {
 
 export interface Drift {
   deployed: string | null;
+  drift_review: boolean;
   window: number;
   min_parts: number;
   stations: DriftStation[];
@@ -107,11 +108,33 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
   const alerts = h("ul", { class: "drift-alerts", id: "drift-alerts", aria: { label: "Open drift alerts" } });
   const hint = h("p", { class: "hint", id: "drift-hint" });
   const message = h("p", { class: "message", role: "alert" });
+  // The manager's choice: while a station drifts, its parts go to people (audited).
+  const reviewBox = h("input", { type: "checkbox", id: "drift-review" });
+  const reviewStatus = h("span", { role: "status", id: "drift-review-status" });
+  reviewBox.addEventListener("change", async () => {
+    const wanted = reviewBox.checked;
+    try {
+      await api(`projects/${project.id}`, { method: "PATCH", body: { drift_review: wanted } });
+      reviewStatus.textContent = wanted
+        ? "Parts from a drifting station now go to people."
+        : "Drifting stations' parts are decided by the models again.";
+      context.announce(reviewStatus.textContent);
+    } catch (error) {
+      reviewBox.checked = !wanted;
+      reviewStatus.textContent = error instanceof ApiError ? error.detail : String(error);
+    }
+  });
   const element = h(
     "section",
     { class: "panel drift", id: "drift", aria: { label: "Drift since deployment" } },
     h("header", {}, h("h2", {}, "Drift since deployment")),
     hint,
+    h(
+      "p",
+      { class: "filters" },
+      h("label", { for: "drift-review" }, reviewBox, " Send a drifting station's parts to people (its calibration no longer holds)"),
+      reviewStatus,
+    ),
     alerts,
     message,
     body,
@@ -127,6 +150,7 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
       return;
     }
     message.textContent = "";
+    reviewBox.checked = drift.drift_review;
     hint.textContent = drift.deployed
       ? `Each station's latest ${drift.window} parts against the first ${drift.window} the deployed models (${drift.deployed}) scored there. PSI under 0.1 is stable, 0.25 and over is drift (with a KS test p < 0.01).`
       : "No model deployed: nothing to compare yet.";
