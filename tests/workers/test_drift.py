@@ -105,7 +105,23 @@ def test_image_stats_are_the_grey_levels_mean_and_spread() -> None:
 
     assert stats["brightness"] == pytest.approx(100.0)
     assert stats["contrast"] == pytest.approx(100.0)
-    assert image_stats(np.full((16, 16), 7, dtype=np.uint8)) == {"brightness": 7.0, "contrast": 0.0}
+    assert image_stats(np.full((16, 16), 7, dtype=np.uint8)) == {"brightness": 7.0, "contrast": 0.0, "sharpness": 0.0}
+
+
+def test_sharpness_falls_when_the_lens_goes_out_of_focus_and_rises_with_sensor_noise() -> None:
+    import cv2
+
+    from workers.synthetic import synthetic_part
+
+    part = np.asarray(synthetic_part(1, size=256, defect=None).image)
+    blurred = cv2.GaussianBlur(part, (0, 0), 2.0)
+    noisy = np.clip(part + np.random.default_rng(0).normal(0, 8, part.shape), 0, 255).astype(np.uint8)
+
+    sharp = image_stats(part)["sharpness"]
+
+    assert image_stats(blurred)["sharpness"] < 0.5 * sharp
+    assert image_stats(noisy)["sharpness"] > 1.5 * sharp
+    assert image_stats(blurred)["brightness"] == pytest.approx(image_stats(part)["brightness"], abs=1.0)
 
 
 def test_the_worst_level_wins() -> None:
