@@ -41,7 +41,7 @@ def scale(factor: float) -> Change:
 
 def contrast(factor: float) -> Change:
     def change(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        mean = img.mean()
+        mean = float(img.mean())
         return np.clip((img.astype(np.float32) - mean) * factor + mean, 0, 255).astype(np.uint8)
 
     return change
