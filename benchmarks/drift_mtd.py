@@ -42,7 +42,8 @@ def scale(factor: float) -> Change:
 def contrast(factor: float) -> Change:
     def change(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mean = float(img.mean())
-        return np.clip((img.astype(np.float32) - mean) * factor + mean, 0, 255).astype(np.uint8)
+        out: np.ndarray = np.clip((img.astype(np.float32) - mean) * factor + mean, 0, 255).astype(np.uint8)
+        return out
 
     return change
 
