@@ -347,7 +347,10 @@ def test_anomaly_model_learns_a_defect_bank_from_marked_defects(
     eager = load_inferencer(tmp_path / "semi", result.artifacts, backend="torch")
     onnx_scores = np.array([p.anomaly_score for p in onnx.predict(toy_test.images)], dtype=float)
     eager_scores = np.array([p.anomaly_score for p in eager.predict(toy_test.images)], dtype=float)
-    np.testing.assert_allclose(onnx_scores, eager_scores, rtol=1e-3, atol=1e-3)
+    # The fused flow + defect bank score sums several float32 scorers, each exp/log-heavy: ORT
+    # and PyTorch agree to ~1e-3 relative, and a run on PostgreSQL measured 1.24e-3 on one image
+    # (4.3071 vs 4.3018), so 2e-3: still far below any routing threshold's resolution.
+    np.testing.assert_allclose(onnx_scores, eager_scores, rtol=2e-3, atol=1e-3)
     truth = np.array([label != GOOD for label in toy_test.labels])
     assert binary_auroc(truth, onnx_scores) >= 0.95
 
