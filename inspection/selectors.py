@@ -253,9 +253,10 @@ def deployed_set_label(*, project_id: int) -> str:
 
 def station_drift(*, station: Station, label: str, window: int, min_parts: int) -> dict[str, Any]:
     """The station's parts as the deployed set ``label`` saw them: its first ``window`` parts
-    through the station's current view (the reference) against its latest ``window`` after
-    those (the current window), per watched signal (``workers.routing.drift``). ``level`` is the
-    worst signal's, or "too_few_parts" while either window holds fewer than ``min_parts``."""
+    through the station's current view, since its drift baseline if a manager set one (the
+    reference), against its latest ``window`` after those (the current window), per watched
+    signal (``workers.routing.drift``). ``level`` is the worst signal's, or "too_few_parts"
+    while either window holds fewer than ``min_parts``."""
     from workers.ml.regions import scored_view, view_key
     from workers.routing.drift import compare_windows, worst
 
@@ -271,6 +272,8 @@ def station_drift(*, station: Station, label: str, window: int, min_parts: int) 
     )
     if changed is not None:  # parts from before the view changed are not this view's
         rows = rows.filter(received_at__gte=changed)
+    if station.drift_baseline_at is not None:  # a manager accepted the parts since as normal
+        rows = rows.filter(received_at__gte=station.drift_baseline_at)
 
     def this_view(batch: Iterable[tuple[int, Any, Any]]) -> list[tuple[int, Any, dict[str, Any]]]:
         return [row for row in batch if isinstance(row[2], dict) and view_key(scored_view(row[2])) == key]
@@ -287,6 +290,7 @@ def station_drift(*, station: Station, label: str, window: int, min_parts: int) 
         "station": station.pk,
         "line": station.line.name,
         "name": station.name,
+        "baseline_at": station.drift_baseline_at,
         "reference": span(reference),
         "current": span(current),
         "signals": [],

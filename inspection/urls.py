@@ -29,6 +29,7 @@ urlpatterns = [
     path("stations", apis.StationListApi.as_view(), name="station-list"),
     path("stations/<int:pk>", apis.StationDetailApi.as_view(), name="station-detail"),
     path("stations/<int:pk>/tokens", apis.StationTokenIssueApi.as_view(), name="station-token-issue"),
+    path("stations/<int:pk>/drift-baseline", apis.StationDriftBaselineApi.as_view(), name="station-drift-baseline"),
     path("station-tokens", apis.StationTokenListApi.as_view(), name="station-token-list"),
     path("station-tokens/<int:pk>/revoke", apis.StationTokenRevokeApi.as_view(), name="station-token-revoke"),
     path(

@@ -23,6 +23,7 @@ function station(level: DriftStation["level"], signals: DriftSignal[]): DriftSta
     line: "Line 1",
     name: "Top camera",
     level,
+    baseline_at: null,
     reference: { parts: 500, from: null, to: null },
     current: { parts: 480, from: null, to: null },
     signals,

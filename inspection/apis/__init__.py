@@ -47,6 +47,7 @@ from inspection.apis.projects import (
 )
 from inspection.apis.stations import (
     StationDetailApi,
+    StationDriftBaselineApi,
     StationListApi,
     StationTokenIssueApi,
     StationTokenListApi,
@@ -96,6 +97,7 @@ __all__ = [
     "ProjectRecalibrateApi",
     "ProjectRoutingApi",
     "StationDetailApi",
+    "StationDriftBaselineApi",
     "StationListApi",
     "StationTokenIssueApi",
     "StationTokenListApi",

@@ -18,7 +18,7 @@ from inspection.models import (
     Station,
     StationToken,
 )
-from inspection.permissions import CAN_ADMINISTER, IsPerson
+from inspection.permissions import CAN_ADMINISTER, CAN_MANAGE, IsPerson
 from inspection.serializers import (
     StationCreateInputSerializer,
     StationOutputSerializer,
@@ -144,3 +144,21 @@ class StationTokenRevokeApi(APIView):
             raise NotFound("Station token not found.")
         services.station_token_revoke(token=token, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class StationDriftBaselineApi(APIView):
+    """POST (project managers): accept the station's parts from now on as its new normal; drift
+    is measured against the first parts after this and its open drift alerts close (audited)."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=None, responses={200: None})
+    def post(self, request: Request, pk: int) -> Response:
+        from inspection.services.drift import station_drift_rebaseline
+
+        station = selectors.stations_for(user=request.user).filter(pk=pk).first()
+        if station is None:
+            raise NotFound("Station not found.")
+        selectors.access_project(user=request.user, project_id=station.project_id, roles=CAN_MANAGE)
+        station = station_drift_rebaseline(station=station, actor=request.user)
+        return Response({"station": station.pk, "drift_baseline_at": station.drift_baseline_at})

@@ -119,6 +119,9 @@ class Station(models.Model):
     # Rectangles (same form, fractions of the whole image) that vary without being defects
     # (date codes, labels): blanked before the models look, zeroed in what they draw.
     ignore_zones = models.JSONField(default=list, blank=True)
+    # Drift is measured against the first parts after this (set when a manager accepts the
+    # station's latest parts as its new normal), after the last view change and deployment.
+    drift_baseline_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from inspection.models import DriftAlert, ModelVersion, Project
+from inspection.models import DriftAlert, ModelVersion, Project, Station
 from inspection.notifications import notify_drift
 from inspection.selectors import drift_alert_dict, project_drift
 from inspection.services.audit import audit_record
@@ -108,3 +108,26 @@ def drift_check_all() -> dict[str, int]:
         for key, count in drift_check(project_id=project_id).items():
             totals[key] += count
     return totals
+
+
+def station_drift_rebaseline(*, station: Station, actor: Any = None) -> Station:
+    """A manager accepts the station's parts from now on as its new normal (a new lamp that is
+    brighter for good, a new supplier's material): drift is measured against the first parts
+    after this, and the station's open alerts close. The calibrated thresholds are not changed
+    here: the parts people decide go on refitting them. Audited (``drift.rebaselined``)."""
+    with transaction.atomic():
+        locked = Station.objects.select_for_update().get(pk=station.pk)
+        before = locked.drift_baseline_at
+        locked.drift_baseline_at = timezone.now()
+        locked.save(update_fields=["drift_baseline_at"])
+        audit_record(
+            project_id=locked.project_id,
+            actor=actor,
+            action="drift.rebaselined",
+            subject=locked,
+            before={"drift_baseline_at": before.isoformat() if before else None},
+            after={"drift_baseline_at": locked.drift_baseline_at.isoformat()},
+        )
+        for alert in DriftAlert.objects.filter(station=locked, closed_at__isnull=True):
+            _close(alert)
+    return locked

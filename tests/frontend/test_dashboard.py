@@ -184,4 +184,10 @@ def test_the_dashboard_draws_a_stations_drift_and_shows_its_alert_as_soon_as_it_
     assert AuditEvent.objects.filter(action="project.updated", after={"drift_review": True}).exists()
     page.locator("#drift").scroll_into_view_if_needed()
     screen.shot("dashboard-drift")
+
+    # The dimmer lamp is there to stay: the manager accepts it as the station's new normal.
+    page.click(f"{card} button.accept-baseline")
+    page.wait_for_function(f"() => document.querySelector('{card}')?.getAttribute('data-level') === 'too_few_parts'")
+    assert page.locator("#drift-alerts li").count() == 0
+    assert AuditEvent.objects.filter(action="drift.rebaselined", object_id=str(camera.station.pk)).exists()
     assert screen.dialogs == [] and screen.errors == []

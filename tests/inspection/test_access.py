@@ -112,6 +112,7 @@ ACTION_URLS: list[tuple[str, Callable[[Tenant], str]]] = [
     ("deactivate webhook", lambda t: f"/api/v1/webhooks/{t.delivery.webhook_id}/deactivate"),
     ("revoke token", lambda t: f"/api/v1/station-tokens/{t.token.pk}/revoke"),
     ("issue token", lambda t: f"/api/v1/stations/{t.inspection.station_id}/tokens"),
+    ("accept drift baseline", lambda t: f"/api/v1/stations/{t.inspection.station_id}/drift-baseline"),
 ]
 
 

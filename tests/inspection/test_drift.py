@@ -259,3 +259,33 @@ def test_the_drift_command_prints_each_stations_signals_and_checks_alerts(projec
     assert json.loads(as_json.getvalue())["stations"][0]["level"] == "drift"
     with pytest.raises(CommandError, match="No project named"):
         call_command("drift", "--project", "nope")
+
+
+def test_a_manager_accepts_a_stations_new_normal_and_drift_is_measured_from_there(project: Project) -> None:
+    from django.utils import timezone
+
+    camera = make_station(project, "Top camera")
+    inspect(camera, WINDOW, first_seed=0)
+    inspect(camera, WINDOW, first_seed=100, brightness=0.5)  # a new lamp, dimmer for good
+    assert drift_check(project_id=project.pk)["opened"] >= 1
+    manager, reviewer = APIClient(), APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+    reviewer.force_authenticate(make_user(project, role="reviewer"))
+
+    refused: Any = reviewer.post(f"/api/v1/stations/{camera.station.pk}/drift-baseline")
+    accepted: Any = manager.post(f"/api/v1/stations/{camera.station.pk}/drift-baseline")
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    camera.station.refresh_from_db()
+    assert camera.station.drift_baseline_at is not None and camera.station.drift_baseline_at <= timezone.now()
+    assert not DriftAlert.objects.filter(closed_at__isnull=True).exists()
+    event = AuditEvent.objects.get(action="drift.rebaselined")
+    assert event.before == {"drift_baseline_at": None} and event.object_id == str(camera.station.pk)
+    [state] = project_drift(project=project)["stations"]
+    assert state["level"] == "too_few_parts" and state["reference"]["parts"] == 0
+
+    inspect(camera, 2 * WINDOW, first_seed=300, brightness=0.5)  # the new normal, measured afresh
+    [state] = project_drift(project=project)["stations"]
+    assert state["level"] == "stable"
+    assert drift_check(project_id=project.pk) == {"opened": 0, "closed": 0}

@@ -28,6 +28,7 @@ export interface DriftStation {
   line: string;
   name: string;
   level: "stable" | "watch" | "drift" | "too_few_parts";
+  baseline_at: string | null;
   reference: { parts: number; from: string | null; to: string | null };
   current: { parts: number; from: string | null; to: string | null };
   signals: DriftSignal[];
@@ -140,6 +141,24 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
     body,
   );
 
+  // A lasting change (a new lamp, a new material) is accepted as the station's new normal:
+  // drift is measured from the next parts on and its alerts close (audited).
+  function acceptButton(station: DriftStation): HTMLElement {
+    const button = h("button", { type: "button", class: "accept-baseline", data: { station: String(station.station) } }, "Accept the latest parts as the new normal");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await api(`stations/${station.station}/drift-baseline`, { method: "POST" });
+        context.announce(`${station.name}: drift is measured from its next parts on.`);
+        await load();
+      } catch (error) {
+        button.disabled = false;
+        message.textContent = error instanceof ApiError ? error.detail : String(error);
+      }
+    });
+    return button;
+  }
+
   async function load(): Promise<void> {
     charts.splice(0).forEach((chart) => chart.dispose());
     let drift: Drift;
@@ -197,6 +216,10 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
               )
             : null,
           moved ? chart : null,
+          station.level === "drift" || station.level === "watch" ? acceptButton(station) : null,
+          station.baseline_at
+            ? h("p", { class: "hint" }, `Measured from the new normal accepted ${new Date(station.baseline_at).toLocaleString("en", { timeZone: project.time_zone ?? "UTC" })} (plant time).`)
+            : null,
         );
         if (moved) charts.push(chartIn(chart, histogramOption(moved)));
         return card;
