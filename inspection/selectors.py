@@ -349,3 +349,38 @@ def drift_alert_dict(alert: DriftAlert) -> dict[str, Any]:
         "opened_at": alert.opened_at,
         "closed_at": alert.closed_at,
     }
+
+
+# --- line integration feeds ----------------------------------------------------------------
+
+
+def final_verdict_ids_after(*, after_id: int, limit: int = 20_000) -> list[tuple[int, Any]]:
+    """(id, created_at) of final verdicts with a higher id, in id order."""
+    rows = Verdict.objects.filter(is_final=True, id__gt=after_id).order_by("id").values_list("id", "created_at")
+    return list(rows[:limit])
+
+
+def final_verdicts_by_ids(ids: list[int]) -> list[Verdict]:
+    """Those final verdicts with what a line message needs loaded, in id order."""
+    if not ids:
+        return []
+    return list(
+        Verdict.objects.filter(pk__in=ids, is_final=True)
+        .select_related("part", "defect_class", "inspection__station__line")
+        .order_by("id")
+    )
+
+
+def latest_final_verdicts_by_station() -> list[Verdict]:
+    """Each active station's latest final verdict (one query per station)."""
+    out = []
+    for station in Station.objects.filter(is_active=True).order_by("id"):
+        verdict = (
+            Verdict.objects.filter(is_final=True, inspection__station=station)
+            .select_related("part", "defect_class", "inspection__station__line")
+            .order_by("-id")
+            .first()
+        )
+        if verdict is not None:
+            out.append(verdict)
+    return out

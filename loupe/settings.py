@@ -489,6 +489,12 @@ MQTT_URL = env_str("MQTT_URL", "") or ""
 if MQTT_URL and urlparse(MQTT_URL).scheme not in {"mqtt", "mqtts"}:
     raise ImproperlyConfigured(f"MQTT_URL={MQTT_URL!r} must start with mqtt:// or mqtts://")
 MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "loupe") or "loupe"
+# Line integration for PLCs and SCADA: `manage.py opcua_server` serves each station's latest
+# final verdict here, reading new verdicts this often.
+OPCUA_ENDPOINT = env_str("OPCUA_ENDPOINT", "opc.tcp://0.0.0.0:4840/loupe/") or "opc.tcp://0.0.0.0:4840/loupe/"
+if not OPCUA_ENDPOINT.startswith("opc.tcp://"):
+    raise ImproperlyConfigured(f"OPCUA_ENDPOINT={OPCUA_ENDPOINT!r} must start with opc.tcp://")
+OPCUA_POLL_MS = env_int("OPCUA_POLL_MS", 200, minimum=10)
 # Webhook hosts allowed to resolve to private addresses (a plant's MES on the internal
 # network). Everything else must resolve to public addresses only.
 LOUPE_WEBHOOK_ALLOWED_HOSTS = env_list("LOUPE_WEBHOOK_ALLOWED_HOSTS", [])
