@@ -50,3 +50,29 @@ def test_a_manager_is_told_live_when_a_station_drifts(live: LiveStack, register:
     assert pushed["station"] == camera.station.pk and pushed["name"] == "Top camera"
     assert pushed["signal"] in {"brightness", "contrast", "defect_score", "anomaly_ratio"}
     assert pushed["current_mean"] != pushed["reference_mean"]
+
+
+def test_the_line_simulators_failing_lamp_darkens_the_parts_after_the_set_count(
+    live: LiveStack, register: Any, tmp_path: Any
+) -> None:
+    from django.core.management import call_command
+
+    from inspection.services import station_token_issue
+
+    project = make_project()
+    register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    camera = make_station(project, "Simulated camera")
+    _, token = station_token_issue(station=camera.station)
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+
+    call_command(
+        "simulate_line",
+        "--url", live.base_url, "--token-file", str(token_file), "--count", "6", "--interval", "0",
+        "--defect-rate", "0", "--dim-after", "3", "--dim", "0.5",
+    )  # fmt: skip
+    done = Inspection.objects.filter(station=camera.station, status="done")
+    wait_until(lambda: done.count() == 6, timeout_s=60, what="the worker scoring the simulated parts")
+
+    brightness = [inspection.scores["brightness"] for inspection in done.order_by("part__serial")]
+    assert max(brightness[3:]) < 0.65 * min(brightness[:3])
