@@ -33,10 +33,10 @@ def main() -> int:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                if requests.get(f"{base}/api/v1/health", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # still starting: the first answer can take seconds while every process boots
             time.sleep(0.5)
         else:
             raise SystemExit("server did not come up:\n" + (var / "stack.log").read_text()[-3000:])
