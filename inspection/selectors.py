@@ -6,7 +6,7 @@ An object outside the caller's scope is reported as ``NotFound``: its existence 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -18,6 +18,7 @@ from inspection.models import (
     Calibration,
     DefectClass,
     DriftAlert,
+    DriftReview,
     Inspection,
     Membership,
     ModelVersion,
@@ -258,7 +259,7 @@ def station_drift(*, station: Station, label: str, window: int, min_parts: int) 
     signal (``workers.routing.drift``). ``level`` is the worst signal's, or "too_few_parts"
     while either window holds fewer than ``min_parts``."""
     from workers.ml.regions import scored_view, view_key
-    from workers.routing.drift import compare_windows, worst
+    from workers.routing.drift import MODEL_SIGNALS, compare_windows, worst
 
     key = view_key(station.view())
     rows = Inspection.objects.filter(station=station, model_version=label, status=Inspection.Status.DONE)
@@ -295,17 +296,34 @@ def station_drift(*, station: Station, label: str, window: int, min_parts: int) 
         "current": span(current),
         "signals": [],
         "level": "too_few_parts",
+        "models_level": "too_few_parts",
     }
     if len(reference) >= min_parts and len(current) >= min_parts:
         signals = compare_windows([row[2] for row in reference], [row[2] for row in current])
         out["signals"] = [signal.as_dict() for signal in signals]
         out["level"] = worst([signal.level for signal in signals])
+        # Whether the models' outputs moved, or only the camera's image (which the models,
+        # standardising intensity, may not mind: benchmarks/drift_models_mtd.py).
+        out["models_level"] = worst([s.level for s in signals if s.signal in MODEL_SIGNALS])
     return out
 
 
-def drifting_station_ids(*, project_id: int, label: str) -> set[int]:
-    """Stations of the project with an open drift alert for the deployed set ``label``."""
+def drift_review_signals(project: Project) -> Sequence[str] | None:
+    """The signals whose open alerts send a station's parts to people under the project's
+    ``drift_review`` (None: every signal's; an empty tuple: none)."""
+    from workers.routing.drift import MODEL_SIGNALS
+
+    if project.drift_review == DriftReview.OFF:
+        return ()
+    return MODEL_SIGNALS if project.drift_review == DriftReview.MODELS else None
+
+
+def drifting_station_ids(*, project_id: int, label: str, signals: Sequence[str] | None = None) -> set[int]:
+    """Stations of the project with an open drift alert for the deployed set ``label`` (on one of
+    ``signals`` when given)."""
     alerts = DriftAlert.objects.filter(project_id=project_id, model_version=label, closed_at__isnull=True)
+    if signals is not None:
+        alerts = alerts.filter(signal__in=list(signals))
     return set(alerts.values_list("station_id", flat=True))
 
 
@@ -327,11 +345,17 @@ def project_drift(*, project: Project) -> dict[str, Any]:
         "min_parts": min_parts,
         "stations": stations,
         "open_alerts": [drift_alert_dict(alert) for alert in alerts],
+        # Stations whose parts go to people now because of their open alerts (drift_review).
+        "held_stations": sorted(
+            drifting_station_ids(project_id=project.pk, label=label, signals=drift_review_signals(project))
+        )
+        if label
+        else [],
     }
 
 
 def drift_alert_dict(alert: DriftAlert) -> dict[str, Any]:
-    from workers.routing.drift import SIGNALS
+    from workers.routing.drift import SIGNALS, signal_source
 
     return {
         "id": alert.pk,
@@ -340,6 +364,7 @@ def drift_alert_dict(alert: DriftAlert) -> dict[str, Any]:
         "name": alert.station.name,
         "signal": alert.signal,
         "label": SIGNALS.get(alert.signal, alert.signal),
+        "source": signal_source(alert.signal),
         "model_version": alert.model_version,
         "psi": alert.psi,
         "latest_psi": alert.latest_psi,

@@ -11,6 +11,7 @@ from inspection.models import (
     AuditEvent,
     Calibration,
     DefectClass,
+    DriftReview,
     Inspection,
     Membership,
     ModelVersion,
@@ -192,6 +193,16 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
         ]
 
 
+class DriftReviewField(serializers.ChoiceField):
+    """``drift_review``'s modes; the booleans it was before them still work: true is "any" (what
+    true did), false is "off"."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool):
+            return DriftReview.ANY if data else DriftReview.OFF
+        return super().to_internal_value(data)
+
+
 class ProjectUpdateInputSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=120, required=False)
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
@@ -202,8 +213,12 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
     calibration_confidence = serializers.FloatField(min_value=0.5, max_value=0.999, required=False)
     audit_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     out_of_distribution_ratio = serializers.FloatField(min_value=1.0, max_value=100.0, required=False)
-    drift_review = serializers.BooleanField(
-        required=False, help_text="Send a station's parts to people while it has an open drift alert."
+    drift_review = DriftReviewField(
+        choices=DriftReview.choices,
+        required=False,
+        help_text="Send a station's parts to people while it has an open drift alert: off; models (an alert on "
+        "the defect score or anomaly ratio, a change that moved the models); any (the camera's brightness, contrast "
+        "or sharpness too). true and false, from before the modes, mean any and off.",
     )
     views_per_part = serializers.IntegerField(min_value=1, max_value=32, required=False)
     labels_per_image = serializers.IntegerField(

@@ -5,6 +5,7 @@ function signal(name: string, psi: number, level: DriftSignal["level"] = "stable
   return {
     signal: name,
     label: name.replace("_", " "),
+    source: name === "defect_score" || name === "anomaly_ratio" ? "models" : "camera",
     level,
     psi,
     ks: 0.1,
@@ -23,6 +24,7 @@ function station(level: DriftStation["level"], signals: DriftSignal[]): DriftSta
     line: "Line 1",
     name: "Top camera",
     level,
+    models_level: level === "too_few_parts" ? level : "stable",
     baseline_at: null,
     reference: { parts: 500, from: null, to: null },
     current: { parts: 480, from: null, to: null },
@@ -33,7 +35,15 @@ function station(level: DriftStation["level"], signals: DriftSignal[]): DriftSta
 describe("a station's drift in words", () => {
   it("names the signal that moved most, with both means and its PSI", () => {
     const text = describeStation(station("drift", [signal("contrast", 0.12, "watch"), signal("brightness", 1.9, "drift")]), 200);
-    expect(text).toBe("Line 1 / Top camera: drift; most moved: brightness, 120.0 → 60.0 (PSI 1.90).");
+    expect(text).toBe(
+      "Line 1 / Top camera: drift; most moved: brightness, 120.0 → 60.0 (PSI 1.90). The models' outputs have not moved: a camera change they do not mind so far.",
+    );
+  });
+
+  it("says when the models' own outputs moved too, and says nothing of them while stable", () => {
+    const moved = { ...station("drift", [signal("anomaly_ratio", 0.8, "drift")]), models_level: "drift" as const };
+    expect(describeStation(moved, 200)).toMatch(/The models' outputs moved too \(drift\)\.$/);
+    expect(describeStation(station("stable", [signal("brightness", 0.01)]), 200)).not.toMatch(/models/);
   });
 
   it("says how many parts are still missing before it is judged", () => {

@@ -3,6 +3,7 @@ from inspection.models.monitoring import DriftAlert
 from inspection.models.parts import Image, Inspection, Part, Verdict
 from inspection.models.projects import (
     DefectClass,
+    DriftReview,
     Line,
     Membership,
     Project,
@@ -24,6 +25,7 @@ __all__ = [
     "DefectClass",
     "DefectRollup",
     "DriftAlert",
+    "DriftReview",
     "Image",
     "Inspection",
     "Line",

@@ -20,6 +20,14 @@ class TrainingLabels(models.TextChoices):
     ADJUDICATED = "adjudicated"  # only labels a manager adjudicated enter training
 
 
+class DriftReview(models.TextChoices):
+    """Which open drift alerts send a station's parts to people (``Project.drift_review``)."""
+
+    OFF = "off"  # alerts inform managers; routing is unchanged
+    MODELS = "models"  # only alerts on what the models output (defect score, anomaly ratio)
+    ANY = "any"  # any alert, the camera's brightness, contrast and sharpness included
+
+
 class Project(models.Model):
     """One product inspected on one or more lines: its defect taxonomy and decision settings.
 
@@ -42,8 +50,9 @@ class Project(models.Model):
     # Anomaly score this many times the good parts' threshold: far from anything trained on.
     out_of_distribution_ratio = models.FloatField(default=4.0)
     # While a station has an open drift alert (its parts no longer look like those the deployed
-    # models were calibrated on), send its parts to people instead of deciding them.
-    drift_review = models.BooleanField(default=False)
+    # models were calibrated on), send its parts to people instead of deciding them: on an alert
+    # of the models' outputs, on any alert (the camera's image signals too), or never.
+    drift_review = models.CharField(max_length=8, choices=DriftReview.choices, default=DriftReview.OFF)
     # Cameras per part: the part is decided when all its views are in; any failing view fails it.
     views_per_part = models.PositiveSmallIntegerField(default=1)
     # Chance that a reviewer's next claim is a golden (known-answer) item.

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from inspection.models import Inspection, ModelVersion, Verdict
-from inspection.selectors import drifting_station_ids, station_view_untrained
+from inspection.models import DriftReview, Inspection, ModelVersion, Verdict
+from inspection.selectors import drift_review_signals, drifting_station_ids, station_view_untrained
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.verdicts import ModelVerdict, _route_part, verdicts_record_final_from_models
@@ -345,9 +345,11 @@ def _run_and_route(inspections: list[Inspection]) -> None:
                 error=run.error,
                 view_calibrated=view_calibration is not None,
             )
-            if project.drift_review and view.action in {"pass", "fail"}:
+            if project.drift_review != DriftReview.OFF and view.action in {"pass", "fail"}:
                 if run.model_version not in drifting:
-                    drifting[run.model_version] = drifting_station_ids(project_id=project.pk, label=run.model_version)
+                    drifting[run.model_version] = drifting_station_ids(
+                        project_id=project.pk, label=run.model_version, signals=drift_review_signals(project)
+                    )
                 if inspection.station_id in drifting[run.model_version]:
                     view = routing.Decision("review", "drift", view.defect_class)
             run.scores["decision"] = view.as_dict()

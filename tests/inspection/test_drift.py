@@ -14,7 +14,7 @@ from PIL import ImageEnhance
 from rest_framework.test import APIClient
 
 from inspection.models import AuditEvent, DriftAlert, ModelVersion, Project
-from inspection.selectors import project_drift
+from inspection.selectors import deployed_set_label, project_drift
 from inspection.services import station_set_region
 from inspection.services.drift import drift_check, drift_check_all
 from inspection.services.model_runs import inspection_run
@@ -217,25 +217,78 @@ def test_with_drift_review_on_a_drifting_stations_parts_go_to_people_and_the_oth
     before = routed(camera, 500)  # drift_review is off by default: the alert only informs
     manager = APIClient()
     manager.force_authenticate(make_user(project, role="manager"))
-    switched: Any = manager.patch(f"/api/v1/projects/{project.pk}", {"drift_review": True}, format="json")
+    switched: Any = manager.patch(f"/api/v1/projects/{project.pk}", {"drift_review": "any"}, format="json")
     drifting, steady = routed(camera, 501), routed(other, 502)
 
     assert before == "pass"
-    assert switched.status_code == 200 and switched.json()["drift_review"] is True
+    assert switched.status_code == 200 and switched.json()["drift_review"] == "any"
     event = AuditEvent.objects.filter(action="project.updated").latest("id")
-    assert (event.before, event.after) == ({"drift_review": False}, {"drift_review": True})
+    assert (event.before, event.after) == ({"drift_review": "off"}, {"drift_review": "any"})
     assert drifting == "review:drift"
     assert steady == "pass"
 
 
-def test_drift_review_must_be_a_boolean(project: Project) -> None:
+def test_drift_review_models_holds_only_stations_whose_models_outputs_moved_and_any_holds_camera_changes_too(
+    project: Project,
+) -> None:
+    """A dimmer lamp that the models, standardising intensity, do not mind (an alert on the
+    image's brightness) stays automatic under "models"; an alert on the anomaly ratio does not."""
+    from review.models import ReviewItem
+
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=1.0, auto_fail_threshold=1.0, audit_rate=0.0)
+    dimmer, blurred = make_station(project, "Dimmer camera"), make_station(project, "Blurred camera")
+    inspect(dimmer, 1, first_seed=0)
+    label = deployed_set_label(project_id=project.pk)
+    for station, signal in ((dimmer, "brightness"), (blurred, "anomaly_ratio")):
+        DriftAlert.objects.create(
+            project=project,
+            station=station.station,
+            model_version=label,
+            signal=signal,
+            psi=0.6,
+            p_value=1e-9,
+            reference_mean=1.0,
+            current_mean=2.0,
+            latest_psi=0.6,
+        )
     manager = APIClient()
     manager.force_authenticate(make_user(project, role="manager"))
 
-    refused: Any = manager.patch(f"/api/v1/projects/{project.pk}", {"drift_review": "sometimes"}, format="json")
+    def routed(station: StationWithToken, seed: int) -> str:
+        inspect(station, 1, first_seed=seed)
+        part = station.station.inspections.latest("id").part
+        item = ReviewItem.objects.filter(part=part).first()
+        return f"review:{item.reason}" if item else str(part.verdicts.get(is_final=True).outcome)
+
+    def held() -> list[int]:
+        project.refresh_from_db()
+        return list(project_drift(project=project)["held_stations"])
+
+    assert held() == []  # off
+    assert manager.patch(f"/api/v1/projects/{project.pk}", {"drift_review": "models"}, format="json").status_code == 200
+    under_models = (routed(dimmer, 10), routed(blurred, 11), held())
+    assert manager.patch(f"/api/v1/projects/{project.pk}", {"drift_review": "any"}, format="json").status_code == 200
+    under_any = (routed(dimmer, 12), routed(blurred, 13), held())
+
+    assert under_models == ("pass", "review:drift", [blurred.station.pk])
+    assert under_any == ("review:drift", "review:drift", sorted([dimmer.station.pk, blurred.station.pk]))
+    sources = {alert["signal"]: alert["source"] for alert in project_drift(project=project)["open_alerts"]}
+    assert sources == {"brightness": "camera", "anomaly_ratio": "models"}
+
+
+def test_drift_review_is_one_of_its_modes_and_the_booleans_it_was_still_mean_any_and_off(project: Project) -> None:
+    manager = APIClient()
+    manager.force_authenticate(make_user(project, role="manager"))
+    url = f"/api/v1/projects/{project.pk}"
+
+    refused: Any = manager.patch(url, {"drift_review": "sometimes"}, format="json")
+    unchanged = Project.objects.get(pk=project.pk).drift_review
+    as_true: Any = manager.patch(url, {"drift_review": True}, format="json")
+    as_false: Any = manager.patch(url, {"drift_review": False}, format="json")
 
     assert refused.status_code == 400 and "drift_review" in refused.content.decode()
-    assert Project.objects.get(pk=project.pk).drift_review is False
+    assert unchanged == "off"
+    assert as_true.json()["drift_review"] == "any" and as_false.json()["drift_review"] == "off"
 
 
 def test_the_drift_command_prints_each_stations_signals_and_checks_alerts(project: Project) -> None:

@@ -12,6 +12,8 @@ import { h, replaceChildren } from "../dom";
 export interface DriftSignal {
   signal: string;
   label: string;
+  /** "camera": a signal of the image itself; "models": one the models output. */
+  source: "camera" | "models";
   level: "stable" | "watch" | "drift";
   psi: number;
   ks: number;
@@ -28,6 +30,8 @@ export interface DriftStation {
   line: string;
   name: string;
   level: "stable" | "watch" | "drift" | "too_few_parts";
+  /** The worst level of the models' own signals (defect score, anomaly ratio). */
+  models_level: "stable" | "watch" | "drift" | "too_few_parts";
   baseline_at: string | null;
   reference: { parts: number; from: string | null; to: string | null };
   current: { parts: number; from: string | null; to: string | null };
@@ -41,6 +45,7 @@ export interface DriftAlert {
   name: string;
   signal: string;
   label: string;
+  source: "camera" | "models";
   psi: number;
   latest_psi: number;
   reference_mean: number;
@@ -50,12 +55,27 @@ export interface DriftAlert {
 
 export interface Drift {
   deployed: string | null;
-  drift_review: boolean;
+  drift_review: DriftReview;
   window: number;
   min_parts: number;
   stations: DriftStation[];
   open_alerts: DriftAlert[];
+  /** Stations whose parts go to people now because of their open alerts. */
+  held_stations: number[];
 }
+
+export type DriftReview = "off" | "models" | "any";
+
+/** The manager's choices for drift_review, in words, and what each choice does once made. */
+export const DRIFT_REVIEW_CHOICES: { value: DriftReview; label: string; done: string }[] = [
+  { value: "off", label: "Never: alerts only inform", done: "Drifting stations' parts are decided by the models again." },
+  {
+    value: "models",
+    label: "When the models' outputs drift (defect score, anomaly ratio)",
+    done: "Parts from a station whose models' outputs drift now go to people; camera-only changes are reported.",
+  },
+  { value: "any", label: "On any drift, camera brightness, contrast and sharpness too", done: "Parts from any drifting station now go to people." },
+];
 
 const LEVEL_WORDS: Record<DriftStation["level"], string> = {
   stable: "stable",
@@ -77,7 +97,15 @@ export function describeStation(station: DriftStation, minParts: number): string
   }
   const moved = mostMoved(station);
   const detail = moved ? `; most moved: ${moved.label}, ${formatMean(moved.reference_mean)} → ${formatMean(moved.current_mean)} (PSI ${moved.psi.toFixed(2)})` : "";
-  return `${where}: ${LEVEL_WORDS[station.level]}${detail}.`;
+  // A camera change the models do not mind (they standardise intensity) is not a reason to
+  // distrust their decisions; one that moved their outputs is.
+  const models =
+    station.level === "stable"
+      ? ""
+      : station.models_level === "stable"
+        ? " The models' outputs have not moved: a camera change they do not mind so far."
+        : ` The models' outputs moved too (${LEVEL_WORDS[station.models_level]}).`;
+  return `${where}: ${LEVEL_WORDS[station.level]}${detail}.${models}`;
 }
 
 function formatMean(value: number): string {
@@ -110,18 +138,23 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
   const hint = h("p", { class: "hint", id: "drift-hint" });
   const message = h("p", { class: "message", role: "alert" });
   // The manager's choice: while a station drifts, its parts go to people (audited).
-  const reviewBox = h("input", { type: "checkbox", id: "drift-review" });
+  const reviewSelect = h(
+    "select",
+    { id: "drift-review", name: "drift_review" },
+    ...DRIFT_REVIEW_CHOICES.map((choice) => h("option", { value: choice.value }, choice.label)),
+  );
   const reviewStatus = h("span", { role: "status", id: "drift-review-status" });
-  reviewBox.addEventListener("change", async () => {
-    const wanted = reviewBox.checked;
+  let savedReview: DriftReview = "off";
+  reviewSelect.addEventListener("change", async () => {
+    const wanted = reviewSelect.value as DriftReview;
     try {
       await api(`projects/${project.id}`, { method: "PATCH", body: { drift_review: wanted } });
-      reviewStatus.textContent = wanted
-        ? "Parts from a drifting station now go to people."
-        : "Drifting stations' parts are decided by the models again.";
+      savedReview = wanted;
+      reviewStatus.textContent = DRIFT_REVIEW_CHOICES.find((choice) => choice.value === wanted)?.done ?? "";
       context.announce(reviewStatus.textContent);
+      await load();
     } catch (error) {
-      reviewBox.checked = !wanted;
+      reviewSelect.value = savedReview;
       reviewStatus.textContent = error instanceof ApiError ? error.detail : String(error);
     }
   });
@@ -133,7 +166,8 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
     h(
       "p",
       { class: "filters" },
-      h("label", { for: "drift-review" }, reviewBox, " Send a drifting station's parts to people (its calibration no longer holds)"),
+      h("label", { for: "drift-review" }, "Send a drifting station's parts to people (its calibration may no longer hold): "),
+      reviewSelect,
       reviewStatus,
     ),
     alerts,
@@ -169,7 +203,8 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
       return;
     }
     message.textContent = "";
-    reviewBox.checked = drift.drift_review;
+    savedReview = drift.drift_review;
+    reviewSelect.value = drift.drift_review;
     hint.textContent = drift.deployed
       ? `Each station's latest ${drift.window} parts against the first ${drift.window} the deployed models (${drift.deployed}) scored there. PSI under 0.1 is stable, 0.25 and over is drift (with a KS test p < 0.01).`
       : "No model deployed: nothing to compare yet.";
@@ -179,7 +214,7 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
         h(
           "li",
           { class: "drift-alert", data: { station: String(alert.station), signal: alert.signal } },
-          `Drift at ${alert.line} / ${alert.name}: ${alert.label} ${formatMean(alert.reference_mean)} → ${formatMean(alert.current_mean)} (PSI ${alert.latest_psi.toFixed(2)}), since ${new Date(alert.opened_at).toLocaleString("en", { timeZone: project.time_zone ?? "UTC" })} (plant time)`,
+          `${alert.source === "models" ? "Models" : "Camera"} drift at ${alert.line} / ${alert.name}: ${alert.label} ${formatMean(alert.reference_mean)} → ${formatMean(alert.current_mean)} (PSI ${alert.latest_psi.toFixed(2)}), since ${new Date(alert.opened_at).toLocaleString("en", { timeZone: project.time_zone ?? "UTC" })} (plant time)`,
         ),
       ),
     );
@@ -190,8 +225,12 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
         const chart = h("div", { class: "chart small", role: "img", aria: { label: `${station.name}: ${moved?.label ?? "no signal"} histograms` } });
         const card = h(
           "article",
-          { class: `drift-station level-${station.level}`, data: { station: String(station.station), level: station.level } },
+          {
+            class: `drift-station level-${station.level}`,
+            data: { station: String(station.station), level: station.level, held: String(drift.held_stations.includes(station.station)) },
+          },
           h("p", { class: "drift-summary" }, describeStation(station, drift.min_parts)),
+          drift.held_stations.includes(station.station) ? h("p", { class: "badge held" }, "Its parts go to people until the drift ends (drift review).") : null,
           station.signals.length
             ? h(
                 "table",
