@@ -219,7 +219,7 @@ def station_models_view(*, station: Station, deployed: list[ModelVersion] | None
     label = ",".join(sorted(version.serving_label for version in deployed))
     calibration = (
         Calibration.objects.filter(project_id=station.project_id, model_version=label, station=station)
-        .filter(view_key=view_key(station.view()))
+        .filter(view_key=view_key(station.view()), drift_since__isnull=True)
         .order_by("-id")
         .first()
     )
@@ -318,13 +318,17 @@ def drift_review_signals(project: Project) -> Sequence[str] | None:
     return MODEL_SIGNALS if project.drift_review == DriftReview.MODELS else None
 
 
-def drifting_station_ids(*, project_id: int, label: str, signals: Sequence[str] | None = None) -> set[int]:
+def drifting_stations(*, project_id: int, label: str, signals: Sequence[str] | None = None) -> dict[int, Any]:
     """Stations of the project with an open drift alert for the deployed set ``label`` (on one of
-    ``signals`` when given)."""
+    ``signals`` when given), each with when the earliest of those alerts opened: the start of
+    its drift episode."""
+    from django.db.models import Min
+
     alerts = DriftAlert.objects.filter(project_id=project_id, model_version=label, closed_at__isnull=True)
     if signals is not None:
         alerts = alerts.filter(signal__in=list(signals))
-    return set(alerts.values_list("station_id", flat=True))
+    per_station = alerts.order_by().values("station_id").annotate(since=Min("opened_at"))
+    return dict(per_station.values_list("station_id", "since"))
 
 
 def project_drift(*, project: Project) -> dict[str, Any]:
@@ -333,10 +337,19 @@ def project_drift(*, project: Project) -> dict[str, Any]:
 
     label = deployed_set_label(project_id=project.pk)
     window, min_parts = settings.LOUPE_DRIFT_WINDOW, settings.LOUPE_DRIFT_MIN_PARTS
+    # Stations whose open alerts make drift_review send their parts to people, since when.
+    held = drifting_stations(project_id=project.pk, label=label, signals=drift_review_signals(project)) if label else {}
     stations = []
     if label:
         for station in project.stations.filter(is_active=True).select_related("line").order_by("id"):
-            stations.append(station_drift(station=station, label=label, window=window, min_parts=min_parts))
+            state = station_drift(station=station, label=label, window=window, min_parts=min_parts)
+            state["held_since"] = held.get(station.pk)
+            state["drift_calibration"] = (
+                drift_calibration_dict(station=station, label=label, since=held[station.pk])
+                if station.pk in held
+                else None
+            )
+            stations.append(state)
     alerts = DriftAlert.objects.filter(project=project, closed_at__isnull=True).select_related("station__line")
     return {
         "deployed": label or None,
@@ -345,13 +358,24 @@ def project_drift(*, project: Project) -> dict[str, Any]:
         "min_parts": min_parts,
         "stations": stations,
         "open_alerts": [drift_alert_dict(alert) for alert in alerts],
-        # Stations whose parts go to people now because of their open alerts (drift_review).
-        "held_stations": sorted(
-            drifting_station_ids(project_id=project.pk, label=label, signals=drift_review_signals(project))
-        )
-        if label
-        else [],
+        "held_stations": sorted(held),
     }
+
+
+def drift_calibration_dict(*, station: Station, label: str, since: Any) -> dict[str, Any] | None:
+    """The thresholds fitted on a drifting station's parts since its drift began (None: none
+    yet); with a t_pass of -1 and a t_fail of 2 they decide nothing and every part still goes to
+    people."""
+    calibration = (
+        Calibration.objects.filter(project_id=station.project_id, model_version=label, station=station)
+        .filter(drift_since=since)
+        .order_by("-id")
+        .first()
+    )
+    if calibration is None:
+        return None
+    fields = ("id", "parts", "t_pass", "t_fail", "expected_review_rate", "escape_rate", "created_at")
+    return {name: getattr(calibration, name) for name in fields}
 
 
 def drift_alert_dict(alert: DriftAlert) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeStation, histogramOption, mostMoved, type DriftSignal, type DriftStation } from "../src/dashboard/drift";
+import { describeHold, describeStation, histogramOption, mostMoved, type DriftSignal, type DriftStation } from "../src/dashboard/drift";
 
 function signal(name: string, psi: number, level: DriftSignal["level"] = "stable"): DriftSignal {
   return {
@@ -26,6 +26,8 @@ function station(level: DriftStation["level"], signals: DriftSignal[]): DriftSta
     level,
     models_level: level === "too_few_parts" ? level : "stable",
     baseline_at: null,
+    held_since: null,
+    drift_calibration: null,
     reference: { parts: 500, from: null, to: null },
     current: { parts: 480, from: null, to: null },
     signals,
@@ -66,5 +68,27 @@ describe("the drawn histograms", () => {
     expect(option.xAxis.data).toEqual(["5.0", "15.0"]);
     expect(option.series.map((s) => s.name)).toEqual(["first 500 parts", "latest 480"]);
     expect(option.series[1]?.data).toEqual([1, 0]);
+  });
+});
+
+describe("a held station in words", () => {
+  const fitted = { id: 1, parts: 480, t_pass: 0.2, t_fail: 0.9, expected_review_rate: 0.183, escape_rate: 0.002, created_at: "2026-12-04T00:00:00Z" };
+
+  it("says nothing of a station drift review does not hold", () => {
+    expect(describeHold(station("drift", []))).toBeNull();
+  });
+
+  it("says its parts go to people until enough are decided, and how many are", () => {
+    const held = { ...station("drift", []), held_since: "2026-12-04T00:00:00Z" };
+    expect(describeHold(held)).toMatch(/^Its parts go to people until the drift ends/);
+    const tooFew = { ...held, drift_calibration: { ...fitted, parts: 40, t_pass: -1, t_fail: 2 } };
+    expect(describeHold(tooFew)).toMatch(/\(40 decided so far\)/);
+  });
+
+  it("says the models decide again, on how many parts, and what share still goes to people", () => {
+    const held = { ...station("drift", []), held_since: "2026-12-04T00:00:00Z", drift_calibration: fitted };
+    expect(describeHold(held)).toBe(
+      "Decided by the models again on thresholds fitted to the 480 parts people decided since the drift began; about 18 % still go to people.",
+    );
   });
 });

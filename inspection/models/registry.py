@@ -126,7 +126,11 @@ class Calibration(models.Model):
 
     With a ``station``: fitted on that station's parts only, scored through its current view
     (``view_key``) that the deployed models did not learn; its thresholds let the models decide
-    that station's parts again before they are retrained (``routing.calibration_run``)."""
+    that station's parts again before they are retrained (``routing.calibration_run``).
+
+    With a station and ``drift_since``: fitted on the parts that station sent to people since
+    its drift alert opened (``drift_review``), as the deployed models scored them live; its
+    thresholds let the models decide the drifted station's parts again (``routing.calibration_run``)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="calibrations")
     model_version = models.CharField(max_length=64)  # the deployed set it was fitted for
@@ -134,6 +138,7 @@ class Calibration(models.Model):
         "inspection.Station", null=True, blank=True, on_delete=models.CASCADE, related_name="view_calibrations"
     )
     view_key = models.CharField(max_length=16, blank=True, default="")  # with station: its view's key
+    drift_since = models.DateTimeField(null=True, blank=True)  # with station: the drift episode it is for
     parts = models.PositiveIntegerField()  # calibration parts used
     target_escape_rate = models.FloatField()
     target_false_reject_rate = models.FloatField()

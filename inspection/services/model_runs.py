@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from inspection.models import DriftReview, Inspection, ModelVersion, Verdict
-from inspection.selectors import drift_review_signals, drifting_station_ids, station_view_untrained
+from inspection.selectors import drift_review_signals, drifting_stations, station_view_untrained
 from inspection.services import routing
 from inspection.services.audit import audit_record
 from inspection.services.verdicts import ModelVerdict, _route_part, verdicts_record_final_from_models
@@ -316,7 +316,10 @@ def _run_and_route(inspections: list[Inspection]) -> None:
     deployed = serving.deployed_versions(project_id=project.pk)
     thresholds: dict[str, tuple[float, float, Any]] = {}
     view_thresholds: dict[tuple[str, int, str], Any] = {}
-    drifting: dict[str, set[int]] = {}  # per deployed set: stations with an open drift alert
+    # Per deployed set: stations drift_review holds, with when their drift began, and the
+    # thresholds fitted on each one's parts since (None: not yet, its parts go to people).
+    drifting: dict[str, dict[int, Any]] = {}
+    drift_thresholds: dict[tuple[str, int, Any], Any] = {}
     outcomes = []
     runs = (
         run_models_many(inspections=inspections, deployed=deployed) if deployed else [ModelRun() for _ in inspections]
@@ -337,21 +340,36 @@ def _run_and_route(inspections: list[Inspection]) -> None:
                 view_calibration = view_thresholds[key]
                 if view_calibration is not None:
                     t_pass, t_fail, calibration = view_calibration.t_pass, view_calibration.t_fail, view_calibration
+            drift_since, drift_calibration = None, None
+            if project.drift_review != DriftReview.OFF:
+                if run.model_version not in drifting:
+                    drifting[run.model_version] = drifting_stations(
+                        project_id=project.pk, label=run.model_version, signals=drift_review_signals(project)
+                    )
+                drift_since = drifting[run.model_version].get(inspection.station_id)
+                if drift_since is not None:  # a drifting station: only its own drift-time thresholds
+                    drift_key = (run.model_version, inspection.station_id, drift_since)
+                    if drift_key not in drift_thresholds:
+                        drift_thresholds[drift_key] = routing.drift_thresholds_for(
+                            project=project, model_version=drift_key[0], station_id=drift_key[1], since=drift_since
+                        )
+                    drift_calibration = drift_thresholds[drift_key]
+                    if drift_calibration is not None:
+                        t_pass, t_fail = drift_calibration.t_pass, drift_calibration.t_fail
+                        calibration = drift_calibration
             view = routing.decide_view(
                 project=project,
                 scores=run.scores,
                 t_pass=t_pass,
                 t_fail=t_fail,
                 error=run.error,
-                view_calibrated=view_calibration is not None,
+                view_calibrated=view_calibration is not None or drift_calibration is not None,
             )
-            if project.drift_review != DriftReview.OFF and view.action in {"pass", "fail"}:
-                if run.model_version not in drifting:
-                    drifting[run.model_version] = drifting_station_ids(
-                        project_id=project.pk, label=run.model_version, signals=drift_review_signals(project)
-                    )
-                if inspection.station_id in drifting[run.model_version]:
-                    view = routing.Decision("review", "drift", view.defect_class)
+            if drift_since is not None and (
+                (drift_calibration is None and view.action in {"pass", "fail"})
+                or view.reason in {"uncertain", "region_changed"}
+            ):
+                view = routing.Decision("review", "drift", view.defect_class)
             run.scores["decision"] = view.as_dict()
             run.scores["thresholds"] = {
                 "t_pass": t_pass,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
-from inspection.models import Calibration, CalibrationScore, Inspection, Project, Verdict
+from inspection.models import Calibration, CalibrationScore, DriftReview, Inspection, Project, Verdict
 from inspection.selectors import station_view_untrained
 from inspection.services.audit import audit_record
 
@@ -52,7 +52,19 @@ def view_thresholds_for(*, project: Project, model_version: str, station_id: int
     view ``view_key`` (one the models never learnt); None: not calibrated on it yet."""
     return (
         Calibration.objects.filter(project=project, model_version=model_version, station_id=station_id)
-        .filter(view_key=view_key)
+        .filter(view_key=view_key, drift_since__isnull=True)
+        .only("id", "t_pass", "t_fail")
+        .order_by("-id")
+        .first()
+    )
+
+
+def drift_thresholds_for(*, project: Project, model_version: str, station_id: int, since: Any) -> Calibration | None:
+    """The latest calibration of ``model_version`` on the parts a drifting station sent to
+    people since its drift began at ``since``; None: none yet."""
+    return (
+        Calibration.objects.filter(project=project, model_version=model_version, station_id=station_id)
+        .filter(drift_since=since)
         .only("id", "t_pass", "t_fail")
         .order_by("-id")
         .first()
@@ -339,14 +351,53 @@ def calibration_parts_view(
     return np.asarray(scores, dtype=np.float64), np.asarray(defective, dtype=bool)
 
 
-def calibration_run(*, project: Project, model_version: str, actor: Any = None, station: Any = None) -> Calibration:
+def calibration_parts_drift(
+    *, project: Project, model_version: str, station: Any, since: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """(defect scores, human says defective) of the parts a drifting station photographed since
+    ``since`` (its drift's start) that people decided, as the set ``model_version`` scored them
+    when they arrived through the station's current view. Under ``drift_review`` each of them
+    went to a person whatever its score, so they are a fair sample of the drifted parts, not
+    only the doubtful ones. Images the set trained on are left out."""
+    from workers.ml.regions import scored_view, view_key
+
+    key = view_key(station.view())
+    decided = Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
+    rows = Inspection.objects.filter(
+        project=project,
+        station=station,
+        model_version=model_version,
+        received_at__gte=since,
+        part_id__in=decided.values("part_id"),
+    )
+    human = dict(decided.filter(part_id__in=rows.values("part_id")).values_list("part_id", "outcome"))
+    trained_on = trained_on_images(project=project, model_version=model_version)
+    scores, defective = [], []
+    for part_id, image_id, view_scores in rows.values_list("part_id", "image_id", "scores"):
+        if image_id in trained_on or part_id not in human or not isinstance(view_scores, dict):
+            continue
+        if view_scores.get("defect_score") is None or view_key(scored_view(view_scores)) != key:
+            continue
+        scores.append(float(view_scores["defect_score"]))
+        defective.append(human[part_id] == Verdict.Outcome.FAIL)
+    return np.asarray(scores, dtype=np.float64), np.asarray(defective, dtype=bool)
+
+
+def calibration_run(
+    *, project: Project, model_version: str, actor: Any = None, station: Any = None, drift_since: Any = None
+) -> Calibration:
     """Fit thresholds for ``model_version`` (the deployed set's label) to the project's targets;
-    with ``station``, on that station's parts seen through its current view only."""
+    with ``station``, on that station's parts seen through its current view only; with
+    ``drift_since`` too, on its parts since its drift began (``calibration_parts_drift``)."""
     from workers.ml.regions import view_key
     from workers.routing.calibration import calibrate, workload_curve
 
     key = view_key(station.view()) if station is not None else ""
-    if station is not None:
+    if station is not None and drift_since is not None:
+        scores, defective = calibration_parts_drift(
+            project=project, model_version=model_version, station=station, since=drift_since
+        )
+    elif station is not None:
         scores, defective = calibration_parts_view(
             project=project, model_version=model_version, station=station, view_key=key
         )
@@ -367,6 +418,7 @@ def calibration_run(*, project: Project, model_version: str, actor: Any = None, 
             model_version=model_version,
             station=station,
             view_key=key,
+            drift_since=drift_since if station is not None else None,
             parts=chosen.n,
             target_escape_rate=project.target_escape_rate,
             target_false_reject_rate=project.target_false_reject_rate,
@@ -386,6 +438,7 @@ def calibration_run(*, project: Project, model_version: str, actor: Any = None, 
             after={
                 "model_version": model_version,
                 **({"station": station.pk, "view": station.view()} if station is not None else {}),
+                **({"drift_since": drift_since.isoformat()} if station is not None and drift_since else {}),
                 "parts": chosen.n,
                 "t_pass": chosen.t_pass,
                 "t_fail": chosen.t_fail,
@@ -442,7 +495,11 @@ def routing_recalibrate_stale() -> int:
                 continue
             latest_view = (
                 Calibration.objects.filter(
-                    project=project, model_version=label, station=station, view_key=view_key(station.view())
+                    project=project,
+                    model_version=label,
+                    station=station,
+                    view_key=view_key(station.view()),
+                    drift_since__isnull=True,
                 )
                 .order_by("-id")
                 .first()
@@ -455,4 +512,32 @@ def routing_recalibrate_stale() -> int:
             if at_station.exists():
                 calibration_run(project=project, model_version=label, station=station)
                 refitted += 1
+        refitted += _recalibrate_drifting(project, label)
+    return refitted
+
+
+def _recalibrate_drifting(project: Project, label: str) -> int:
+    """Refit the drift-time thresholds of each station ``drift_review`` holds, once people have
+    decided more of the parts it sent them since its drift began. Returns how many were refitted."""
+    from inspection.selectors import drift_review_signals, drifting_stations
+
+    if project.drift_review == DriftReview.OFF:
+        return 0
+    refitted = 0
+    held = drifting_stations(project_id=project.pk, label=label, signals=drift_review_signals(project))
+    for station in project.stations.filter(pk__in=list(held)):
+        since = held[station.pk]
+        latest = drift_thresholds_for(project=project, model_version=label, station_id=station.pk, since=since)
+        decided = Verdict.objects.filter(
+            project=project,
+            source=Verdict.Source.HUMAN,
+            is_final=True,
+            part_id__in=Inspection.objects.filter(station=station, received_at__gte=since).values("part_id"),
+        )
+        if latest is not None:
+            created = Calibration.objects.filter(pk=latest.pk).values_list("created_at", flat=True).get()
+            decided = decided.filter(created_at__gt=created)
+        if decided.exists():
+            calibration_run(project=project, model_version=label, station=station, drift_since=since)
+            refitted += 1
     return refitted

@@ -276,6 +276,126 @@ def test_drift_review_models_holds_only_stations_whose_models_outputs_moved_and_
     assert sources == {"brightness": "camera", "anomaly_ratio": "models"}
 
 
+def test_a_held_station_is_decided_by_the_models_again_on_thresholds_fitted_to_its_parts_since_the_drift(
+    project: Project,
+) -> None:
+    """Under drift_review every part of a drifting station goes to people, so the parts they
+    decide since the alert opened are a fair sample of the drifted line: thresholds fitted on
+    them (as the project's targets ask) let the models decide that station's parts again before
+    anyone retrains or accepts a new normal. Parts from before the drift do not count."""
+    from inspection.models import Calibration
+    from inspection.services.routing import routing_recalibrate_stale
+    from review.models import ReviewItem
+    from review.services import review_decide
+
+    # Targets loose enough for a dozen parts (no escape in 12 at confidence 0.5: 5.6 % < 10 %).
+    Project.objects.filter(pk=project.pk).update(
+        audit_rate=0.0,
+        target_escape_rate=0.1,
+        target_false_reject_rate=0.1,
+        calibration_confidence=0.5,
+        drift_review="models",
+    )
+    project.refresh_from_db()
+    camera = make_station(project, "Top camera")
+    reviewer, pit = make_user(project), project.defect_classes.get(name="pit")
+
+    def post(seed: int, defect: str | None, serial: str = "") -> Any:
+        image = synthetic_part(seed, size=64, defect=defect).image
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        posted: Any = APIClient().post(
+            "/api/v1/inspections",
+            {"part_serial": serial or f"S-{seed}", "image": upload(buffer.getvalue(), "p.png", "image/png")},
+            format="multipart",
+            headers=camera.auth,
+        )
+        assert posted.status_code == 202, posted.content
+        done = inspection_run(inspection_id=posted.json()["id"])
+        assert done is not None and done.status == "done"
+        return done
+
+    def routed(inspection: Any) -> str:
+        item = ReviewItem.objects.filter(part=inspection.part).first()
+        return f"review:{item.reason}" if item else str(inspection.part.verdicts.get(is_final=True).outcome)
+
+    def decide_all() -> None:
+        for item in ReviewItem.objects.filter(part__inspections__station=camera.station, status="open"):
+            if item.part.serial in defective_serials:
+                review_decide(item=item, reviewer=reviewer, outcome="fail", defect_class_id=pit.pk)
+            else:
+                review_decide(item=item, reviewer=reviewer, outcome="pass")
+
+    defective_serials: set[str] = set()
+    for seed in range(3):  # before the drift: not the drifted line
+        post(seed, None)
+    decide_all()
+    alert = DriftAlert.objects.create(
+        project=project,
+        station=camera.station,
+        model_version=deployed_set_label(project_id=project.pk),
+        signal="anomaly_ratio",
+        psi=0.7,
+        p_value=1e-9,
+        reference_mean=0.4,
+        current_mean=0.9,
+        latest_psi=0.7,
+    )
+    since_drift = []
+    for seed in range(10, 22):
+        defect = "pit" if seed % 2 else None
+        if defect:
+            defective_serials.add(f"S-{seed}")
+        since_drift.append(post(seed, defect))
+    held = [routed(inspection) for inspection in since_drift]
+    decide_all()
+
+    refitted = routing_recalibrate_stale()
+    fitted = Calibration.objects.get(station=camera.station, drift_since=alert.opened_at)
+    goods = [i for i in since_drift if i.part.serial not in defective_serials]
+    lowest_good = min(goods, key=lambda i: i.scores["defect_score"])
+    again = post(int(lowest_good.part.serial.removeprefix("S-")), None, "again")  # that good part again
+    defect_again = post(11, "pit", "defect-again")
+    [state] = project_drift(project=project)["stations"]
+
+    assert set(held) == {"review:drift"}  # held while nothing was fitted
+    assert refitted >= 1 and fitted.parts == 12  # the 12 since the drift, not the 3 before
+    assert fitted.t_pass >= lowest_good.scores["defect_score"]
+    assert routed(again) == "pass"
+    assert routed(defect_again) != "pass"
+    assert state["held_since"] == alert.opened_at
+    assert state["drift_calibration"]["id"] == fitted.pk and state["drift_calibration"]["parts"] == 12
+    routing_recalibrate_stale()  # nobody decided anything since: nothing to refit
+    assert Calibration.objects.filter(station=camera.station, drift_since__isnull=False).count() == 1
+
+
+def test_with_drift_review_off_no_drift_thresholds_are_fitted_and_the_station_keeps_the_projects(
+    project: Project,
+) -> None:
+    from inspection.models import Calibration
+    from inspection.services.routing import routing_recalibrate_stale
+
+    camera = make_station(project, "Top camera")
+    inspect(camera, 3, first_seed=0)
+    DriftAlert.objects.create(
+        project=project,
+        station=camera.station,
+        model_version=deployed_set_label(project_id=project.pk),
+        signal="defect_score",
+        psi=0.7,
+        p_value=1e-9,
+        reference_mean=0.1,
+        current_mean=0.5,
+        latest_psi=0.7,
+    )
+
+    routing_recalibrate_stale()
+    [state] = project_drift(project=project)["stations"]
+
+    assert not Calibration.objects.filter(drift_since__isnull=False).exists()
+    assert state["held_since"] is None and state["drift_calibration"] is None
+
+
 def test_drift_review_is_one_of_its_modes_and_the_booleans_it_was_still_mean_any_and_off(project: Project) -> None:
     manager = APIClient()
     manager.force_authenticate(make_user(project, role="manager"))

@@ -33,9 +33,23 @@ export interface DriftStation {
   /** The worst level of the models' own signals (defect score, anomaly ratio). */
   models_level: "stable" | "watch" | "drift" | "too_few_parts";
   baseline_at: string | null;
+  /** When drift_review began holding this station (its drift's start); null: not held. */
+  held_since: string | null;
+  /** Thresholds fitted on the parts people decided since then; null: none yet. */
+  drift_calibration: DriftCalibration | null;
   reference: { parts: number; from: string | null; to: string | null };
   current: { parts: number; from: string | null; to: string | null };
   signals: DriftSignal[];
+}
+
+export interface DriftCalibration {
+  id: number;
+  parts: number;
+  t_pass: number;
+  t_fail: number;
+  expected_review_rate: number;
+  escape_rate: number;
+  created_at: string;
 }
 
 export interface DriftAlert {
@@ -106,6 +120,18 @@ export function describeStation(station: DriftStation, minParts: number): string
         ? " The models' outputs have not moved: a camera change they do not mind so far."
         : ` The models' outputs moved too (${LEVEL_WORDS[station.models_level]}).`;
   return `${where}: ${LEVEL_WORDS[station.level]}${detail}.${models}`;
+}
+
+/** What drift_review does with a held station's parts now, in words (null: not held). */
+export function describeHold(station: DriftStation): string | null {
+  if (!station.held_since) return null;
+  const fitted = station.drift_calibration;
+  if (!fitted || (fitted.t_pass < 0 && fitted.t_fail > 1)) {
+    const decided = fitted ? ` (${fitted.parts} decided so far)` : "";
+    return `Its parts go to people until the drift ends; once enough of them are decided${decided}, the models decide again on thresholds fitted to them.`;
+  }
+  const review = Math.round(fitted.expected_review_rate * 100);
+  return `Decided by the models again on thresholds fitted to the ${fitted.parts} parts people decided since the drift began; about ${review} % still go to people.`;
 }
 
 function formatMean(value: number): string {
@@ -230,7 +256,7 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
             data: { station: String(station.station), level: station.level, held: String(drift.held_stations.includes(station.station)) },
           },
           h("p", { class: "drift-summary" }, describeStation(station, drift.min_parts)),
-          drift.held_stations.includes(station.station) ? h("p", { class: "badge held" }, "Its parts go to people until the drift ends (drift review).") : null,
+          describeHold(station) ? h("p", { class: "badge held" }, describeHold(station) ?? "") : null,
           station.signals.length
             ? h(
                 "table",
