@@ -364,7 +364,7 @@ def project_drift(*, project: Project) -> dict[str, Any]:
 
 def drift_calibration_dict(*, station: Station, label: str, since: Any) -> dict[str, Any] | None:
     """The thresholds fitted on a drifting station's parts since its drift began (None: none
-    yet); with a t_pass of -1 and a t_fail of 2 they decide nothing and every part still goes to
+    yet); until their t_pass is at least 0 they decide nothing and every part still goes to
     people."""
     calibration = (
         Calibration.objects.filter(project_id=station.project_id, model_version=label, station=station)

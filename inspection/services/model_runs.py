@@ -354,6 +354,8 @@ def _run_and_route(inspections: list[Inspection]) -> None:
                             project=project, model_version=drift_key[0], station_id=drift_key[1], since=drift_since
                         )
                     drift_calibration = drift_thresholds[drift_key]
+                    if drift_calibration is not None and drift_calibration.t_pass < 0:
+                        drift_calibration = None  # passes nothing yet: all its parts stay with people
                     if drift_calibration is not None:
                         t_pass, t_fail = drift_calibration.t_pass, drift_calibration.t_fail
                         calibration = drift_calibration

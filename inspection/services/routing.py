@@ -518,7 +518,10 @@ def routing_recalibrate_stale() -> int:
 
 def _recalibrate_drifting(project: Project, label: str) -> int:
     """Refit the drift-time thresholds of each station ``drift_review`` holds, once people have
-    decided more of the parts it sent them since its drift began. Returns how many were refitted."""
+    decided more of the parts it sent them since its drift began, until a fit can auto-pass
+    parts (t_pass >= 0). From then on it decides the station's parts and is not refitted: the
+    parts people see after that are the doubtful ones only, and adding them would bias the
+    sample that the escape bound rests on. Returns how many were refitted."""
     from inspection.selectors import drift_review_signals, drifting_stations
 
     if project.drift_review == DriftReview.OFF:
@@ -535,6 +538,8 @@ def _recalibrate_drifting(project: Project, label: str) -> int:
             part_id__in=Inspection.objects.filter(station=station, received_at__gte=since).values("part_id"),
         )
         if latest is not None:
+            if latest.t_pass >= 0:
+                continue  # deciding the station's parts: fitted once, on the fair sample
             created = Calibration.objects.filter(pk=latest.pk).values_list("created_at", flat=True).get()
             decided = decided.filter(created_at__gt=created)
         if decided.exists():

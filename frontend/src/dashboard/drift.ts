@@ -126,7 +126,7 @@ export function describeStation(station: DriftStation, minParts: number): string
 export function describeHold(station: DriftStation): string | null {
   if (!station.held_since) return null;
   const fitted = station.drift_calibration;
-  if (!fitted || (fitted.t_pass < 0 && fitted.t_fail > 1)) {
+  if (!fitted || fitted.t_pass < 0) {
     const decided = fitted ? ` (${fitted.parts} decided so far)` : "";
     return `Its parts go to people until the drift ends; once enough of them are decided${decided}, the models decide again on thresholds fitted to them.`;
   }
