@@ -423,6 +423,7 @@ def test_the_drift_command_prints_each_stations_signals_and_checks_alerts(projec
     camera = make_station(project, "Top camera")
     inspect(camera, WINDOW, first_seed=0)
     inspect(camera, WINDOW, first_seed=100, brightness=0.5)
+    Project.objects.filter(pk=project.pk).update(drift_review="any")
     out, err = io.StringIO(), io.StringIO()
 
     call_command("drift", "--project", project.name, "--check", stdout=out, stderr=err)
@@ -432,7 +433,9 @@ def test_the_drift_command_prints_each_stations_signals_and_checks_alerts(projec
     table = out.getvalue()
     brightness_row = next(line for line in table.splitlines() if "image brightness" in line)
     assert brightness_row.startswith("Line 1 / Top camera") and brightness_row.endswith("drift")
-    assert "OPEN ALERT: Line 1 / Top camera: image brightness" in table
+    assert "OPEN ALERT (camera): Line 1 / Top camera: image brightness" in table
+    assert "drift_review: any" in table
+    assert "HELD: Line 1 / Top camera: every part goes to people" in table
     assert err.getvalue().startswith("alerts opened: ")
     assert json.loads(as_json.getvalue())["stations"][0]["level"] == "drift"
     with pytest.raises(CommandError, match="No project named"):

@@ -61,4 +61,21 @@ class Command(BaseCommand):
                 )
         for alert in state["open_alerts"]:
             since = f"{alert['opened_at']:%Y-%m-%d %H:%M} UTC"
-            self.stdout.write(f"OPEN ALERT: {alert['line']} / {alert['name']}: {alert['label']} since {since}")
+            self.stdout.write(
+                f"OPEN ALERT ({alert['source']}): {alert['line']} / {alert['name']}: {alert['label']} since {since}"
+            )
+        self.stdout.write(f"drift_review: {state['drift_review']}")
+        for station in state["stations"]:
+            if station["held_since"] is None:
+                continue
+            where = f"{station['line']} / {station['name']}"
+            fitted = station["drift_calibration"]
+            if fitted is None or fitted["t_pass"] < 0:
+                decided = f"; {fitted['parts']} decided so far" if fitted else ""
+                self.stdout.write(f"HELD: {where}: every part goes to people{decided}")
+            else:
+                self.stdout.write(
+                    f"HELD: {where}: decided by the models on thresholds fitted to {fitted['parts']} parts since the "
+                    f"drift (pass <= {fitted['t_pass']:.3f}, fail >= {fitted['t_fail']:.3f}, "
+                    f"~{fitted['expected_review_rate']:.0%} to people)"
+                )
