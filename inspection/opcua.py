@@ -15,6 +15,13 @@ Address space (namespace ``urn:loupe``; node ids are strings a PLC programmer ca
         LastDecidedAt     DateTime  UTC
         LineName, StationName  String
 
+Security (``Security``): with mode "none" the server is plain and anonymous, for a control
+network. "sign" and "sign-encrypt" use Basic256Sha256: the server's certificate and key are made
+on first start (self-signed, a year, renewed when expired) in the certificate folder, and once
+client certificates are put in its ``trusted/`` folder only those clients are accepted. Served for
+one project with anonymous access off, clients sign in with a Loupe account that is a member of
+that project; the server then holds that project's stations only.
+
 The server follows the final verdicts in the database (``selectors.final_verdicts_after``), so
 it needs no broker and runs the same on the embedded default and in production. Verdicts can
 commit out of id order (concurrent transactions), so it re-reads a short window behind the
@@ -26,13 +33,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import socket
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from asyncua import Node, Server, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -59,21 +77,140 @@ FIELDS: dict[str, tuple[str, ua.VariantType, Any]] = {
 }
 
 
+APPLICATION_URI = "urn:loupe:opcua:server"
+POLICIES: dict[str, list[ua.SecurityPolicyType]] = {
+    "none": [ua.SecurityPolicyType.NoSecurity],
+    "sign": [ua.SecurityPolicyType.Basic256Sha256_Sign, ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt],
+    "sign-encrypt": [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt],
+}
+CERTIFICATE, PRIVATE_KEY, TRUSTED = "server-cert.der", "server-key.pem", "trusted"
+
+
+@dataclass(frozen=True)
+class Security:
+    """How clients reach the server (see the module's docstring)."""
+
+    mode: str = "none"  # a key of POLICIES
+    cert_dir: Path | None = None  # the server's certificate and key, and trusted/ client certificates
+    anonymous: bool = True
+    project_id: int | None = None  # serve this project's stations only; its members sign in
+
+    def problems(self) -> list[str]:
+        """Why this cannot be served ([] when it can)."""
+        out = []
+        if self.mode not in POLICIES:
+            out.append(f"security mode {self.mode!r} is not one of {', '.join(POLICIES)}")
+        if self.mode != "none" and self.cert_dir is None:
+            out.append("a signed or encrypted server needs a certificate folder")
+        if not self.anonymous and self.mode == "none":
+            out.append("signing in needs security sign or sign-encrypt: passwords would cross the network in clear")
+        if not self.anonymous and self.project_id is None:
+            out.append("signing in needs a project: its members are the accounts that may sign in")
+        return out
+
+
+async def ensure_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:
+    """The server's certificate (DER) and private key (PEM) in ``cert_dir``, made when missing,
+    expired or made for another host (self-signed, valid a year; the key readable by its owner only)."""
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    (cert_dir / TRUSTED).mkdir(exist_ok=True)
+    certificate, key = cert_dir / CERTIFICATE, cert_dir / PRIVATE_KEY
+    await setup_self_signed_certificate(
+        key,
+        certificate,
+        APPLICATION_URI,
+        host,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"commonName": f"Loupe OPC UA ({host})", "organizationName": "Loupe"},
+    )
+    os.chmod(key, 0o600)
+    return certificate, key
+
+
+def thumbprint(certificate: Path) -> str:
+    """SHA-1 thumbprint of a DER certificate, as OPC UA clients show it when asked to trust it."""
+    return hashlib.sha1(certificate.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+class ProjectMembers:
+    """asyncua's user manager: a user name and password sign in when they are a Loupe account's,
+    active, not locked out, and a member (any role) of the served project. Failed tries count
+    towards the account's lockout like sign-ins through the API."""
+
+    def __init__(self, project_id: int) -> None:
+        self.project_id = project_id
+
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: Any = None, certificate: Any = None
+    ) -> User | None:
+        if not username or password is None:
+            return None
+        secret = password.decode() if isinstance(password, bytes) else str(password)
+        # asyncua asks from inside its event loop, where Django's ORM refuses to run: in a thread.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            allowed = pool.submit(_member_signs_in, self.project_id, username, secret).result(timeout=30)
+        if not allowed:
+            logger.warning("OPC UA sign-in refused for %r", username)
+            return None
+        return User(role=UserRole.User, name=username)
+
+
+def _member_signs_in(project_id: int, username: str, password: str) -> bool:
+    from django.contrib.auth import authenticate
+
+    from inspection.models import Membership
+
+    close_old_connections()
+    try:
+        user = authenticate(None, username=username, password=password)
+        return bool(
+            user is not None and user.is_active and Membership.objects.filter(user=user, project_id=project_id).exists()
+        )
+    finally:
+        close_old_connections()
+
+
 class VerdictServer:
     """The OPC UA server and its station objects."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, security: Security | None = None) -> None:
         self.endpoint = endpoint
-        self.server = Server()
+        self.security = security or Security()
+        if self.security.anonymous:
+            self.server = Server()
+        else:
+            assert self.security.project_id is not None
+            self.server = Server(user_manager=ProjectMembers(self.security.project_id))
         self.namespace = 0
         self.root: Node | None = None
         self.stations: dict[int, dict[str, Node]] = {}
+        self.certificate: Path | None = None
 
     async def start(self) -> None:
+        security = self.security
         await self.server.init()
         self.server.set_endpoint(self.endpoint)
         self.server.set_server_name("Loupe final verdicts")
-        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await self.server.set_application_uri(APPLICATION_URI)
+        self.server.set_security_policy(POLICIES[security.mode])
+        if security.mode != "none":
+            assert security.cert_dir is not None
+            self.certificate, key = await ensure_certificate(security.cert_dir, socket.gethostname())
+            await self.server.load_certificate(str(self.certificate))
+            await self.server.load_private_key(str(key))
+            trusted = security.cert_dir / TRUSTED
+            options = CertificateValidatorOptions.BASIC_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+            store = None
+            if any(path.is_file() for path in trusted.iterdir()):  # only the clients put there
+                options |= CertificateValidatorOptions.TRUSTED
+                store = TrustStore([trusted], [])
+                await store.load()
+            else:
+                logger.warning("OPC UA: no client certificates in %s, so any client certificate is accepted", trusted)
+            self.server.set_certificate_validator(CertificateValidator(options, store))
+        self.server.set_identity_tokens(
+            [ua.AnonymousIdentityToken] if security.anonymous else [ua.UserNameIdentityToken]
+        )
         self.namespace = await self.server.register_namespace(NAMESPACE)
         self.root = await self.server.nodes.objects.add_object(
             ua.NodeId("loupe", self.namespace), ua.QualifiedName("Loupe", self.namespace)
@@ -128,8 +265,9 @@ class VerdictFeed:
     behind the newest (``LOOKBACK``): a verdict whose transaction committed after a higher id
     was read is found there; the window's start moves up past verdicts older than that."""
 
-    def __init__(self, after_id: int) -> None:
+    def __init__(self, after_id: int, project_id: int | None = None) -> None:
         self.low_water = after_id
+        self.project_id = project_id  # only this project's verdicts (None: all)
         self.applied: set[int] = set()
 
     def read(self, limit: int = 500) -> list[tuple[dict[str, Any], str, str]]:
@@ -143,6 +281,8 @@ class VerdictFeed:
         fresh = []
         for verdict in final_verdicts_by_ids(taken):
             self.applied.add(verdict.pk)
+            if self.project_id is not None and verdict.project_id != self.project_id:
+                continue
             if verdict.inspection is not None:
                 station = verdict.inspection.station
                 fresh.append((verdict_message(verdict), station.line.name, station.name))
@@ -155,24 +295,33 @@ class VerdictFeed:
         return fresh
 
 
-async def serve(endpoint: str, *, poll_seconds: float, stop: asyncio.Event, ready: Any = None) -> None:
+async def serve(
+    endpoint: str,
+    *,
+    poll_seconds: float,
+    stop: asyncio.Event,
+    ready: Any = None,
+    security: Security | None = None,
+) -> None:
     """Run the server until ``stop`` is set: the latest verdict of every station first, then each
-    new final verdict as it commits (polled every ``poll_seconds``)."""
-    from inspection.selectors import latest_final_verdicts_by_station
-
+    new final verdict as it commits (polled every ``poll_seconds``). ``ready`` is called with the
+    server once it serves."""
+    security = security or Security()
+    if security.problems():
+        raise ValueError("; ".join(security.problems()))
     loop = asyncio.get_running_loop()
-    server = VerdictServer(endpoint)
+    server = VerdictServer(endpoint, security)
     await server.start()
     try:
-        latest = await sync_to_async(_latest_messages, thread_sensitive=True)(latest_final_verdicts_by_station)
+        latest = await sync_to_async(_latest_messages, thread_sensitive=True)(security.project_id)
         for message, line, name in latest:
             await server.apply(message, line, name)
         await _add_stations(server)
         start_after = max((message["verdict_id"] for message, _, _ in latest), default=0)
         newest = await sync_to_async(_newest_id, thread_sensitive=True)()
-        feed = VerdictFeed(after_id=max(start_after, newest))
+        feed = VerdictFeed(after_id=max(start_after, newest), project_id=security.project_id)
         if ready is not None:
-            ready()
+            ready(server)
         stations_read_at = loop.time()
         while not stop.is_set():
             if loop.time() - stations_read_at > STATIONS_EVERY_S:  # stations added since
@@ -190,22 +339,29 @@ async def serve(endpoint: str, *, poll_seconds: float, stop: asyncio.Event, read
 
 async def _add_stations(server: VerdictServer) -> None:
     """An object for every active station, so a PLC finds its nodes before the first verdict."""
-    for station_id, line, name in await sync_to_async(_active_stations, thread_sensitive=True)():
+    project_id = server.security.project_id
+    for station_id, line, name in await sync_to_async(_active_stations, thread_sensitive=True)(project_id):
         await server.station(station_id, line, name)
 
 
-def _active_stations() -> list[tuple[int, str, str]]:
+def _active_stations(project_id: int | None) -> list[tuple[int, str, str]]:
     from inspection.models import Station
 
     close_old_connections()
     rows = Station.objects.filter(is_active=True).select_related("line").order_by("id")
+    if project_id is not None:
+        rows = rows.filter(project_id=project_id)
     return [(station.pk, station.line.name, station.name) for station in rows]
 
 
-def _latest_messages(select: Any) -> list[tuple[dict[str, Any], str, str]]:
+def _latest_messages(project_id: int | None) -> list[tuple[dict[str, Any], str, str]]:
+    from inspection.selectors import latest_final_verdicts_by_station
+
     close_old_connections()
     out = []
-    for verdict in select():
+    for verdict in latest_final_verdicts_by_station(project_id=project_id):
+        if verdict.inspection is None:
+            continue
         station = verdict.inspection.station
         out.append((verdict_message(verdict), station.line.name, station.name))
     return out

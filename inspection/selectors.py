@@ -420,10 +420,14 @@ def final_verdicts_by_ids(ids: list[int]) -> list[Verdict]:
     )
 
 
-def latest_final_verdicts_by_station() -> list[Verdict]:
-    """Each active station's latest final verdict (one query per station)."""
+def latest_final_verdicts_by_station(*, project_id: int | None = None) -> list[Verdict]:
+    """Each active station's latest final verdict (one query per station); only the stations of
+    ``project_id`` when given."""
     out = []
-    for station in Station.objects.filter(is_active=True).order_by("id"):
+    stations = Station.objects.filter(is_active=True)
+    if project_id is not None:
+        stations = stations.filter(project_id=project_id)
+    for station in stations.order_by("id"):
         verdict = (
             Verdict.objects.filter(is_final=True, inspection__station=station)
             .select_related("part", "defect_class", "inspection__station__line")

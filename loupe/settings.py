@@ -495,6 +495,18 @@ OPCUA_ENDPOINT = env_str("OPCUA_ENDPOINT", "opc.tcp://0.0.0.0:4840/loupe/") or "
 if not OPCUA_ENDPOINT.startswith("opc.tcp://"):
     raise ImproperlyConfigured(f"OPCUA_ENDPOINT={OPCUA_ENDPOINT!r} must start with opc.tcp://")
 OPCUA_POLL_MS = env_int("OPCUA_POLL_MS", 200, minimum=10)
+# OPC UA security: "none" (plain, anonymous: the control network only), "sign" or "sign-encrypt"
+# (Basic256Sha256; the server's certificate is made on first start in OPCUA_CERT_DIR, and client
+# certificates put in its trusted/ folder become the only ones accepted).
+OPCUA_SECURITY = (env_str("OPCUA_SECURITY", "none") or "none").lower()
+if OPCUA_SECURITY not in {"none", "sign", "sign-encrypt"}:
+    raise ImproperlyConfigured(f"OPCUA_SECURITY={OPCUA_SECURITY!r} must be none, sign or sign-encrypt")
+OPCUA_CERT_DIR = Path(env_str("OPCUA_CERT_DIR", str(VAR_DIR / "opcua")) or VAR_DIR / "opcua").resolve()
+# Serve one project's stations only (its name); required when clients must sign in.
+OPCUA_PROJECT = env_str("OPCUA_PROJECT", "") or ""
+# false: clients sign in with a Loupe account that is a member of OPCUA_PROJECT (needs a
+# security mode other than none, so that passwords never cross the network in clear).
+OPCUA_ANONYMOUS = env_bool("OPCUA_ANONYMOUS", True)
 # Webhook hosts allowed to resolve to private addresses (a plant's MES on the internal
 # network). Everything else must resolve to public addresses only.
 LOUPE_WEBHOOK_ALLOWED_HOSTS = env_list("LOUPE_WEBHOOK_ALLOWED_HOSTS", [])

@@ -5,10 +5,12 @@ through a subscription, and cannot write."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,14 +60,17 @@ def free_port() -> int:
 
 @pytest.fixture
 def opcua_server(transactional_db: None) -> Iterator[tuple[str, Any]]:
-    """Start the server after the test has written what it should find at startup."""
+    """Start the server after the test has written what it should find at startup (``start``
+    takes extra environment variables and arguments, and can be called again after ``stop``)."""
     started: list[ServiceProcess] = []
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}/loupe/"
 
-    def start() -> ServiceProcess:
-        env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "manage.py", "opcua_server", "--endpoint", endpoint, "--poll", "0.05"]
-        service = _spawn("opcua", argv, env)
+    def start(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> ServiceProcess:
+        for running in started:
+            running.stop()
+        full_env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1", **(env or {})}
+        argv = [sys.executable, "manage.py", "opcua_server", "--endpoint", endpoint, "--poll", "0.05", *args]
+        service = _spawn("opcua", argv, full_env)
         started.append(service)
         _wait_for(lambda: "serving final verdicts" in service.log(), service, timeout_s=60)
         return service
@@ -193,3 +198,145 @@ def test_the_feed_picks_up_a_verdict_that_committed_after_a_higher_one_was_read(
     assert [message["verdict_id"] for message, _, _ in second] == [slow.pk]
     assert third == []
     assert slow.pk < fast.pk
+
+
+# --- security ------------------------------------------------------------------------------
+
+CLIENT_URI = "urn:plant:plc:press-7"
+
+
+async def client_certificate(folder: Path, uri: str = CLIENT_URI) -> tuple[Path, Path]:
+    """A PLC's own certificate (DER) and key (PEM), as its OPC UA client would hold them."""
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    certificate, key = folder / "client-cert.der", folder / "client-key.pem"
+    await setup_self_signed_certificate(
+        key, certificate, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "Press 7 PLC"}
+    )
+    return certificate, key
+
+
+async def try_read(
+    endpoint: str,
+    node_id: str,
+    *,
+    credentials: tuple[Path, Path] | None,
+    user: str | None = None,
+    password: str | None = None,
+    uri: str = CLIENT_URI,
+) -> Any:
+    """The node's value read over a Basic256Sha256 SignAndEncrypt channel (a plain one without
+    ``credentials``), signed in as ``user`` when given; on refusal the OPC UA status's name."""
+    client = Client(endpoint, timeout=10)
+    client.application_uri = uri  # what its certificate names
+    if credentials is not None:
+        certificate, key = credentials
+        await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{certificate},{key}")
+    if user is not None:
+        client.set_user(user)
+        client.set_password(password or "")
+    try:
+        async with client:
+            ns = await client.get_namespace_index(NAMESPACE)
+            return await client.get_node(f"ns={ns};s={node_id}").read_value()
+    except ua.UaStatusCodeError as error:
+        return ua.StatusCode(error.code).name
+    except Exception as error:  # refused before any OPC UA status: no matching endpoint
+        return f"{type(error).__name__}: {error}"
+
+
+def test_a_secured_server_serves_its_projects_members_over_an_encrypted_channel_and_refuses_the_rest(
+    opcua_server: tuple[str, Any], tmp_path: Path
+) -> None:
+    from tests.factories import PASSWORD, make_user
+
+    endpoint, start = opcua_server
+    plant, other = make_project(), make_project()
+    press = station_create(project=plant, line_name="Line 1", station_name="Press 7")
+    elsewhere = station_create(project=other, line_name="Line 9", station_name="Other cam")
+    decided = record(plant, press, "P-1", "fail", "crack")
+    record(other, elsewhere, "O-1", "pass")
+    plc_account = make_user(plant, role="reviewer")
+    outsider = make_user(other, role="manager")
+    cert_dir = tmp_path / "opcua"
+    service = start(
+        {"OPCUA_SECURITY": "sign-encrypt", "OPCUA_CERT_DIR": str(cert_dir), "OPCUA_ANONYMOUS": "false"},
+        ("--project", plant.name),
+    )
+    plc = asyncio.run(client_certificate(tmp_path / "plc"))
+    verdict_node, other_node = f"station/{press.pk}/LastVerdict", f"station/{elsewhere.pk}/LastVerdict"
+
+    member = asyncio.run(
+        try_read(endpoint, verdict_node, credentials=plc, user=plc_account.username, password=PASSWORD)
+    )
+    member_other = asyncio.run(
+        try_read(endpoint, other_node, credentials=plc, user=plc_account.username, password=PASSWORD)
+    )
+    anonymous = asyncio.run(try_read(endpoint, verdict_node, credentials=plc))
+    wrong_password = asyncio.run(
+        try_read(endpoint, verdict_node, credentials=plc, user=plc_account.username, password="guess")
+    )
+    not_a_member = asyncio.run(
+        try_read(endpoint, verdict_node, credentials=plc, user=outsider.username, password=PASSWORD)
+    )
+    plain = asyncio.run(
+        try_read(endpoint, verdict_node, credentials=None, user=plc_account.username, password=PASSWORD)
+    )
+
+    assert member == "fail" and decided.outcome == "fail"
+    assert member_other == "BadNodeIdUnknown"  # another project's stations are not on this server
+    assert anonymous == "BadIdentityTokenRejected"
+    assert wrong_password == "BadUserAccessDenied" and not_a_member == "BadUserAccessDenied"
+    assert plain.startswith("UaError: No matching endpoints")  # the server offers no unencrypted endpoint
+    # The server made its certificate and a private key only its owner reads, and says how to trust it.
+    certificate = cert_dir / "server-cert.der"
+    assert certificate.is_file() and (cert_dir / "server-key.pem").stat().st_mode & 0o077 == 0
+    assert hashlib.sha1(certificate.read_bytes(), usedforsecurity=False).hexdigest() in service.log()
+
+
+def test_once_client_certificates_are_trusted_only_those_clients_connect(
+    opcua_server: tuple[str, Any], tmp_path: Path
+) -> None:
+    endpoint, start = opcua_server
+    project = make_project()
+    press = station_create(project=project, line_name="Line 1", station_name="Press 7")
+    record(project, press, "P-1", "pass")
+    cert_dir = tmp_path / "opcua"
+    env = {"OPCUA_SECURITY": "sign-encrypt", "OPCUA_CERT_DIR": str(cert_dir)}
+    plc = asyncio.run(client_certificate(tmp_path / "plc"))
+    laptop = "urn:somewhere:laptop"
+    intruder = asyncio.run(client_certificate(tmp_path / "intruder", uri=laptop))
+    node = f"station/{press.pk}/LastVerdict"
+
+    start(env)
+    any_certificate = asyncio.run(try_read(endpoint, node, credentials=intruder, uri=laptop))
+    (cert_dir / "trusted" / "press-7.der").write_bytes(plc[0].read_bytes())  # the plant trusts its PLC
+    start(env)
+    trusted = asyncio.run(try_read(endpoint, node, credentials=plc))
+    untrusted = asyncio.run(try_read(endpoint, node, credentials=intruder, uri=laptop))
+
+    assert any_certificate == "pass"  # an empty trusted/ folder: encrypted, any client certificate
+    assert trusted == "pass"
+    assert untrusted == "BadCertificateUntrusted"
+
+
+@pytest.mark.django_db
+def test_the_server_refuses_to_start_where_passwords_would_cross_in_clear_or_no_project_bounds_who_signs_in(
+    settings: Any,
+) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    project = make_project()
+    settings.OPCUA_ANONYMOUS = False
+
+    settings.OPCUA_SECURITY = "none"
+    with pytest.raises(CommandError, match="passwords would cross the network in clear"):
+        call_command("opcua_server", "--project", project.name)
+    settings.OPCUA_SECURITY = "sign-encrypt"
+    with pytest.raises(CommandError, match="signing in needs a project"):
+        call_command("opcua_server")
+    with pytest.raises(CommandError, match="No project named"):
+        call_command("opcua_server", "--project", "nope")
