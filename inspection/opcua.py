@@ -34,10 +34,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
+import secrets
 import socket
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -135,10 +138,27 @@ def thumbprint(certificate: Path) -> str:
 class ProjectMembers:
     """asyncua's user manager: a user name and password sign in when they are a Loupe account's,
     active, not locked out, and a member (any role) of the served project. Failed tries count
-    towards the account's lockout like sign-ins through the API."""
+    towards the account's lockout like sign-ins through the API.
 
-    def __init__(self, project_id: int) -> None:
+    asyncua asks synchronously, from inside the event loop that also publishes verdicts, and a
+    password check costs ~0.3 s (PBKDF2). So that nobody can stall the verdict feed by trying
+    passwords: after a refused sign-in, others are refused without a check for ``pause_s``; and
+    a sign-in that succeeded is remembered for ``remember_s`` (a PLC reconnecting pays nothing;
+    an account removed from the project can still sign in for that long)."""
+
+    def __init__(
+        self,
+        project_id: int,
+        *,
+        pause_s: float = 1.0,
+        remember_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.project_id = project_id
+        self.pause_s, self.remember_s, self.clock = pause_s, remember_s, clock
+        self._key = secrets.token_bytes(32)  # remembered passwords are kept as keyed hashes only
+        self._remembered: dict[tuple[str, bytes], float] = {}
+        self._checks_from = 0.0
 
     def get_user(
         self, iserver: Any, username: str | None = None, password: Any = None, certificate: Any = None
@@ -146,13 +166,26 @@ class ProjectMembers:
         if not username or password is None:
             return None
         secret = password.decode() if isinstance(password, bytes) else str(password)
-        # asyncua asks from inside its event loop, where Django's ORM refuses to run: in a thread.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            allowed = pool.submit(_member_signs_in, self.project_id, username, secret).result(timeout=30)
-        if not allowed:
+        key = (username, hmac.new(self._key, secret.encode(), hashlib.sha256).digest())
+        now = self.clock()
+        if self._remembered.get(key, 0.0) > now:
+            return User(role=UserRole.User, name=username)
+        if now < self._checks_from:
+            logger.warning("OPC UA sign-in for %r refused unchecked: too soon after a refused one", username)
+            return None
+        if not self.check(username, secret):
+            self._checks_from = self.clock() + self.pause_s
             logger.warning("OPC UA sign-in refused for %r", username)
             return None
+        self._remembered = {k: until for k, until in self._remembered.items() if until > now}
+        self._remembered[key] = self.clock() + self.remember_s
         return User(role=UserRole.User, name=username)
+
+    def check(self, username: str, password: str) -> bool:
+        """Whether the account may sign in (Django's ORM refuses to run in the event loop's
+        thread, so in another one)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return bool(pool.submit(_member_signs_in, self.project_id, username, password).result(timeout=30))
 
 
 def _member_signs_in(project_id: int, username: str, password: str) -> bool:

@@ -340,3 +340,44 @@ def test_the_server_refuses_to_start_where_passwords_would_cross_in_clear_or_no_
         call_command("opcua_server")
     with pytest.raises(CommandError, match="No project named"):
         call_command("opcua_server", "--project", "nope")
+
+
+def test_sign_ins_cannot_stall_the_verdict_feed_a_refusal_pauses_checks_and_a_success_is_remembered() -> None:
+    """Each password check blocks the server's event loop for ~0.3 s (PBKDF2), so after a refused
+    sign-in the next ones are refused unchecked for a second, and a PLC that signed in reconnects
+    without another check for five minutes."""
+    from inspection.opcua import ProjectMembers
+
+    now = [100.0]
+    checked: list[tuple[str, str]] = []
+
+    class Counted(ProjectMembers):
+        def check(self, username: str, password: str) -> bool:  # the real one is the account's PBKDF2 check
+            checked.append((username, password))
+            return password == "right"
+
+    members = Counted(1, pause_s=1.0, remember_s=300.0, clock=lambda: now[0])
+
+    def sign_in(password: str) -> bool:
+        return members.get_user(None, username="plc", password=password) is not None
+
+    wrong = sign_in("wrong")
+    right_too_soon = sign_in("right")
+    now[0] += 1.5
+    right = sign_in("right")
+    now[0] += 200
+    remembered = sign_in("right")
+    other_password = sign_in("wrong")
+    now[0] += 101.5  # 300 s after the check, and past the pause
+    expired = sign_in("right")
+
+    assert (wrong, right_too_soon, right, remembered, other_password, expired) == (
+        False,
+        False,
+        True,
+        True,
+        False,
+        True,
+    )
+    # Checked: the first try, the right password after the pause, the other password, the expiry.
+    assert checked == [("plc", "wrong"), ("plc", "right"), ("plc", "wrong"), ("plc", "right")]
