@@ -14,6 +14,9 @@ Address space (namespace ``urn:loupe``; node ids are strings a PLC programmer ca
         LastModelVersion  String
         LastDecidedAt     DateTime  UTC
         LineName, StationName  String
+        OpenReviews       Int32     parts of this station waiting for a person (refreshed every 10 s)
+        DriftAlert        Boolean   an open drift alert for the deployed models
+        DriftHeld         Boolean   drift_review sends its parts to people because of it
 
 Security (``Security``): with mode "none" the server is plain and anonymous, for a control
 network. "sign" and "sign-encrypt" use Basic256Sha256: the server's certificate and key are made
@@ -65,7 +68,7 @@ NAMESPACE = "urn:loupe"
 NEVER = datetime(1601, 1, 1)  # OPC UA's minimum DateTime: no verdict yet
 # A verdict committed this long after a higher id was read is still picked up.
 LOOKBACK = timedelta(seconds=30)
-STATIONS_EVERY_S = 10.0  # how often stations added since are given their objects
+STATIONS_EVERY_S = 10.0  # how often stations added since get objects, and the status nodes are refreshed
 
 FIELDS: dict[str, tuple[str, ua.VariantType, Any]] = {
     # node name: (message key, OPC UA type, initial value)
@@ -77,6 +80,12 @@ FIELDS: dict[str, tuple[str, ua.VariantType, Any]] = {
     "LastSource": ("source", ua.VariantType.String, ""),
     "LastModelVersion": ("model_version", ua.VariantType.String, ""),
     "LastDecidedAt": ("decided_at", ua.VariantType.DateTime, NEVER),
+}
+# The station's state, refreshed with the stations: node name -> (OPC UA type, initial value).
+STATUS: dict[str, tuple[ua.VariantType, Any]] = {
+    "OpenReviews": (ua.VariantType.Int32, 0),
+    "DriftAlert": (ua.VariantType.Boolean, False),
+    "DriftHeld": (ua.VariantType.Boolean, False),
 }
 
 
@@ -268,6 +277,10 @@ class VerdictServer:
             nodes[field] = await obj.add_variable(
                 ua.NodeId(f"station/{station_id}/{field}", ns), ua.QualifiedName(field, ns), initial, varianttype=kind
             )
+        for field, (kind, initial) in STATUS.items():
+            nodes[field] = await obj.add_variable(
+                ua.NodeId(f"station/{station_id}/{field}", ns), ua.QualifiedName(field, ns), initial, varianttype=kind
+            )
         for field, text in (("LineName", line), ("StationName", name)):
             nodes[field] = await obj.add_property(
                 ua.NodeId(f"station/{station_id}/{field}", ns), ua.QualifiedName(field, ns), text
@@ -335,6 +348,7 @@ async def serve(
     stop: asyncio.Event,
     ready: Any = None,
     security: Security | None = None,
+    status_every_s: float = STATIONS_EVERY_S,
 ) -> None:
     """Run the server until ``stop`` is set: the latest verdict of every station first, then each
     new final verdict as it commits (polled every ``poll_seconds``). ``ready`` is called with the
@@ -357,7 +371,7 @@ async def serve(
             ready(server)
         stations_read_at = loop.time()
         while not stop.is_set():
-            if loop.time() - stations_read_at > STATIONS_EVERY_S:  # stations added since
+            if loop.time() - stations_read_at > status_every_s:  # stations added since, status
                 await _add_stations(server)
                 stations_read_at = loop.time()
             batch = await sync_to_async(feed.read, thread_sensitive=True)()
@@ -371,10 +385,31 @@ async def serve(
 
 
 async def _add_stations(server: VerdictServer) -> None:
-    """An object for every active station, so a PLC finds its nodes before the first verdict."""
+    """An object for every active station, so a PLC finds its nodes before the first verdict,
+    and each station's status (open reviews, drift)."""
     project_id = server.security.project_id
     for station_id, line, name in await sync_to_async(_active_stations, thread_sensitive=True)(project_id):
         await server.station(station_id, line, name)
+    status = await sync_to_async(_station_status, thread_sensitive=True)(project_id)
+    for station_id, nodes in server.stations.items():
+        values = status.get(station_id, {})
+        for field, (kind, initial) in STATUS.items():
+            value = values.get(field, initial)
+            if await nodes[field].read_value() != value:  # subscribers hear of changes only
+                await nodes[field].write_value(ua.DataValue(ua.Variant(value, kind)))
+
+
+def _station_status(project_id: int | None) -> dict[int, dict[str, Any]]:
+    from inspection.selectors import stations_drift_state
+    from review.selectors import open_reviews_by_station
+
+    close_old_connections()
+    out: dict[int, dict[str, Any]] = {}
+    for station_id, count in open_reviews_by_station(project_id=project_id).items():
+        out.setdefault(station_id, {})["OpenReviews"] = count
+    for station_id, (alerted, held) in stations_drift_state(project_id=project_id).items():
+        out.setdefault(station_id, {}).update({"DriftAlert": alerted, "DriftHeld": held})
+    return out
 
 
 def _active_stations(project_id: int | None) -> list[tuple[int, str, str]]:

@@ -362,6 +362,21 @@ def project_drift(*, project: Project) -> dict[str, Any]:
     }
 
 
+def stations_drift_state(*, project_id: int | None = None) -> dict[int, tuple[bool, bool]]:
+    """Per station with an open drift alert for its project's deployed set: (alerted, held), held
+    when drift_review sends its parts to people because of it."""
+    projects = Project.objects.all() if project_id is None else Project.objects.filter(pk=project_id)
+    out: dict[int, tuple[bool, bool]] = {}
+    for project in projects.filter(drift_alerts__closed_at__isnull=True).distinct():
+        label = deployed_set_label(project_id=project.pk)
+        if not label:
+            continue
+        held = drifting_stations(project_id=project.pk, label=label, signals=drift_review_signals(project))
+        for station_id in drifting_stations(project_id=project.pk, label=label):
+            out[station_id] = (True, station_id in held)
+    return out
+
+
 def drift_calibration_dict(*, station: Station, label: str, since: Any) -> dict[str, Any] | None:
     """The thresholds fitted on a drifting station's parts since its drift began (None: none
     yet); until their t_pass is at least 0 they decide nothing and every part still goes to

@@ -106,3 +106,17 @@ def socket_grants(*, user_id: int, session_key: str | None) -> SocketGrants:
     if user is None or (session_key is not None and not SessionStore().exists(session_key)):
         return SocketGrants(active=False, review=[], managed=[])
     return SocketGrants(active=True, review=reviewable_project_ids(user=user), managed=managed_project_ids(user=user))
+
+
+def open_reviews_by_station(*, project_id: int | None = None) -> dict[int, int]:
+    """Review items waiting for a person (open or claimed), per station of the part's image
+    (all projects', or one's)."""
+    from django.db.models import Count
+
+    items = ReviewItem.objects.filter(
+        status__in=[ReviewItem.Status.OPEN, ReviewItem.Status.CLAIMED], inspection__isnull=False
+    )
+    if project_id is not None:
+        items = items.filter(project_id=project_id)
+    per_station = items.order_by().values("inspection__station_id").annotate(n=Count("id"))
+    return {row["inspection__station_id"]: row["n"] for row in per_station if row["inspection__station_id"]}

@@ -200,6 +200,61 @@ def test_the_feed_picks_up_a_verdict_that_committed_after_a_higher_one_was_read(
     assert slow.pk < fast.pk
 
 
+def test_each_station_shows_its_review_backlog_and_drift_so_a_plc_can_light_an_andon(
+    opcua_server: tuple[str, Any],
+) -> None:
+    from inspection.models import DriftAlert, ModelVersion
+    from inspection.selectors import deployed_set_label
+    from review.models import ReviewItem
+
+    endpoint, start = opcua_server
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(drift_review="models")
+    ModelVersion.objects.create(project=project, kind="classifier", status=ModelVersion.Status.DEPLOYED)
+    top = station_create(project=project, line_name="Line 1", station_name="Top cam")
+    side = station_create(project=project, line_name="Line 1", station_name="Side cam")
+    waiting = []
+    for serial in ("R-1", "R-2"):
+        verdict = record(project, top, serial, "pass")
+        waiting.append(
+            ReviewItem.objects.create(
+                project=project, part=verdict.part, inspection=verdict.inspection, reason="uncertain"
+            )
+        )
+    alert = DriftAlert.objects.create(
+        project=project,
+        station=top,
+        model_version=deployed_set_label(project_id=project.pk),
+        signal="anomaly_ratio",
+        psi=0.6,
+        p_value=1e-9,
+        reference_mean=0.5,
+        current_mean=0.9,
+        latest_psi=0.6,
+    )
+    start(args=("--status-every", "0.2"))
+
+    async def status(station_id: int) -> tuple[Any, ...]:
+        async with Client(endpoint) as client:
+            ns = await client.get_namespace_index(NAMESPACE)
+            return tuple(
+                [
+                    await client.get_node(f"ns={ns};s=station/{station_id}/{field}").read_value()
+                    for field in ("OpenReviews", "DriftAlert", "DriftHeld")
+                ]
+            )
+
+    drifting, steady = asyncio.run(status(top.pk)), asyncio.run(status(side.pk))
+    ReviewItem.objects.filter(pk=waiting[0].pk).update(status=ReviewItem.Status.DECIDED)
+    DriftAlert.objects.filter(pk=alert.pk).update(closed_at=timezone.now())
+    asyncio.run(wait_for_value(endpoint, f"station/{top.pk}/DriftAlert", False))
+    recovered = asyncio.run(status(top.pk))
+
+    assert drifting == (2, True, True)
+    assert steady == (0, False, False)
+    assert recovered == (1, False, False)
+
+
 # --- security ------------------------------------------------------------------------------
 
 CLIENT_URI = "urn:plant:plc:press-7"

@@ -24,6 +24,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--project", default=None, help="serve this project's stations only (overrides OPCUA_PROJECT)"
         )
+        parser.add_argument(
+            "--status-every",
+            type=float,
+            default=10.0,
+            help="seconds between refreshes of the stations and their status (open reviews, drift)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from inspection.models import Project
@@ -65,6 +71,13 @@ class Command(BaseCommand):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await serve(endpoint, poll_seconds=poll, stop=stop, ready=ready, security=security)
+            await serve(
+                endpoint,
+                poll_seconds=poll,
+                stop=stop,
+                ready=ready,
+                security=security,
+                status_every_s=options["status_every"],
+            )
 
         asyncio.run(main())
