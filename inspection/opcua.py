@@ -190,6 +190,10 @@ class ProjectMembers:
         self._remembered[key] = self.clock() + self.remember_s
         return User(role=UserRole.User, name=username)
 
+    def forget(self, usernames: set[str]) -> None:
+        """No remembered sign-in for these accounts any more."""
+        self._remembered = {key: until for key, until in self._remembered.items() if key[0] not in usernames}
+
     def check(self, username: str, password: str) -> bool:
         """Whether the account may sign in (Django's ORM refuses to run in the event loop's
         thread, so in another one)."""
@@ -390,6 +394,8 @@ async def _add_stations(server: VerdictServer) -> None:
     project_id = server.security.project_id
     for station_id, line, name in await sync_to_async(_active_stations, thread_sensitive=True)(project_id):
         await server.station(station_id, line, name)
+    if not server.security.anonymous:
+        await _close_revoked_sessions(server)
     status = await sync_to_async(_station_status, thread_sensitive=True)(project_id)
     for station_id, nodes in server.stations.items():
         values = status.get(station_id, {})
@@ -397,6 +403,37 @@ async def _add_stations(server: VerdictServer) -> None:
             value = values.get(field, initial)
             if await nodes[field].read_value() != value:  # subscribers hear of changes only
                 await nodes[field].write_value(ua.DataValue(ua.Variant(value, kind)))
+
+
+async def _close_revoked_sessions(server: VerdictServer) -> None:
+    """Close the sessions of accounts that are no longer active members of the served project,
+    and forget their remembered sign-ins: revoking access stops reads within a refresh (10 s).
+    (asyncua keeps its sessions in ``InternalServer._external_sessions``; pinned to asyncua 2.1
+    and tested.)"""
+    sessions = list(getattr(server.server.iserver, "_external_sessions", {}).values())
+    names = {session.user.name for session in sessions if getattr(session, "user", None) and session.user.name}
+    if not names:
+        return
+    assert server.security.project_id is not None
+    members = await sync_to_async(_active_members, thread_sensitive=True)(server.security.project_id, names)
+    revoked = names - members
+    if not revoked:
+        return
+    manager = server.server.iserver.user_manager
+    if isinstance(manager, ProjectMembers):
+        manager.forget(revoked)
+    for session in sessions:
+        if getattr(session, "user", None) and session.user.name in revoked:
+            logger.warning("OPC UA: closing the session of %r, no longer a member", session.user.name)
+            await session.close_session()
+
+
+def _active_members(project_id: int, usernames: set[str]) -> set[str]:
+    from inspection.models import Membership
+
+    close_old_connections()
+    rows = Membership.objects.filter(project_id=project_id, user__username__in=usernames, user__is_active=True)
+    return set(rows.values_list("user__username", flat=True))
 
 
 def _station_status(project_id: int | None) -> dict[int, dict[str, Any]]:

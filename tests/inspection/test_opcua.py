@@ -5,6 +5,7 @@ through a subscription, and cannot write."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -349,6 +350,54 @@ def test_a_secured_server_serves_its_projects_members_over_an_encrypted_channel_
     certificate = cert_dir / "server-cert.der"
     assert certificate.is_file() and (cert_dir / "server-key.pem").stat().st_mode & 0o077 == 0
     assert hashlib.sha1(certificate.read_bytes(), usedforsecurity=False).hexdigest() in service.log()
+
+
+def test_an_account_removed_from_the_project_is_cut_off_within_a_refresh_open_session_included(
+    opcua_server: tuple[str, Any], tmp_path: Path
+) -> None:
+    from inspection.models import Membership
+    from tests.factories import PASSWORD, make_user
+
+    endpoint, start = opcua_server
+    plant = make_project()
+    press = station_create(project=plant, line_name="Line 1", station_name="Press 7")
+    record(plant, press, "P-1", "pass")
+    plc_account = make_user(plant, role="reviewer")
+    env = {"OPCUA_SECURITY": "sign-encrypt", "OPCUA_CERT_DIR": str(tmp_path / "opcua"), "OPCUA_ANONYMOUS": "false"}
+    start(env, ("--project", plant.name, "--status-every", "0.2"))
+    plc = asyncio.run(client_certificate(tmp_path / "plc"))
+    node_id = f"station/{press.pk}/LastVerdict"
+
+    async def scenario() -> tuple[Any, Any]:
+        client = Client(endpoint, timeout=10)
+        client.application_uri = CLIENT_URI
+        await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{plc[0]},{plc[1]}")
+        client.set_user(plc_account.username)
+        client.set_password(PASSWORD)
+        await client.connect()
+        try:
+            ns = await client.get_namespace_index(NAMESPACE)
+            node = client.get_node(f"ns={ns};s={node_id}")
+            before = await node.read_value()
+            await asyncio.to_thread(lambda: Membership.objects.filter(user=plc_account, project=plant).delete())
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:
+                try:
+                    await node.read_value()
+                except Exception as error:  # the session was closed under it
+                    return before, type(error).__name__
+                assert asyncio.get_running_loop().time() < deadline, "still reading after removal"
+                await asyncio.sleep(0.1)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    before, after = asyncio.run(scenario())
+    reconnect = asyncio.run(try_read(endpoint, node_id, credentials=plc, user=plc_account.username, password=PASSWORD))
+
+    assert before == "pass"
+    assert after  # the open session's reads fail
+    assert reconnect == "BadUserAccessDenied"  # and its remembered sign-in is forgotten
 
 
 def test_once_client_certificates_are_trusted_only_those_clients_connect(
