@@ -25,7 +25,8 @@ def notify_training_progress(*, project_id: int, payload: dict[str, Any]) -> Non
 
 
 def notify_drift(*, project_id: int, event: str, payload: dict[str, Any]) -> None:
-    """``drift.detected`` or ``drift.cleared`` to the project's managers."""
+    """``drift.detected``, ``drift.cleared`` or ``drift.calibrated`` (a held station is decided by
+    the models again, on thresholds fitted since its drift) to the project's managers."""
     group_send(
         training_group(project_id),
         {"type": "review.event", "kind": "drift", "project": project_id, "event": event, "payload": payload},

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 from django.db import transaction
 
 from inspection.models import Calibration, CalibrationScore, DriftReview, Inspection, Project, Verdict
+from inspection.notifications import notify_drift
 from inspection.selectors import station_view_untrained
 from inspection.services.audit import audit_record
 
@@ -543,6 +545,18 @@ def _recalibrate_drifting(project: Project, label: str) -> int:
             created = Calibration.objects.filter(pk=latest.pk).values_list("created_at", flat=True).get()
             decided = decided.filter(created_at__gt=created)
         if decided.exists():
-            calibration_run(project=project, model_version=label, station=station, drift_since=since)
+            fitted = calibration_run(project=project, model_version=label, station=station, drift_since=since)
             refitted += 1
+            if fitted.t_pass >= 0:  # the models decide this station's parts again: tell its managers
+                payload = {
+                    "station": station.pk,
+                    "name": station.name,
+                    "parts": fitted.parts,
+                    "t_pass": fitted.t_pass,
+                    "t_fail": fitted.t_fail,
+                    "expected_review_rate": fitted.expected_review_rate,
+                }
+                transaction.on_commit(
+                    partial(notify_drift, project_id=project.pk, event="drift.calibrated", payload=payload)
+                )
     return refitted

@@ -277,7 +277,7 @@ def test_drift_review_models_holds_only_stations_whose_models_outputs_moved_and_
 
 
 def test_a_held_station_is_decided_by_the_models_again_on_thresholds_fitted_to_its_parts_since_the_drift(
-    project: Project,
+    project: Project, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     """Under drift_review every part of a drifting station goes to people, so the parts they
     decide since the alert opened are a fair sample of the drifted line: thresholds fitted on
@@ -350,7 +350,12 @@ def test_a_held_station_is_decided_by_the_models_again_on_thresholds_fitted_to_i
     held = [routed(inspection) for inspection in since_drift]
     decide_all()
 
-    refitted = routing_recalibrate_stale()
+    pushed: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        "inspection.services.routing.notify_drift", lambda **kw: pushed.append((kw["event"], kw["payload"]))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        refitted = routing_recalibrate_stale()
     fitted = Calibration.objects.get(station=camera.station, drift_since=alert.opened_at)
     goods = [i for i in since_drift if i.part.serial not in defective_serials]
     lowest_good = min(goods, key=lambda i: i.scores["defect_score"])
@@ -365,6 +370,10 @@ def test_a_held_station_is_decided_by_the_models_again_on_thresholds_fitted_to_i
     assert routed(again) == "pass"
     assert routed(defect_again) != "pass"
     assert state["held_since"] == alert.opened_at
+    # The managers' screens hear of it (the dashboard reloads its drift panel).
+    assert [(event, payload["station"], payload["parts"]) for event, payload in pushed] == [
+        ("drift.calibrated", camera.station.pk, 12)
+    ]
     assert state["drift_calibration"]["id"] == fitted.pk and state["drift_calibration"]["parts"] == 12
     # Once it passes parts it is not refitted: people now see only the doubtful ones, which
     # would bias the sample the escape bound rests on. (Dated back, every decision since the

@@ -293,7 +293,7 @@ export function driftPanel(context: PageContext): { element: HTMLElement; load: 
   }
 
   const unsubscribe = context.live.on((event) => {
-    if (event.event === "drift.detected" || event.event === "drift.cleared") void load();
+    if (event.event === "drift.detected" || event.event === "drift.cleared" || event.event === "drift.calibrated") void load();
   });
   return {
     element,
