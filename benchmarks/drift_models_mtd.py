@@ -18,6 +18,8 @@ Per scenario:
 * the routing score's AUROC on the changed parts (does it still separate good from defect);
 * at the thresholds calibrated for 2 % and 5 % escape on unchanged parts: share of parts sent
   to people, measured escape (defective AND auto-passed, over all parts) and false rejects;
+* at thresholds calibrated *on the changed parts* of the other quarter (what Loupe's drift-time
+  calibration does for a held station once people have decided its parts): the same three;
 * the drift check's verdict (``workers.routing.drift.compare``, unchanged calibration quarter
   as reference, changed measured quarter as current, ~265 parts each): the worst level over
   the image signals (brightness, contrast, sharpness) and over the model signals (defect
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'scenario':<36} | {'|d score| good/def':>18} | {'good d':>7} | {'AUROC':>6} | "
         + " | ".join(f"{f'@{t:.0%}: review/escape/FR':>25}" for t in TARGETS)
+        + " | "
+        + " | ".join(f"{f'recal. @{t:.0%}':>25}" for t in TARGETS)
         + f" | {'drift: image / model signals':>30}"
     )
     log(header)
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         delta = changed["defect_score"] - base["defect_score"]
         cells = []
         per_target: dict[float, dict[str, float]] = {}
+        recalibrated: dict[float, dict[str, float]] = {}
         levels: dict[str, list[str]] = {"image": [], "model": []}
         for cal_mask in (first, ~first):
             ev_mask = ~cal_mask
@@ -164,9 +169,28 @@ def main(argv: list[str] | None = None) -> int:
                 acc = per_target.setdefault(target, {"review": 0.0, "escape": 0.0, "false_reject": 0.0})
                 for key, value in rates.items():
                     acc[key] += value / 2
-        for target in TARGETS:
-            r = per_target[target]
-            cells.append(f"{r['review']:>9.3f}/{r['escape']:.4f}/{r['false_reject']:.4f}")
+                # Calibrated on the changed parts themselves (a held station's drift-time fit).
+                refit = calibrate(
+                    changed["defect_score"][cal_mask],
+                    truth[cal_mask],
+                    target_escape=target,
+                    target_false_reject=0.01,
+                    delta=1 - args.confidence,
+                )
+                rates = routed(
+                    changed["defect_score"][ev_mask],
+                    changed["disagree"][ev_mask],
+                    truth[ev_mask],
+                    refit.t_pass,
+                    refit.t_fail,
+                )
+                acc = recalibrated.setdefault(target, {"review": 0.0, "escape": 0.0, "false_reject": 0.0})
+                for key, value in rates.items():
+                    acc[key] += value / 2
+        for table in (per_target, recalibrated):
+            for target in TARGETS:
+                r = table[target]
+                cells.append(f"{r['review']:>9.3f}/{r['escape']:.4f}/{r['false_reject']:.4f}")
         auroc = binary_auroc(truth.astype(int), changed["defect_score"])
         log(
             f"{name:<36} | {np.abs(delta[~truth]).mean():>8.4f}/{np.abs(delta[truth]).mean():<9.4f} | "
@@ -179,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             "auroc": round(auroc, 4),
             "escape_at_2pct": round(per_target[0.02]["escape"], 4),
             "review_at_2pct": round(per_target[0.02]["review"], 4),
+            "recalibrated_review_at_2pct": round(recalibrated[0.02]["review"], 4),
+            "recalibrated_escape_at_2pct": round(recalibrated[0.02]["escape"], 4),
             "image_drift": levels["image"],
             "model_drift": levels["model"],
         }
@@ -192,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "auroc_unchanged": headline["unchanged"]["auroc"],
         "escape_at_2pct_unchanged": headline["unchanged"]["escape_at_2pct"],
         **{f"escape_at_2pct_{key}": value["escape_at_2pct"] for key, value in headline.items() if key != "unchanged"},
+        "blur_r2_recalibrated_review_at_2pct": headline["out_of_focus_blur_r2"]["recalibrated_review_at_2pct"],
+        "blur_r2_recalibrated_escape_at_2pct": headline["out_of_focus_blur_r2"]["recalibrated_escape_at_2pct"],
     }
     log(json.dumps(summary))
     args.output.parent.mkdir(parents=True, exist_ok=True)
