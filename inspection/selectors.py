@@ -335,15 +335,20 @@ def project_drift(*, project: Project) -> dict[str, Any]:
     """``station_drift`` of each active station for the deployed set, and the open alerts."""
     from django.conf import settings
 
+    from workers.routing.calibration import parts_needed
+
     label = deployed_set_label(project_id=project.pk)
     window, min_parts = settings.LOUPE_DRIFT_WINDOW, settings.LOUPE_DRIFT_MIN_PARTS
     # Stations whose open alerts make drift_review send their parts to people, since when.
     held = drifting_stations(project_id=project.pk, label=label, signals=drift_review_signals(project)) if label else {}
+    needed = parts_needed(project.target_escape_rate, 1.0 - project.calibration_confidence)
     stations = []
     if label:
         for station in project.stations.filter(is_active=True).select_related("line").order_by("id"):
             state = station_drift(station=station, label=label, window=window, min_parts=min_parts)
             state["held_since"] = held.get(station.pk)
+            # Decided parts since the drift began before its own thresholds can pass any.
+            state["drift_parts_needed"] = needed if station.pk in held else None
             state["drift_calibration"] = (
                 drift_calibration_dict(station=station, label=label, since=held[station.pk])
                 if station.pk in held

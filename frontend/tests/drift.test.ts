@@ -28,6 +28,7 @@ function station(level: DriftStation["level"], signals: DriftSignal[]): DriftSta
     baseline_at: null,
     held_since: null,
     drift_calibration: null,
+    drift_parts_needed: null,
     reference: { parts: 500, from: null, to: null },
     current: { parts: 480, from: null, to: null },
     signals,
@@ -79,10 +80,10 @@ describe("a held station in words", () => {
   });
 
   it("says its parts go to people until enough are decided, and how many are", () => {
-    const held = { ...station("drift", []), held_since: "2026-12-04T00:00:00Z" };
-    expect(describeHold(held)).toMatch(/^Its parts go to people until the drift ends/);
+    const held = { ...station("drift", []), held_since: "2026-12-04T00:00:00Z", drift_parts_needed: 460 };
+    expect(describeHold(held)).toMatch(/^Its parts go to people until the drift ends.*\(0 of at least 460 decided so far\)/);
     const tooFew = { ...held, drift_calibration: { ...fitted, parts: 40, t_pass: -1, t_fail: 2 } };
-    expect(describeHold(tooFew)).toMatch(/\(40 decided so far\)/);
+    expect(describeHold(tooFew)).toMatch(/\(40 of at least 460 decided so far\)/);
   });
 
   it("says the models decide again, on how many parts, and what share still goes to people", () => {

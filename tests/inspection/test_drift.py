@@ -375,6 +375,7 @@ def test_a_held_station_is_decided_by_the_models_again_on_thresholds_fitted_to_i
         ("drift.calibrated", camera.station.pk, 12)
     ]
     assert state["drift_calibration"]["id"] == fitted.pk and state["drift_calibration"]["parts"] == 12
+    assert state["drift_parts_needed"] == 7  # no escape in 7 bounds it at 9.4 % < 10 % (confidence 0.5)
     # Once it passes parts it is not refitted: people now see only the doubtful ones, which
     # would bias the sample the escape bound rests on. (Dated back, every decision since the
     # drift is newer than the fit: without that rule it would be refitted here.)
@@ -408,6 +409,7 @@ def test_with_drift_review_off_no_drift_thresholds_are_fitted_and_the_station_ke
 
     assert not Calibration.objects.filter(drift_since__isnull=False).exists()
     assert state["held_since"] is None and state["drift_calibration"] is None
+    assert state["drift_parts_needed"] is None
 
 
 def test_drift_review_is_one_of_its_modes_and_the_booleans_it_was_still_mean_any_and_off(project: Project) -> None:
@@ -444,7 +446,7 @@ def test_the_drift_command_prints_each_stations_signals_and_checks_alerts(projec
     assert brightness_row.startswith("Line 1 / Top camera") and brightness_row.endswith("drift")
     assert "OPEN ALERT (camera): Line 1 / Top camera: image brightness" in table
     assert "drift_review: any" in table
-    assert "HELD: Line 1 / Top camera: every part goes to people" in table
+    assert "HELD: Line 1 / Top camera: every part goes to people (0 of at least 460 decided since the drift)" in table
     assert err.getvalue().startswith("alerts opened: ")
     assert json.loads(as_json.getvalue())["stations"][0]["level"] == "drift"
     with pytest.raises(CommandError, match="No project named"):

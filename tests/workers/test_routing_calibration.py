@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from workers.routing.calibration import calibrate, risk_upper_bound, workload_curve
+from workers.routing.calibration import calibrate, parts_needed, risk_upper_bound, workload_curve
 from workers.routing.scores import defect_score
 
 Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
@@ -104,3 +104,23 @@ def test_the_routing_score_is_the_mean_of_what_the_deployed_models_said(
     p_defect: float | None, anomaly_ratio: float | None, expected: float | None
 ) -> None:
     assert defect_score(p_defect, anomaly_ratio) == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(("target", "delta", "expected"), [(0.005, 0.1, 460), (0.01, 0.1, 230), (0.1, 0.5, 7)])
+def test_parts_needed_is_the_fewest_parts_whose_zero_failure_bound_meets_the_target(
+    target: float, delta: float, expected: int
+) -> None:
+    needed = parts_needed(target, delta)
+
+    assert needed == expected
+    assert risk_upper_bound(0, needed, delta) <= target < risk_upper_bound(0, needed - 1, delta)
+    # And calibrate agrees: with that many goods it can pass parts, with one fewer it cannot.
+    for n, passes in ((needed, True), (needed - 1, False)):
+        chosen = calibrate(
+            np.linspace(0, 0.5, n),
+            np.zeros(n, dtype=bool),
+            target_escape=target,
+            target_false_reject=target,
+            delta=delta,
+        )
+        assert (chosen.t_pass >= 0) is passes

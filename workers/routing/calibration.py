@@ -18,6 +18,7 @@ passes, and every part goes to a person: the safe default.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,19 @@ def risk_upper_bound(failures: int, n: int, delta: float) -> float:
     if failures >= n:
         return 1.0
     return float(beta.ppf(1.0 - delta, failures + 1, n - failures))
+
+
+def parts_needed(target: float, delta: float) -> int:
+    """The fewest calibration parts with which any threshold can pass the risk test: with no
+    failure among n parts the bound is 1 - delta^(1/n), at or under ``target`` from
+    n = ln(delta) / ln(1 - target) (460 for 0.5 % at 90 % confidence). Fewer parts, and every
+    part goes to a person."""
+    if not 0.0 < target < 1.0 or not 0.0 < delta < 1.0:
+        raise ValueError("target and delta must lie strictly between 0 and 1")
+    n = max(1, math.ceil(math.log(delta) / math.log1p(-target) - 1e-9))
+    while risk_upper_bound(0, n, delta) > target:  # floating point at the boundary
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)

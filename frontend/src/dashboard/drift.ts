@@ -37,6 +37,8 @@ export interface DriftStation {
   held_since: string | null;
   /** Thresholds fitted on the parts people decided since then; null: none yet. */
   drift_calibration: DriftCalibration | null;
+  /** Decided parts since the drift needed before those thresholds can pass any (null: not held). */
+  drift_parts_needed: number | null;
   reference: { parts: number; from: string | null; to: string | null };
   current: { parts: number; from: string | null; to: string | null };
   signals: DriftSignal[];
@@ -127,7 +129,8 @@ export function describeHold(station: DriftStation): string | null {
   if (!station.held_since) return null;
   const fitted = station.drift_calibration;
   if (!fitted || fitted.t_pass < 0) {
-    const decided = fitted ? ` (${fitted.parts} decided so far)` : "";
+    const needed = station.drift_parts_needed ? ` of at least ${station.drift_parts_needed}` : "";
+    const decided = ` (${fitted?.parts ?? 0}${needed} decided so far)`;
     return `Its parts go to people until the drift ends; once enough of them are decided${decided}, the models decide again on thresholds fitted to them.`;
   }
   const review = Math.round(fitted.expected_review_rate * 100);

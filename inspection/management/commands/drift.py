@@ -71,8 +71,8 @@ class Command(BaseCommand):
             where = f"{station['line']} / {station['name']}"
             fitted = station["drift_calibration"]
             if fitted is None or fitted["t_pass"] < 0:
-                decided = f"; {fitted['parts']} decided so far" if fitted else ""
-                self.stdout.write(f"HELD: {where}: every part goes to people{decided}")
+                decided = f"{fitted['parts'] if fitted else 0} of at least {station['drift_parts_needed']}"
+                self.stdout.write(f"HELD: {where}: every part goes to people ({decided} decided since the drift)")
             else:
                 self.stdout.write(
                     f"HELD: {where}: decided by the models on thresholds fitted to {fitted['parts']} parts since the "
