@@ -52,7 +52,7 @@ def test_a_manager_is_told_live_when_a_station_drifts(live: LiveStack, register:
     assert pushed["current_mean"] != pushed["reference_mean"]
 
 
-def test_the_line_simulators_failing_lamp_darkens_the_parts_after_the_set_count(
+def test_the_line_simulators_failing_lamp_and_lens_darken_and_blur_the_parts_after_the_set_counts(
     live: LiveStack, register: Any, tmp_path: Any
 ) -> None:
     from django.core.management import call_command
@@ -68,11 +68,14 @@ def test_the_line_simulators_failing_lamp_darkens_the_parts_after_the_set_count(
 
     call_command(
         "simulate_line",
-        "--url", live.base_url, "--token-file", str(token_file), "--count", "6", "--interval", "0",
-        "--defect-rate", "0", "--dim-after", "3", "--dim", "0.5",
+        "--url", live.base_url, "--token-file", str(token_file), "--count", "9", "--interval", "0",
+        "--defect-rate", "0", "--dim-after", "3", "--dim", "0.5", "--blur-after", "6", "--blur", "3",
     )  # fmt: skip
     done = Inspection.objects.filter(station=camera.station, status="done")
-    wait_until(lambda: done.count() == 6, timeout_s=60, what="the worker scoring the simulated parts")
+    wait_until(lambda: done.count() == 9, timeout_s=60, what="the worker scoring the simulated parts")
 
-    brightness = [inspection.scores["brightness"] for inspection in done.order_by("part__serial")]
-    assert max(brightness[3:]) < 0.65 * min(brightness[:3])
+    scores = [inspection.scores for inspection in done.order_by("part__serial")]
+    brightness = [row["brightness"] for row in scores]
+    sharpness = [row["sharpness"] for row in scores]
+    assert max(brightness[3:]) < 0.65 * min(brightness[:3])  # the lamp failed after 3 parts
+    assert max(sharpness[6:]) < 0.5 * min(sharpness[3:6])  # and the lens after 6

@@ -1,6 +1,8 @@
 """A line simulator: posts a generated part image every ``--interval`` seconds, through the
 same public API and station token a real camera station uses. ``--dim-after`` makes its lamp
-fail part-way, so the dashboard's drift panel has something to show."""
+fail part-way and ``--blur-after`` its lens go out of focus, so the dashboard's drift panel has
+something to show: a dimmer lamp is a camera drift the models (standardising intensity) hardly
+mind; a blur moves their scores too (``benchmarks/drift_models_mtd.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageFilter
 
 from workers.synthetic import synthetic_part
 
@@ -34,6 +36,13 @@ class Command(BaseCommand):
             help="a failing lamp: after this many parts every image is darker by --dim (0 = never)",
         )
         parser.add_argument("--dim", type=float, default=0.7, help="brightness factor once dimmed")
+        parser.add_argument(
+            "--blur-after",
+            type=int,
+            default=0,
+            help="a lens going out of focus: after this many parts every image is blurred by --blur (0 = never)",
+        )
+        parser.add_argument("--blur", type=float, default=2.0, help="Gaussian blur radius in pixels once blurred")
 
     def handle(self, *args: Any, **options: Any) -> None:
         token_path = Path(options["token_file"])
@@ -46,9 +55,9 @@ class Command(BaseCommand):
         seed = int(time.time())
         while options["count"] == 0 or posted < options["count"]:
             part = synthetic_part(seed + posted, defect_rate=options["defect_rate"])
-            image = part.encode("JPEG")
-            if options["dim_after"] and posted >= options["dim_after"]:
-                image = _dimmed(part.image, options["dim"])
+            dim = options["dim"] if options["dim_after"] and posted >= options["dim_after"] else 1.0
+            blur = options["blur"] if options["blur_after"] and posted >= options["blur_after"] else 0.0
+            image = _changed(part.image, dim, blur) if dim != 1.0 or blur else part.encode("JPEG")
             serial = f"SIM-{run_id}-{posted:06d}"
             try:
                 response = requests.post(
@@ -66,7 +75,12 @@ class Command(BaseCommand):
             time.sleep(options["interval"])
 
 
-def _dimmed(image: Image.Image, factor: float) -> bytes:
+def _changed(image: Image.Image, dim: float, blur: float) -> bytes:
+    """The part as a failing camera delivers it: darker by ``dim``, blurred by ``blur`` pixels."""
+    if dim != 1.0:
+        image = ImageEnhance.Brightness(image).enhance(dim)
+    if blur:
+        image = image.filter(ImageFilter.GaussianBlur(blur))
     buffer = io.BytesIO()
-    ImageEnhance.Brightness(image).enhance(factor).save(buffer, format="JPEG", quality=90)
+    image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
