@@ -207,15 +207,20 @@ def station_view_untrained(station: Station, versions: Iterable[Any]) -> bool:
 def station_models_view(*, station: Station, deployed: list[ModelVersion] | None = None) -> dict[str, Any]:
     """How the deployed models see the station now: ``learnt`` (None: nothing deployed) whether
     they were trained on its current view; if not, ``calibration``: the thresholds fitted on the
-    station's decided parts through that view (None: none yet, its parts go to people)."""
+    station's decided parts through that view (None: none yet, its parts go to people), and
+    ``parts_needed``: how many decided parts that fit needs before it can pass any (None while
+    the view is learnt or nothing is deployed)."""
     from workers.ml.regions import view_key
+    from workers.routing.calibration import parts_needed
 
     if deployed is None:
         deployed = list(ModelVersion.objects.filter(project_id=station.project_id, status=ModelVersion.Status.DEPLOYED))
     if not deployed:
-        return {"learnt": None, "calibration": None}
+        return {"learnt": None, "calibration": None, "parts_needed": None}
     if not station_view_untrained(station, deployed):
-        return {"learnt": True, "calibration": None}
+        return {"learnt": True, "calibration": None, "parts_needed": None}
+    project = Project.objects.only("target_escape_rate", "calibration_confidence").get(pk=station.project_id)
+    needed = parts_needed(project.target_escape_rate, 1.0 - project.calibration_confidence)
     label = ",".join(sorted(version.serving_label for version in deployed))
     calibration = (
         Calibration.objects.filter(project_id=station.project_id, model_version=label, station=station)
@@ -224,9 +229,13 @@ def station_models_view(*, station: Station, deployed: list[ModelVersion] | None
         .first()
     )
     if calibration is None:
-        return {"learnt": False, "calibration": None}
+        return {"learnt": False, "calibration": None, "parts_needed": needed}
     fields = ("id", "parts", "t_pass", "t_fail", "expected_review_rate", "escape_rate", "created_at")
-    return {"learnt": False, "calibration": {name: getattr(calibration, name) for name in fields}}
+    return {
+        "learnt": False,
+        "calibration": {name: getattr(calibration, name) for name in fields},
+        "parts_needed": needed,
+    }
 
 
 def stations_on_unlearnt_views(*, project: Project) -> list[tuple[Station, dict[str, Any]]]:

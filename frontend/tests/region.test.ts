@@ -64,6 +64,9 @@ describe("what the settings say about the models and a station's view", () => {
   it("says a calibration too small for the escape target still sends parts to people", () => {
     const small = { ...calibration, parts: 1, t_pass: -1, t_fail: 2 };
     expect(describeModelsView({ learnt: false, calibration: small })).toMatch(/^Calibrated on 1 decided part seen.*not enough/);
+    expect(describeModelsView({ learnt: false, calibration: small, parts_needed: 460 })).toMatch(
+      /^Calibrated on 1 decided part \(of at least 460\) seen through this view: not enough/,
+    );
   });
 
   it("says the models decide again, with the share that goes to people", () => {

@@ -282,15 +282,19 @@ def test_the_station_and_the_routing_page_say_whether_the_models_learnt_its_view
     listed: Any = manager.get("/api/v1/stations", {"project": project.pk})
     routing: Any = manager.get(f"/api/v1/projects/{project.pk}/routing")
 
-    assert learnt == {"learnt": True, "calibration": None}
-    assert changed == {"learnt": False, "calibration": None}
+    assert learnt == {"learnt": True, "calibration": None, "parts_needed": None}
+    # No escape in 7 bounds the rate at 9.4 % < 10 % at confidence 0.5 (the fixture's targets).
+    assert changed == {"learnt": False, "calibration": None, "parts_needed": 7}
     assert [entry["station"] for entry in changed_routing.json()["stations_on_new_views"]] == [camera.station.pk]
     view = Calibration.objects.get(station=camera.station)
     assert calibrated["learnt"] is False
     assert calibrated["calibration"]["id"] == view.pk and calibrated["calibration"]["parts"] == 12
     assert calibrated["calibration"]["t_pass"] == view.t_pass
     by_id = {row["id"]: row["models_view"] for row in listed.json()["results"]}
-    assert by_id == {camera.station.pk: calibrated, plain.station.pk: {"learnt": True, "calibration": None}}
+    assert by_id == {
+        camera.station.pk: calibrated,
+        plain.station.pk: {"learnt": True, "calibration": None, "parts_needed": None},
+    }
     [entry] = routing.json()["stations_on_new_views"]
     assert (entry["station"], entry["name"], entry["line"]) == (
         camera.station.pk,
@@ -311,4 +315,4 @@ def test_a_station_says_nothing_about_models_before_any_are_deployed() -> None:
     )
 
     assert changed.status_code == 200
-    assert changed.json()["models_view"] == {"learnt": None, "calibration": None}
+    assert changed.json()["models_view"] == {"learnt": None, "calibration": None, "parts_needed": None}

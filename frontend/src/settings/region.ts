@@ -70,6 +70,8 @@ export interface ModelsView {
     escape_rate: number;
     created_at: string;
   } | null;
+  /** Decided parts the view's fit needs before it can pass any (null while the view is learnt). */
+  parts_needed?: number | null;
 }
 
 /** One sentence for people: whether the models decide this station's parts through its view,
@@ -87,7 +89,8 @@ export function describeModelsView(view: ModelsView | undefined): string {
   const parts = `${calibration.parts} decided part${calibration.parts === 1 ? "" : "s"}`;
   if (calibration.t_pass < 0 && calibration.t_fail > 1) {
     return (
-      `Calibrated on ${parts} seen through this view: not enough to meet the escape target yet, so its ` +
+      `Calibrated on ${parts}${view.parts_needed ? ` (of at least ${view.parts_needed})` : ""} seen through this view: ` +
+      "not enough to meet the escape target yet, so its " +
       "parts go to people; each part they decide adds to it."
     );
   }
