@@ -432,6 +432,7 @@ class CalibrationOutputSerializer(serializers.ModelSerializer):  # type: ignore[
         fields = [
             "id", "model_version", "parts", "target_escape_rate", "target_false_reject_rate", "confidence",
             "t_pass", "t_fail", "expected_review_rate", "escape_rate", "false_reject_rate", "curve", "created_at",
+            "sample_since",
         ]  # fmt: skip
 
 

@@ -484,6 +484,13 @@ LOGGING = {
 
 # A review item that nobody decides within this many minutes breaches its SLA.
 LOUPE_REVIEW_SLA_MINUTES = env_int("LOUPE_REVIEW_SLA_MINUTES", 15, minimum=1)
+# The project's thresholds are fitted on the latest this many parts of its fair sample (parts
+# that came to people whatever their scores): enough for tight bounds, recent enough to follow
+# a line that changes (benchmarks/recalibration.py).
+LOUPE_CALIBRATION_WINDOW = env_int("LOUPE_CALIBRATION_WINDOW", 5000, minimum=100)
+# ... and checked on the latest this many: when those show its thresholds breaking a target, the
+# fit starts again from them (the models got worse on a changed line).
+LOUPE_CALIBRATION_RECENT = env_int("LOUPE_CALIBRATION_RECENT", 1000, minimum=100)
 # Line integration: final verdicts are published here (QoS 1) when set, e.g. mqtt://broker:1883.
 MQTT_URL = env_str("MQTT_URL", "") or ""
 if MQTT_URL and urlparse(MQTT_URL).scheme not in {"mqtt", "mqtts"}:

@@ -34,6 +34,11 @@ class ReviewItem(models.Model):
     model_version = models.CharField(max_length=64, blank=True)  # what the reviewer was shown
     # For audit samples: what the models would have decided alone ("pass" / "fail").
     model_decision = models.CharField(max_length=4, blank=True)
+    # The part came to people whatever its scores: drawn at random (at the project's audit
+    # rate, whatever the models said), or every part did (no deployed models, or thresholds
+    # that cannot decide any). Only such parts are a fair sample of the line for fitting the
+    # project's thresholds: the others were picked for their scores (``routing.fair_parts``).
+    sampled = models.BooleanField(default=False)
     # Golden items re-show a part whose answer is known; they score the reviewer and never
     # change the part's verdict.
     golden = models.ForeignKey("review.GoldenPart", on_delete=models.CASCADE, null=True, blank=True, related_name="+")

@@ -30,9 +30,10 @@ _rng = random.Random()  # noqa: S311  (golden draws need no cryptographic streng
 
 
 def review_item_open(
-    *, part: Part, inspection: Inspection | None, reason: str, model_version: str = ""
+    *, part: Part, inspection: Inspection | None, reason: str, model_version: str = "", sampled: bool = False
 ) -> tuple[ReviewItem, bool]:
     """The part's open review item, creating it if there is none. Idempotent per part.
+    ``sampled``: the part came to people whatever its scores (``ReviewItem.sampled``).
 
     A new item is pushed to the project's reviewers after commit.
     """
@@ -44,7 +45,12 @@ def review_item_open(
     try:
         with transaction.atomic():
             item = ReviewItem.objects.create(
-                project_id=part.project_id, part=part, inspection=inspection, reason=reason, model_version=model_version
+                project_id=part.project_id,
+                part=part,
+                inspection=inspection,
+                reason=reason,
+                model_version=model_version,
+                sampled=sampled,
             )
     except IntegrityError:
         # Another image of the same part opened it at the same moment.

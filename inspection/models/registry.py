@@ -139,6 +139,10 @@ class Calibration(models.Model):
     )
     view_key = models.CharField(max_length=16, blank=True, default="")  # with station: its view's key
     drift_since = models.DateTimeField(null=True, blank=True)  # with station: the drift episode it is for
+    # The project's fit: on its fair sample decided from then on only, because the latest parts
+    # showed the thresholds breaking a target (the line changed under the models); later fits
+    # keep to it (``routing.calibration_run``, ``workers.routing.calibration.calibrate_recent``).
+    sample_since = models.DateTimeField(null=True, blank=True)
     parts = models.PositiveIntegerField()  # calibration parts used
     target_escape_rate = models.FloatField()
     target_false_reject_rate = models.FloatField()

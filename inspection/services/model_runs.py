@@ -371,7 +371,9 @@ def _run_and_route(inspections: list[Inspection]) -> None:
                 (drift_calibration is None and view.action in {"pass", "fail"})
                 or view.reason in {"uncertain", "region_changed"}
             ):
-                view = routing.Decision("review", "drift", view.defect_class)
+                # Held (every part to people) until its drift-time thresholds can pass parts.
+                held = view.held or ("station" if drift_calibration is None else "")
+                view = routing.Decision("review", "drift", view.defect_class, held)
             run.scores["decision"] = view.as_dict()
             run.scores["thresholds"] = {
                 "t_pass": t_pass,

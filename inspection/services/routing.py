@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from inspection.models import Calibration, CalibrationScore, DriftReview, Inspection, Project, Verdict
@@ -28,9 +29,19 @@ class Decision:
     action: str  # "pass", "fail" or "review"
     reason: str = ""  # for "review": a ReviewItem.Reason value
     defect_class: str | None = None
+    # "project" / "station": the image went to people whatever its scores, because the
+    # thresholds in force (the project's, or its station's own for a drift or a view the models
+    # never learnt) decide no part yet. Such parts are a fair sample for fitting those
+    # thresholds; parts sent to people for their scores are not (``fair_parts``).
+    held: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "reason": self.reason, "defect_class": self.defect_class}
+        return {"action": self.action, "reason": self.reason, "defect_class": self.defect_class, "held": self.held}
+
+
+def decides_nothing(t_pass: float, t_fail: float) -> bool:
+    """Thresholds under which no score is auto-passed or auto-failed (scores lie in [0, 1])."""
+    return t_pass < 0 and t_fail > 1
 
 
 # Calibration scores are written in batches of this many while a new deployment rescores.
@@ -86,12 +97,22 @@ def decide_view(
 
     An image seen through a view the models never learnt (``region_untrained``) is decided by
     them only with thresholds calibrated on that station's parts through that view
-    (``view_calibrated``); anything they are unsure of goes to people as ``region_changed``."""
+    (``view_calibrated``); anything they are unsure of goes to people as ``region_changed``.
+    ``view_calibrated`` also says the thresholds are the station's own, not the project's
+    (a drifting station's): what a hold, when they decide nothing, is recorded against."""
     if error or scores.get("defect_score") is None:
         return Decision("review", "model_error")
     untrained = bool(scores.get("region_untrained"))  # see model_runs._region_untrained
     if untrained and not view_calibrated:
-        return Decision("review", "region_changed")
+        return Decision("review", "region_changed", held="station")
+    held = ("station" if view_calibrated else "project") if decides_nothing(t_pass, t_fail) else ""
+    decision = _decide_view(project=project, scores=scores, t_pass=t_pass, t_fail=t_fail, untrained=untrained)
+    return Decision(decision.action, decision.reason, decision.defect_class, held) if held else decision
+
+
+def _decide_view(
+    *, project: Project, scores: dict[str, Any], t_pass: float, t_fail: float, untrained: bool
+) -> Decision:
     ratio = scores.get("anomaly_ratio")
     if ratio is not None and ratio >= project.out_of_distribution_ratio:
         return Decision("review", "out_of_distribution")
@@ -117,9 +138,17 @@ def decide_part(views: list[Decision]) -> Decision:
     return Decision("pass")
 
 
-def audit_draw(*, project: Project, decision: Decision, rng: random.Random | None = None) -> Decision:
-    """A share (``audit_rate``) of automatic decisions goes to people anyway."""
-    if decision.action in {"pass", "fail"} and (rng or random).random() < project.audit_rate:
+def sample_draw(*, project: Project, rng: random.Random | None = None) -> bool:
+    """Whether a part is drawn for the random sample (``audit_rate`` of all parts, whatever the
+    models decide): drawn parts the models would decide go to people anyway (``audit_draw``),
+    and every drawn part a person decides is one the thresholds can be fitted on."""
+    return (rng or random).random() < project.audit_rate
+
+
+def audit_draw(*, decision: Decision, sampled: bool) -> Decision:
+    """An automatic decision of a part drawn for the sample goes to people anyway: the audit
+    that measures the real escape and false-reject rates."""
+    if sampled and decision.action in {"pass", "fail"}:
         return Decision("review", "audit_sample", decision.defect_class)
     return decision
 
@@ -145,30 +174,80 @@ def trained_on_images(*, project: Project, model_version: str) -> set[int]:
     return images
 
 
-def calibration_parts(*, project: Project, model_version: str) -> tuple[np.ndarray, np.ndarray]:
-    """(defect scores, human says defective) of parts the deployed set scored and a person decided.
+def fair_verdicts(*, project: Project) -> Any:
+    """The human final verdicts of parts that came to people whatever their scores: drawn at
+    random for the sample, sent while no models were deployed or while the project's
+    thresholds decided no part (``ReviewItem.sampled``), or decided by a person with no
+    routing at all. A fair sample of the line, on which the escape bound holds.
+
+    Parts the models sent to people for their scores (unsure, disagreeing, unlike the training
+    data) are left out: they crowd the doubtful band, while the parts the thresholds pass are
+    there only at the audit rate, so a fit on every decided part sees too few of the defects
+    that slip under the auto-pass threshold and does not tighten it when the models get worse
+    (benchmarks/recalibration.py measures it)."""
+    from review.models import ReviewItem
+
+    by_scores = ReviewItem.objects.filter(project=project, golden__isnull=True, sampled=False).values("part_id")
+    return Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN).exclude(
+        part_id__in=by_scores
+    )
+
+
+def held_at_station(scores: Any) -> bool:
+    """Whether an image went to people whatever its scores because its station's (or the
+    project's) thresholds decided no part then: a fair sample for that station's own fits."""
+    decision = scores.get("decision") if isinstance(scores, dict) else None
+    if not isinstance(decision, dict):
+        return False
+    if "held" in decision:
+        return decision["held"] in {"station", "project"}
+    return decision.get("reason") in {"drift", "region_changed"}  # routed before holds were recorded
+
+
+def _station_fair(project: Project, parts: Any) -> set[int]:
+    """Of the part ids ``parts`` (a subquery), those in the project's fair sample."""
+    return set(fair_verdicts(project=project).filter(part_id__in=parts).values_list("part_id", flat=True))
+
+
+def calibration_parts(*, project: Project, model_version: str, since: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(defect scores, human says defective) of the project's calibration sample, oldest
+    decision first (``calibration_sample``)."""
+    scores, defective, _ = calibration_sample(project=project, model_version=model_version, since=since)
+    return scores, defective
+
+
+def calibration_sample(
+    *, project: Project, model_version: str, since: Any = None
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """(defect scores, human says defective, when decided) of the latest
+    ``LOUPE_CALIBRATION_WINDOW`` parts of the fair sample (``fair_verdicts``) that the deployed
+    set scored, decided at or after ``since`` when given; oldest decision first.
 
     Images the set trained on are left out: decided parts feed the training pool, and a model
     scores its own training images more confidently than new parts, which would loosen the
     auto-pass threshold past the escape target (the bound holds for parts it has not seen).
     """
-    decided = Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
-    human = dict(decided.values_list("part_id", "outcome"))
+    fair = fair_verdicts(project=project)
+    if since is not None:
+        fair = fair.filter(created_at__gte=since)
+    decided = fair.order_by("-id")[: settings.LOUPE_CALIBRATION_WINDOW]
+    human = {part_id: (pk, outcome, at) for pk, part_id, outcome, at in decided.values_list(
+        "pk", "part_id", "outcome", "created_at"
+    )}  # fmt: skip
     trained_on = trained_on_images(project=project, model_version=model_version)
-    scores, defective = [], []
+    rows: list[tuple[int, int, float]] = []  # (verdict id, image id, score)
     # Decided parts as a subquery and training images filtered here: either can hold more ids
     # than SQLite takes as query parameters.
-    rows = Inspection.objects.filter(
+    live = Inspection.objects.filter(
         project=project, model_version=model_version, part_id__in=decided.values("part_id")
     )
-    for part_id, image_id, view_scores in rows.values_list("part_id", "image_id", "scores"):
+    for part_id, image_id, view_scores in live.values_list("part_id", "image_id", "scores"):
         if image_id in trained_on or part_id not in human:  # decided after ``human`` was read
             continue
         if not isinstance(view_scores, dict) or view_scores.get("region_untrained"):
             continue  # seen through a view the set never learnt: that station's own calibration
         if view_scores.get("defect_score") is not None:
-            scores.append(float(view_scores["defect_score"]))
-            defective.append(human[part_id] == Verdict.Outcome.FAIL)
+            rows.append((human[part_id][0], image_id, float(view_scores["defect_score"])))
     # Images of decided parts that this set scored after it was deployed (``calibration_rescore``).
     rescored = CalibrationScore.objects.filter(
         project=project, model_version=model_version, view_key="", inspection__part_id__in=decided.values("part_id")
@@ -176,9 +255,12 @@ def calibration_parts(*, project: Project, model_version: str) -> tuple[np.ndarr
     for part_id, image_id, score in rescored:
         if image_id in trained_on or part_id not in human:
             continue
-        scores.append(float(score))
-        defective.append(human[part_id] == Verdict.Outcome.FAIL)
-    return np.asarray(scores, dtype=np.float64), np.asarray(defective, dtype=bool)
+        rows.append((human[part_id][0], image_id, float(score)))
+    rows.sort()
+    by_verdict = {pk: (outcome, at) for pk, outcome, at in human.values()}
+    scores = np.asarray([score for _, _, score in rows], dtype=np.float64)
+    defective = np.asarray([by_verdict[pk][0] == Verdict.Outcome.FAIL for pk, _, _ in rows], dtype=bool)
+    return scores, defective, [by_verdict[pk][1] for pk, _, _ in rows]
 
 
 def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
@@ -198,11 +280,8 @@ def calibration_rescore(*, project_id: int, limit: int = 2000) -> int:
     if not label:
         return 0
     deployed = serving.deployed_versions(project_id=project.pk)
-    decided = list(
-        Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
-        .order_by("-id")
-        .values_list("part_id", flat=True)[:limit]
-    )
+    # The fair sample only (``fair_verdicts``): what ``calibration_parts`` fits on.
+    decided = list(fair_verdicts(project=project).order_by("-id").values_list("part_id", flat=True)[:limit])
     done_already = CalibrationScore.objects.filter(model_version=label).values("inspection_id")
     todo = (
         Inspection.objects.filter(project=project, part_id__in=decided, status=Inspection.Status.DONE)
@@ -278,6 +357,7 @@ def calibration_rescore_view(*, station_id: int, limit: int = 2000) -> int:
         .order_by("-id")
         .values_list("part_id", flat=True)[:limit]
     )
+    fair = _station_fair(project, _station_parts(station))
     done_already = CalibrationScore.objects.filter(model_version=label, view_key=key).values("inspection_id")
     todo = (
         Inspection.objects.filter(project=project, station=station, part_id__in=decided, status=Inspection.Status.DONE)
@@ -290,6 +370,8 @@ def calibration_rescore_view(*, station_id: int, limit: int = 2000) -> int:
     for inspection in todo.iterator(chunk_size=200):
         if inspection.image_id in trained_on or _scored_live_through(inspection, label, key):
             continue
+        if inspection.part_id not in fair and not held_at_station(inspection.scores):
+            continue  # sent to people for its scores: not a fair sample of the station
         run = run_models(inspection=inspection, deployed=deployed, save_overlays=False)
         if run.defect_score is not None and not run.error:
             scored.append(_calibration_score(project, run, inspection))
@@ -323,10 +405,13 @@ def calibration_parts_view(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(defect scores, human says defective) of one station's decided parts as the set
     ``model_version`` scored them through the view ``view_key``: live, when the station sent
-    them to people under it, and rescored (``calibration_rescore_view``). Images the set
+    them to people under it, and rescored (``calibration_rescore_view``). Only parts that came
+    to people whatever their scores: the project's fair sample (``fair_verdicts``) and those
+    the station sent while its thresholds decided none (``held_at_station``). Images the set
     trained on are left out, as in ``calibration_parts``."""
     decided = Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
     human = dict(decided.filter(part_id__in=_station_parts(station)).values_list("part_id", "outcome"))
+    fair = _station_fair(project, _station_parts(station))
     trained_on = trained_on_images(project=project, model_version=model_version)
     by_image: dict[int, tuple[float, bool]] = {}
     live = Inspection.objects.filter(
@@ -335,6 +420,8 @@ def calibration_parts_view(
     for inspection in live.only("id", "part_id", "image_id", "model_version", "scores"):
         if inspection.image_id in trained_on or inspection.part_id not in human:
             continue
+        if inspection.part_id not in fair and not held_at_station(inspection.scores):
+            continue  # sent to people for its scores under the view's own thresholds
         if (
             _scored_live_through(inspection, model_version, view_key)
             and inspection.scores.get("defect_score") is not None
@@ -343,9 +430,11 @@ def calibration_parts_view(
             by_image[inspection.pk] = (float(inspection.scores["defect_score"]), outcome)
     rescored = CalibrationScore.objects.filter(
         project=project, model_version=model_version, view_key=view_key, inspection__station=station
-    ).values_list("inspection_id", "inspection__part_id", "inspection__image_id", "defect_score")
-    for inspection_id, part_id, image_id, score in rescored:
+    ).values_list("inspection_id", "inspection__part_id", "inspection__image_id", "inspection__scores", "defect_score")
+    for inspection_id, part_id, image_id, live_scores, score in rescored:
         if image_id in trained_on or part_id not in human:
+            continue
+        if part_id not in fair and not held_at_station(live_scores):
             continue
         by_image.setdefault(inspection_id, (float(score), human[part_id] == Verdict.Outcome.FAIL))
     scores = [score for score, _ in by_image.values()]
@@ -360,7 +449,9 @@ def calibration_parts_drift(
     ``since`` (its drift's start) that people decided, as the set ``model_version`` scored them
     when they arrived through the station's current view. Under ``drift_review`` each of them
     went to a person whatever its score, so they are a fair sample of the drifted parts, not
-    only the doubtful ones. Images the set trained on are left out."""
+    only the doubtful ones. Once its drift-time thresholds decide parts, only the doubtful ones
+    come to people, so from then on only the project's fair sample (``fair_verdicts``) adds to
+    it. Images the set trained on are left out."""
     from workers.ml.regions import scored_view, view_key
 
     key = view_key(station.view())
@@ -373,11 +464,14 @@ def calibration_parts_drift(
         part_id__in=decided.values("part_id"),
     )
     human = dict(decided.filter(part_id__in=rows.values("part_id")).values_list("part_id", "outcome"))
+    fair = _station_fair(project, rows.values("part_id"))
     trained_on = trained_on_images(project=project, model_version=model_version)
     scores, defective = [], []
     for part_id, image_id, view_scores in rows.values_list("part_id", "image_id", "scores"):
         if image_id in trained_on or part_id not in human or not isinstance(view_scores, dict):
             continue
+        if part_id not in fair and not held_at_station(view_scores):
+            continue  # a doubtful part sent to people after the drift-time thresholds took over
         if view_scores.get("defect_score") is None or view_key(scored_view(view_scores)) != key:
             continue
         scores.append(float(view_scores["defect_score"]))
@@ -392,7 +486,7 @@ def calibration_run(
     with ``station``, on that station's parts seen through its current view only; with
     ``drift_since`` too, on its parts since its drift began (``calibration_parts_drift``)."""
     from workers.ml.regions import view_key
-    from workers.routing.calibration import calibrate, workload_curve
+    from workers.routing.calibration import calibrate, calibrate_recent, workload_curve
 
     key = view_key(station.view()) if station is not None else ""
     if station is not None and drift_since is not None:
@@ -403,16 +497,33 @@ def calibration_run(
         scores, defective = calibration_parts_view(
             project=project, model_version=model_version, station=station, view_key=key
         )
-    else:
-        scores, defective = calibration_parts(project=project, model_version=model_version)
     delta = 1.0 - project.calibration_confidence
-    chosen = calibrate(
-        scores,
-        defective,
-        target_escape=project.target_escape_rate,
-        target_false_reject=project.target_false_reject_rate,
-        delta=delta,
-    )
+    targets = {
+        "target_escape": project.target_escape_rate,
+        "target_false_reject": project.target_false_reject_rate,
+        "delta": delta,
+    }
+    sample_since = None
+    if station is None:
+        # The project's fit: its fair sample, from where an earlier fit found the line changed.
+        sample_since = (
+            Calibration.objects.filter(project=project, model_version=model_version, station__isnull=True)
+            .order_by("-id")
+            .values_list("sample_since", flat=True)
+            .first()
+        )
+        scores, defective, decided_at = calibration_sample(
+            project=project, model_version=model_version, since=sample_since
+        )
+        chosen = calibrate_recent(scores, defective, recent=settings.LOUPE_CALIBRATION_RECENT, **targets)
+        if chosen.shifted:  # the latest parts say the models got worse: start again from them
+            sample_since = decided_at[-settings.LOUPE_CALIBRATION_RECENT]
+            scores, defective = (
+                scores[-settings.LOUPE_CALIBRATION_RECENT :],
+                defective[-settings.LOUPE_CALIBRATION_RECENT :],
+            )
+    else:
+        chosen = calibrate(scores, defective, **targets)
     curve = workload_curve(scores, defective, target_false_reject=project.target_false_reject_rate, delta=delta)
     with transaction.atomic():
         calibration = Calibration.objects.create(
@@ -421,6 +532,7 @@ def calibration_run(
             station=station,
             view_key=key,
             drift_since=drift_since if station is not None else None,
+            sample_since=sample_since,
             parts=chosen.n,
             target_escape_rate=project.target_escape_rate,
             target_false_reject_rate=project.target_false_reject_rate,
@@ -442,6 +554,7 @@ def calibration_run(
                 **({"station": station.pk, "view": station.view()} if station is not None else {}),
                 **({"drift_since": drift_since.isoformat()} if station is not None and drift_since else {}),
                 "parts": chosen.n,
+                **({"sample_since": sample_since.isoformat(), "shifted": chosen.shifted} if sample_since else {}),
                 "t_pass": chosen.t_pass,
                 "t_fail": chosen.t_fail,
                 "target_escape_rate": project.target_escape_rate,
@@ -519,11 +632,13 @@ def routing_recalibrate_stale() -> int:
 
 
 def _recalibrate_drifting(project: Project, label: str) -> int:
-    """Refit the drift-time thresholds of each station ``drift_review`` holds, once people have
-    decided more of the parts it sent them since its drift began, until a fit can auto-pass
-    parts (t_pass >= 0). From then on it decides the station's parts and is not refitted: the
-    parts people see after that are the doubtful ones only, and adding them would bias the
-    sample that the escape bound rests on. Returns how many were refitted."""
+    """Refit the drift-time thresholds of each station ``drift_review`` holds whenever people
+    have decided more of its parts since its drift began. Until a fit can auto-pass parts
+    (t_pass >= 0) every part of the station goes to people; after that the fit goes on growing
+    from the project's random sample only (``calibration_parts_drift``), so the thresholds
+    keep tightening towards what the drifted line allows, and a fit that finds the models
+    worse than thought holds the station again. Managers are told when the models take over.
+    Returns how many were refitted."""
     from inspection.selectors import drift_review_signals, drifting_stations
 
     if project.drift_review == DriftReview.OFF:
@@ -539,15 +654,14 @@ def _recalibrate_drifting(project: Project, label: str) -> int:
             is_final=True,
             part_id__in=Inspection.objects.filter(station=station, received_at__gte=since).values("part_id"),
         )
+        deciding = latest is not None and latest.t_pass >= 0
         if latest is not None:
-            if latest.t_pass >= 0:
-                continue  # deciding the station's parts: fitted once, on the fair sample
             created = Calibration.objects.filter(pk=latest.pk).values_list("created_at", flat=True).get()
             decided = decided.filter(created_at__gt=created)
         if decided.exists():
             fitted = calibration_run(project=project, model_version=label, station=station, drift_since=since)
             refitted += 1
-            if fitted.t_pass >= 0:  # the models decide this station's parts again: tell its managers
+            if fitted.t_pass >= 0 and not deciding:  # the models decide its parts again: tell its managers
                 payload = {
                     "station": station.pk,
                     "name": station.name,

@@ -135,7 +135,7 @@ def _route_part(
     if not deployed:
         # Cold start: no deployed model yet, so every part goes to a person.
         if not decided():
-            review_item_open(part=part, inspection=inspection, reason=ReviewItem.Reason.COLD_START)
+            review_item_open(part=part, inspection=inspection, reason=ReviewItem.Reason.COLD_START, sampled=True)
         return
     if project.views_per_part <= 1:
         views = [inspection.scores]  # one camera: nothing to wait for, nothing to read
@@ -148,12 +148,15 @@ def _route_part(
     if len(views) < project.views_per_part or (project.views_per_part > 1 and decided()):
         return  # wait for the other cameras; or a late view of a part decided already
     decisions = [routing.Decision(**scores["decision"]) for scores in views if "decision" in scores]
-    decision = routing.audit_draw(project=project, decision=routing.decide_part(decisions))
+    # Drawn at random, or every part goes to people under the project's thresholds: either way
+    # this part comes to people whatever its scores, a fair one to fit them on.
+    sampled = routing.sample_draw(project=project) or any(view.held == "project" for view in decisions)
+    decision = routing.audit_draw(decision=routing.decide_part(decisions), sampled=sampled)
     if decision.action == "review":
         if decided():
             return
         item, created = review_item_open(
-            part=part, inspection=inspection, reason=decision.reason, model_version=model_version
+            part=part, inspection=inspection, reason=decision.reason, model_version=model_version, sampled=sampled
         )
         if created and decision.reason == ReviewItem.Reason.AUDIT_SAMPLE:
             would = "fail" if decision.defect_class is not None or _would_fail(decisions) else "pass"

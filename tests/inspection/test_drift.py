@@ -376,12 +376,20 @@ def test_a_held_station_is_decided_by_the_models_again_on_thresholds_fitted_to_i
     ]
     assert state["drift_calibration"]["id"] == fitted.pk and state["drift_calibration"]["parts"] == 12
     assert state["drift_parts_needed"] == 7  # no escape in 7 bounds it at 9.4 % < 10 % (confidence 0.5)
-    # Once it passes parts it is not refitted: people now see only the doubtful ones, which
-    # would bias the sample the escape bound rests on. (Dated back, every decision since the
-    # drift is newer than the fit: without that rule it would be refitted here.)
-    Calibration.objects.filter(pk=fitted.pk).update(created_at=alert.opened_at)
-    routing_recalibrate_stale()
-    assert Calibration.objects.filter(station=camera.station, drift_since__isnull=False).count() == 1
+
+    # Once the models decide its parts again, people see only the doubtful ones (which would
+    # bias the fit: test_routing's fair-sample tests), so the random sample goes on adding to it.
+    Project.objects.filter(pk=project.pk).update(audit_rate=1.0)  # every part drawn from here on
+    drawn = post(int(lowest_good.part.serial.removeprefix("S-")), None, "drawn")
+    decide_all()
+    with django_capture_on_commit_callbacks(execute=True):
+        routing_recalibrate_stale()
+    refit = Calibration.objects.filter(station=camera.station, drift_since=alert.opened_at).latest("id")
+
+    assert routed(drawn) == "review:audit_sample" and ReviewItem.objects.get(part=drawn.part).sampled
+    # The 12 held parts and the drawn one; not "again" and "defect-again", which the models decided.
+    assert refit.pk != fitted.pk and refit.parts == 13
+    assert len(pushed) == 1  # still deciding: the managers were told once
 
 
 def test_with_drift_review_off_no_drift_thresholds_are_fitted_and_the_station_keeps_the_projects(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from inspection.services.routing import (
     decide_part,
     decide_view,
     deployed_label,
+    sample_draw,
     thresholds_for,
 )
 from inspection.services.verdicts import _route_part
@@ -87,15 +89,18 @@ def test_a_part_with_several_views_fails_if_any_view_fails(views: list[Decision]
     assert decide_part(views) == expected
 
 
-def test_the_audit_sample_draws_about_the_audit_rate_of_automatic_decisions() -> None:
+def test_the_sample_draws_about_the_audit_rate_of_all_parts_and_audits_the_automatic_decisions_drawn() -> None:
     project = make_project()
     project.audit_rate = 0.05
     rng = random.Random(1)
 
-    drawn = [audit_draw(project=project, decision=Decision("pass"), rng=rng).reason for _ in range(20_000)]
+    drawn = [sample_draw(project=project, rng=rng) for _ in range(20_000)]
 
-    assert 0.04 < drawn.count("audit_sample") / 20_000 < 0.06
-    assert audit_draw(project=project, decision=Decision("review", "uncertain"), rng=rng).reason == "uncertain"
+    assert 0.04 < drawn.count(True) / 20_000 < 0.06
+    assert audit_draw(decision=Decision("pass"), sampled=True).reason == "audit_sample"
+    assert audit_draw(decision=Decision("fail", defect_class="crack"), sampled=True).reason == "audit_sample"
+    assert audit_draw(decision=Decision("pass"), sampled=False) == Decision("pass")
+    assert audit_draw(decision=Decision("review", "uncertain"), sampled=True).reason == "uncertain"
 
 
 def scored_view(project: Project, part: Part, decision: Decision, model_version: str, index: int) -> Inspection:
@@ -423,3 +428,212 @@ def test_a_rescoring_stopped_by_its_time_limit_keeps_its_scores_and_the_next_run
 
     assert kept == 2  # the first batch was written before time ran out
     assert rest == 3 and CalibrationScore.objects.filter(model_version=label).count() == 5
+
+
+# --- the fair sample: what the thresholds are fitted on ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("t_pass", "t_fail", "untrained", "view_calibrated", "held"),
+    [
+        (0.2, 0.8, False, False, ""),  # the project's thresholds decide parts: each part on its scores
+        (-1.0, 2.0, False, False, "project"),  # they decide none: every part to people
+        (-1.0, 2.0, True, True, "station"),  # a station's own thresholds decide none
+        (0.2, 0.8, True, False, "station"),  # a view the models never learnt, not calibrated yet
+        (0.2, 0.8, True, True, ""),
+    ],
+)
+def test_each_view_records_whether_it_went_to_people_whatever_its_scores(
+    t_pass: float, t_fail: float, untrained: bool, view_calibrated: bool, held: str
+) -> None:
+    project = make_project()
+    row = {**scores(0.5), **({"region_untrained": True} if untrained else {})}
+
+    decision = decide_view(
+        project=project, scores=row, t_pass=t_pass, t_fail=t_fail, error="", view_calibrated=view_calibrated
+    )
+
+    assert decision.held == held and decision.action == "review"
+    assert decision.as_dict()["held"] == held
+
+
+@pytest.mark.parametrize(
+    ("decision", "audit_rate", "reason", "sampled"),
+    [
+        (Decision("review", "uncertain"), 0.0, "uncertain", False),  # picked for its score
+        (Decision("review", "uncertain", held="project"), 0.0, "uncertain", True),  # every part goes
+        (Decision("review", "drift", held="station"), 0.0, "drift", False),  # every part of one station
+        (Decision("pass"), 1.0, "audit_sample", True),
+        (Decision("review", "uncertain"), 1.0, "uncertain", True),  # drawn, and doubtful anyway
+    ],
+    ids=["doubtful", "project-held", "station-held", "audited", "drawn-doubtful"],
+)
+def test_a_review_item_says_whether_its_part_came_to_people_whatever_its_scores(
+    decision: Decision, audit_rate: float, reason: str, sampled: bool
+) -> None:
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(audit_rate=audit_rate)
+    project.refresh_from_db()
+    part = Part.objects.create(project=project, serial="S-1")
+
+    _route_part(scored_view(project, part, decision, "classifier:1", 0), deployed=True, model_version="classifier:1")
+
+    item = part.review_items.get()
+    assert (item.reason, item.sampled) == (reason, sampled)
+
+
+def test_a_cold_start_part_is_part_of_the_sample() -> None:
+    project = make_project()
+    part = Part.objects.create(project=project, serial="S-1")
+
+    _route_part(scored_view(project, part, Decision("pass"), "", 0), deployed=False, model_version="")
+
+    assert part.review_items.values_list("reason", "sampled").get() == ("cold_start", True)
+
+
+class History:
+    """Parts one station photographed, the set ``label`` scored and a person decided, each
+    routed as the test says."""
+
+    def __init__(self, project: Project, label: str = "classifier:1") -> None:
+        self.project, self.label = project, label
+        self.station = make_station(project).station
+        self.reviewer = make_user(project)
+        self.count = 0
+        self.start = timezone.now() - timedelta(days=1)
+
+    def add(
+        self, score: float, defective: bool, *, reason: str = "", sampled: bool = False, held: str = ""
+    ) -> Inspection:
+        """``reason``: the review item it was routed with ("": decided with no routing)."""
+        self.count += 1
+        part = Part.objects.create(project=self.project, serial=f"H-{self.count}")
+        image = Image.objects.create(
+            sha256=hashlib.sha256(f"h-{self.project.pk}-{self.count}".encode()).hexdigest(),
+            file="x", format="PNG", width=1, height=1, bytes=1,
+        )  # fmt: skip
+        decision = Decision("review", reason or "uncertain", held=held).as_dict()
+        inspection = Inspection.objects.create(
+            project=self.project, part=part, station=self.station, image=image, captured_at=timezone.now(),
+            status="done", model_version=self.label, scores={"defect_score": score, "decision": decision},
+        )  # fmt: skip
+        if reason:
+            ReviewItem.objects.create(
+                project=self.project, part=part, inspection=inspection, reason=reason, sampled=sampled,
+                status="decided",
+            )  # fmt: skip
+        verdict = Verdict.objects.create(
+            project=self.project, part=part, outcome="fail" if defective else "pass", source="human",
+            decided_by=self.reviewer,
+        )  # fmt: skip
+        # One decision a second, so that "decided since" is exact.
+        Verdict.objects.filter(pk=verdict.pk).update(created_at=self.start + timedelta(seconds=self.count))
+        return inspection
+
+    def decided_at(self, inspection: Inspection) -> Any:
+        return inspection.part.verdicts.get().created_at
+
+    def line(self, n: int, seed: int, **routed: Any) -> None:
+        """n parts of the line: 10 % defective, scores as a fair model gives them."""
+        rng = np.random.default_rng(seed)
+        for _ in range(n):
+            defective = bool(rng.random() < 0.1)
+            self.add(float(rng.beta(8, 2) if defective else rng.beta(2, 8)), defective, **routed)
+
+
+def fitted(project: Project, label: str = "classifier:1") -> tuple[int, float, float]:
+    calibration = calibration_run(project=project, model_version=label)
+    return calibration.parts, calibration.t_pass, calibration.t_fail
+
+
+def test_the_projects_thresholds_are_fitted_on_the_parts_that_came_to_people_whatever_their_scores() -> None:
+    # Once the models decide, people see the doubtful parts and a random few of the rest. A fit
+    # on all of those sees the doubtful band crowded and the auto-passed parts thinned out: the
+    # defects that slip under the threshold are under-counted. Only the fair sample counts.
+    project, fair_only = make_project(), make_project()
+    history, reference = History(project), History(fair_only)
+    for target in (history, reference):
+        target.line(600, seed=1, reason="cold_start", sampled=True)  # before any model: all parts
+        target.line(900, seed=2, reason="audit_sample", sampled=True)  # drawn since
+        target.line(500, seed=3)  # decided with no routing (a person faster than the models)
+    for index in range(1500):  # doubtful goods the models sent to people for their scores
+        history.add(0.2 + 0.2 * index / 1500, False, reason="uncertain")
+    history.line(300, seed=4, reason="drift", held="station")  # one station held: not the line's mix
+
+    got, expected = fitted(project), fitted(fair_only)
+
+    assert got == expected and got[0] == 2000
+    # Counting every decided part would certify a looser auto-pass than the fair sample does.
+    rows = Inspection.objects.filter(project=project)
+    everything = calibrate(
+        np.array([row.scores["defect_score"] for row in rows]),
+        np.array([row.part.verdicts.get().outcome == "fail" for row in rows.select_related("part")]),
+        target_escape=project.target_escape_rate,
+        target_false_reject=project.target_false_reject_rate,
+        delta=1 - project.calibration_confidence,
+    )
+    assert everything.t_pass > got[1]
+
+
+def test_the_projects_thresholds_are_fitted_on_the_latest_parts_of_the_sample(settings: Any) -> None:
+    settings.LOUPE_CALIBRATION_WINDOW = 1000
+    project, latest_only = make_project(), make_project()
+    history, reference = History(project), History(latest_only)
+    for index in range(800):  # an older line where every defect scored low
+        history.add(0.01 + index / 80_000, index % 10 == 0, reason="audit_sample", sampled=True)
+    history.line(1000, seed=5, reason="audit_sample", sampled=True)
+    reference.line(1000, seed=5, reason="audit_sample", sampled=True)
+
+    assert fitted(project) == fitted(latest_only) and fitted(project)[0] == 1000
+
+
+def test_a_drifting_stations_own_thresholds_grow_from_its_held_parts_and_the_random_sample_only() -> None:
+    from inspection.services.routing import calibration_parts, calibration_parts_drift
+
+    project = make_project()
+    history = History(project)
+    before = history.add(0.3, False, reason="audit_sample", sampled=True)
+    since = timezone.now()
+    held = [history.add(0.1 * i, i > 7, reason="drift", held="station") for i in range(10)]
+    drawn = history.add(0.05, False, reason="audit_sample", sampled=True)
+    doubtful = history.add(0.55, True, reason="drift")  # after its thresholds took over: for its score
+    Inspection.objects.filter(pk=before.pk).update(received_at=since - timedelta(minutes=1))
+
+    station_scores, _ = calibration_parts_drift(
+        project=project, model_version=history.label, station=history.station, since=since
+    )
+    project_scores, _ = calibration_parts(project=project, model_version=history.label)
+
+    expected = sorted([row.scores["defect_score"] for row in held] + [drawn.scores["defect_score"]])
+    assert sorted(station_scores.tolist()) == pytest.approx(expected)
+    assert doubtful.scores["defect_score"] not in station_scores.tolist()
+    # The project's fit takes the random sample only, not one station's held parts.
+    assert sorted(project_scores.tolist()) == pytest.approx(sorted([0.3, 0.05]))
+
+
+def test_when_the_latest_sampled_parts_show_the_models_got_worse_the_fit_starts_again_from_them(
+    settings: Any,
+) -> None:
+    settings.LOUPE_CALIBRATION_WINDOW, settings.LOUPE_CALIBRATION_RECENT = 3000, 500
+    project = make_project()
+    history = History(project)
+    history.line(2500, seed=6, reason="audit_sample", sampled=True)
+    steady = fitted(project)
+    rng = np.random.default_rng(7)
+    changed = []
+    for index in range(500):  # the line changed: a third of the defects now score like goods
+        defective = index % 10 == 0
+        silent = defective and rng.random() < 0.33
+        score = float(rng.beta(8, 2) if defective and not silent else rng.beta(2, 8))
+        changed.append(history.add(score, defective, reason="audit_sample", sampled=True))
+
+    calibration = calibration_run(project=project, model_version=history.label)
+    history.line(100, seed=8, reason="audit_sample", sampled=True)
+    later = calibration_run(project=project, model_version=history.label)
+
+    assert calibration.sample_since == history.decided_at(changed[0])
+    assert calibration.parts == 500 and calibration.t_pass < steady[1]
+    event = AuditEvent.objects.filter(action="routing.calibrated").latest("id")
+    assert event.after["parts"] == 600 and event.after["sample_since"] == calibration.sample_since.isoformat()
+    # Later fits keep to the parts since the change, until the window moves past it.
+    assert (later.sample_since, later.parts) == (calibration.sample_since, 600)

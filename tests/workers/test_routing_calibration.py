@@ -7,7 +7,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from workers.routing.calibration import calibrate, parts_needed, risk_upper_bound, workload_curve
+from workers.routing.calibration import (
+    calibrate,
+    calibrate_recent,
+    parts_needed,
+    risk_lower_bound,
+    risk_upper_bound,
+    workload_curve,
+)
 from workers.routing.scores import defect_score
 
 Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
@@ -124,3 +131,54 @@ def test_parts_needed_is_the_fewest_parts_whose_zero_failure_bound_meets_the_tar
             delta=delta,
         )
         assert (chosen.t_pass >= 0) is passes
+
+
+def degraded(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``well_separated`` after the models got worse: a third of the defects now score low."""
+    scores, defective = well_separated(rng, n)
+    silent = defective & (rng.random(n) < 0.33)
+    scores[silent] = rng.beta(2, 8, int(silent.sum()))
+    return scores, defective
+
+
+def test_a_steady_line_is_fitted_on_every_part_of_the_window() -> None:
+    rng = np.random.default_rng(3)
+    trials, shifted = 100, 0
+    for _ in range(trials):
+        scores, defective = well_separated(rng, 5000)
+        chosen = calibrate_recent(
+            scores, defective, recent=1000, target_escape=0.005, target_false_reject=0.01, delta=0.1
+        )
+        whole = calibrate(scores, defective, target_escape=0.005, target_false_reject=0.01, delta=0.1)
+        shifted += int(chosen.shifted)
+        if not chosen.shifted:
+            assert (chosen.t_pass, chosen.t_fail, chosen.n) == (whole.t_pass, whole.t_fail, 5000)
+    # A false alarm needs the latest parts to break the target beyond doubt: rare.
+    assert shifted / trials <= 0.1
+
+
+def test_when_the_latest_parts_show_the_models_got_worse_the_fit_starts_again_from_them() -> None:
+    rng = np.random.default_rng(4)
+    test_scores, test_defective = degraded(rng, 400_000)
+    trials, violations, kept_to_the_window = 100, 0, 0
+    for _ in range(trials):
+        before, before_defective = well_separated(rng, 4000)
+        after, after_defective = degraded(rng, 1000)
+        scores, defective = np.concatenate([before, after]), np.concatenate([before_defective, after_defective])
+        chosen = calibrate_recent(
+            scores, defective, recent=1000, target_escape=0.005, target_false_reject=0.01, delta=0.1
+        )
+        whole = calibrate(scores, defective, target_escape=0.005, target_false_reject=0.01, delta=0.1)
+        violations += int(np.mean(test_defective & (test_scores <= chosen.t_pass)) > 0.005)
+        kept_to_the_window += int(np.mean(test_defective & (test_scores <= whole.t_pass)) > 0.005)
+        if chosen.shifted:
+            assert chosen.n == 1000
+    # On the whole window the bound mostly breaks on the changed line; started again, it holds
+    # about as often as the stated confidence says.
+    assert kept_to_the_window / trials >= 0.9
+    assert violations / trials <= 0.15
+
+
+def test_the_lower_bound_is_never_above_the_observed_rate() -> None:
+    for failures, n in [(0, 100), (3, 1000), (50, 50), (13, 1000)]:
+        assert risk_lower_bound(failures, n, 0.1) <= failures / n <= risk_upper_bound(failures, n, 0.1)

@@ -18,6 +18,7 @@ passes, and every part goes to a person: the safe default.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ class Thresholds:
     escape_rate: float  # empirical, on the calibration set
     false_reject_rate: float
     review_rate: float  # share of calibration parts that would go to people
+    # Fitted on the latest parts only: they broke a target under a fit on all (``calibrate_recent``).
+    shifted: bool = False
 
 
 def _upper_bounds(failures: np.ndarray, n: int, delta: float) -> np.ndarray:
@@ -91,7 +94,52 @@ def calibrate(
     run = int(np.argmin(ok_descending)) if not ok_descending.all() else candidates.size
     t_fail = float(candidates[candidates.size - run]) if run > 0 else 2.0
 
-    return Thresholds(t_pass=t_pass, t_fail=t_fail, n=n, **_rates(scores, defective, t_pass, t_fail))
+    rates = _rates(scores, defective, t_pass, t_fail)
+    return Thresholds(t_pass, t_fail, n, rates["escape_rate"], rates["false_reject_rate"], rates["review_rate"])
+
+
+def risk_lower_bound(failures: int, n: int, delta: float) -> float:
+    """One-sided (1 - delta) Clopper-Pearson lower bound of a binomial proportion."""
+    if n <= 0 or failures <= 0:
+        return 0.0
+    return float(beta.ppf(delta, failures, n - failures + 1))
+
+
+def calibrate_recent(
+    scores: np.ndarray,
+    defective: np.ndarray,
+    *,
+    recent: int,
+    target_escape: float,
+    target_false_reject: float,
+    delta: float,
+) -> Thresholds:
+    """``calibrate`` on every part (oldest first), unless the latest ``recent`` of them show
+    that those thresholds break a target now: when the one-sided (1 - delta) *lower* bound of
+    the escape (or false-reject) rate of the thresholds on the recent parts is over its target,
+    the line has changed under the models (they got worse), and the thresholds are fitted on
+    the recent parts alone. A long window keeps the bound tight while the line is steady; the
+    check lets a fit follow a change within ``recent`` parts instead of a whole window
+    (benchmarks/recalibration.py)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    defective = np.asarray(defective, dtype=bool)
+    chosen = calibrate(
+        scores, defective, target_escape=target_escape, target_false_reject=target_false_reject, delta=delta
+    )
+    if scores.size <= recent:
+        return chosen
+    latest, latest_defective = scores[-recent:], defective[-recent:]
+    escapes = int(np.count_nonzero(latest_defective & (latest <= chosen.t_pass)))
+    rejects = int(np.count_nonzero(~latest_defective & (latest >= chosen.t_fail)))
+    if (
+        risk_lower_bound(escapes, recent, delta) <= target_escape
+        and risk_lower_bound(rejects, recent, delta) <= target_false_reject
+    ):
+        return chosen
+    refit = calibrate(
+        latest, latest_defective, target_escape=target_escape, target_false_reject=target_false_reject, delta=delta
+    )
+    return dataclasses.replace(refit, shifted=True)
 
 
 def _rates(scores: np.ndarray, defective: np.ndarray, t_pass: float, t_fail: float) -> dict[str, float]:

@@ -9,6 +9,7 @@ import type { Page, PageContext } from "../context";
 import { h, percent, replaceChildren } from "../dom";
 import { addDays, plantClock, plantMidnight, plantToday } from "../plantTime";
 import { driftPanel } from "../dashboard/drift";
+import { describeSample, type RoutingCalibration } from "../dashboard/routing";
 import { type ModelVersion } from "./training";
 
 export interface SeriesRow {
@@ -44,7 +45,7 @@ interface CurvePoint {
 interface Routing {
   deployed: string | null;
   operating_point: { target_escape_rate: number; confidence: number; audit_rate: number };
-  calibration: { curve: CurvePoint[]; expected_review_rate: number; parts: number } | null;
+  calibration: (RoutingCalibration & { curve: CurvePoint[] }) | null;
   human_labels_since_deployment: number;
 }
 
@@ -312,6 +313,7 @@ export const dashboardPage: Page = (context: PageContext) => {
         status,
         h("span", {}, `Human labels since the deployed model was trained: ${routing.human_labels_since_deployment}`),
       ),
+      h("p", { id: "calibration-sample", class: "hint" }, routing.deployed ? describeSample(routing.calibration, timeZone) : ""),
     );
   }
 
