@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -99,6 +100,31 @@ def test_the_manager_sets_the_operating_point_from_the_dashboard_and_it_is_audit
     project.refresh_from_db()
     assert project.target_escape_rate == pytest.approx(0.015)
     assert AuditEvent.objects.filter(project=project, action="project.updated").exists()
+
+
+def test_the_dashboard_says_when_the_audited_parts_made_the_thresholds_start_again(
+    live: LiveStack, open_screen: Any
+) -> None:
+    from inspection.models import Calibration, ModelVersion
+    from inspection.services.routing import deployed_label
+
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(time_zone="Europe/Berlin")
+    ModelVersion.objects.create(project=project, kind="classifier", status=ModelVersion.Status.DEPLOYED)
+    Calibration.objects.create(
+        project=project, model_version=deployed_label(project=project), parts=1000, target_escape_rate=0.005,
+        target_false_reject_rate=0.01, confidence=0.9, t_pass=0.12, t_fail=0.9, expected_review_rate=0.183,
+        escape_rate=0.002, false_reject_rate=0.001, sample_since=datetime(2026, 12, 4, 5, 30, tzinfo=UTC),
+    )  # fmt: skip
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "dashboard")
+    page = screen.page
+    page.wait_for_selector("#calibration-sample >> text=breaking a target")
+
+    text = page.inner_text("#calibration-sample")
+    assert "1000 parts decided since 4 Dec 2026, 06:30" in text  # the plant's clock
+    assert "about 18.3 % of parts go to people" in text
+    assert screen.errors == []
 
 
 def test_a_manager_sets_the_plant_clock_and_the_dashboard_counts_in_it(live: LiveStack, open_screen: Any) -> None:
