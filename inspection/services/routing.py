@@ -357,7 +357,7 @@ def calibration_rescore_view(*, station_id: int, limit: int = 2000) -> int:
         .order_by("-id")
         .values_list("part_id", flat=True)[:limit]
     )
-    fair = _station_fair(project, _station_parts(station))
+    fair = _station_fair(project, decided)
     done_already = CalibrationScore.objects.filter(model_version=label, view_key=key).values("inspection_id")
     todo = (
         Inspection.objects.filter(project=project, station=station, part_id__in=decided, status=Inspection.Status.DONE)
