@@ -1,4 +1,4 @@
-"""Events for the managers' screens (training progress, drift alerts), sent after commit."""
+"""Events for the managers' screens (training progress, drift alerts, routing), sent after commit."""
 
 from __future__ import annotations
 
@@ -30,4 +30,13 @@ def notify_drift(*, project_id: int, event: str, payload: dict[str, Any]) -> Non
     group_send(
         training_group(project_id),
         {"type": "review.event", "kind": "drift", "project": project_id, "event": event, "payload": payload},
+    )
+
+
+def notify_routing(*, project_id: int, event: str, payload: dict[str, Any]) -> None:
+    """``routing.shifted``: the audited parts showed the models breaking a target, and the
+    project's thresholds were fitted again on the latest of them alone."""
+    group_send(
+        training_group(project_id),
+        {"type": "review.event", "kind": "routing", "project": project_id, "event": event, "payload": payload},
     )

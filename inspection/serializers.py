@@ -377,6 +377,7 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):  # type: ignore
             "finished_at",
             "deployed_at",
             "precision",
+            "comparison",
         ]
 
     def get_training_images(self, version: ModelVersion) -> int:
@@ -438,3 +439,5 @@ class CalibrationOutputSerializer(serializers.ModelSerializer):  # type: ignore[
 
 class ModelVersionDeployInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     precision = serializers.ChoiceField(choices=["fp32", "int8"], default="fp32")
+    # Deploy a version its comparison found worse than the serving set (audited).
+    force = serializers.BooleanField(default=False)

@@ -36,6 +36,15 @@ def training_run_task(model_version_id: int) -> None:
     training_run(model_version_id=model_version_id)
 
 
+@loupe_task(name="inspection.compare_model", queue=Queue.TRAINING, soft_time_limit=1800, time_limit=1900)
+def model_compare_task(model_version_id: int) -> None:
+    """Score a trained version beside the serving set on the latest audited parts, to say
+    before it is deployed whether it would send more parts to people. Idempotent."""
+    from inspection.services.model_compare import model_compare_run
+
+    model_compare_run(version_id=model_version_id)
+
+
 @loupe_task(name="inspection.requeue_stale", queue=Queue.DEFAULT, soft_time_limit=60, time_limit=90)
 def inspections_requeue_stale_task() -> None:
     """Reconciler: no inspection stays pending because a broker message was lost."""

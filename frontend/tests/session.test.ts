@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Session, sectionsFor } from "../src/session";
-import { applyProgress, int8Offer, progressText, type ModelVersion } from "../src/pages/training";
+import { applyProgress, describeComparison, int8Offer, progressText, type ModelVersion } from "../src/pages/training";
 
 function memoryStorage() {
   const values = new Map<string, string>();
@@ -45,7 +45,7 @@ describe("live training progress", () => {
     const version: ModelVersion = {
       id: 3, project: 1, kind: "classifier", status: "training", author: "m", training_images: 10,
       hyperparameters: {}, metrics: {}, progress: {}, error: "", created_at: "", finished_at: null, deployed_at: null,
-      artifacts: {}, precision: "fp32",
+      artifacts: {}, precision: "fp32", comparison: {},
     };
     const next = applyProgress(version, {
       version: 3, status: "training", epoch: 2, epochs: 5, loss: 0.4, metric: 0.8, metric_name: "val_accuracy",
@@ -61,7 +61,7 @@ describe("serving the INT8 model", () => {
   const base: ModelVersion = {
     id: 5, project: 1, kind: "classifier", status: "ready", author: "m", training_images: 10,
     hyperparameters: {}, metrics: {}, progress: {}, error: "", created_at: "", finished_at: null, deployed_at: null,
-    artifacts: { "model.onnx": "a" }, precision: "fp32",
+    artifacts: { "model.onnx": "a" }, precision: "fp32", comparison: {},
   };
 
   it("is offered only when the version has an INT8 model, with its measured accuracy cost", () => {
@@ -76,7 +76,7 @@ describe("training progress text", () => {
   const version: ModelVersion = {
     id: 6, project: 1, kind: "classifier", status: "training", author: "m", training_images: 10,
     hyperparameters: {}, metrics: {}, progress: {}, error: "", created_at: "", finished_at: null, deployed_at: null,
-    artifacts: {}, precision: "fp32",
+    artifacts: {}, precision: "fp32", comparison: {},
   };
 
   it("says features are being extracted before the first epoch, then counts epochs", () => {
@@ -87,5 +87,26 @@ describe("training progress text", () => {
     expect(progressText(flow)).toBe("fitting the flow: step 300/3345, loss -0.6100");
     const training = { ...version, progress: { epoch: 3, epochs: 60, loss: 0.25, metric: 0.9, metric_name: "val_accuracy" } };
     expect(progressText(training)).toBe("epoch 3/60, loss 0.2500, val_accuracy 0.900");
+  });
+});
+
+describe("the comparison with the models serving", () => {
+  const figures = (review: number) => ({ review_rate: review, escape_rate: 0.004, t_pass: 0.2, auroc: 0.99 });
+
+  it("says which costs people less at the project's escape target, on how many parts", () => {
+    const text = describeComparison({
+      status: "done", verdict: "worse", parts: 480, target_escape_rate: 0.005,
+      candidate_figures: figures(0.31), serving_figures: figures(0.12), serving: "classifier:3",
+    });
+    expect(text).toBe("Worse than the models serving: on the same 480 audited parts, 31 % of parts to people against 12 %, at 0.5 % escape.");
+    expect(describeComparison({ status: "done", verdict: "better", parts: 9, target_escape_rate: 0.005, candidate_figures: figures(0.05), serving_figures: figures(0.1) })).toContain("Better than");
+  });
+
+  it("shows progress, failures, a first model and too few parts", () => {
+    expect(describeComparison({ status: "running", done: 100, total: 400 })).toContain("100 of 400 images scored");
+    expect(describeComparison({ status: "failed", error: "boom" })).toContain("boom");
+    expect(describeComparison({ status: "done", verdict: "first", parts: 50, target_escape_rate: 0.005, candidate_figures: figures(0.2), serving_figures: null })).toContain("Nothing serves yet");
+    expect(describeComparison({ status: "done", verdict: "too_few_parts", parts: 3, candidate_figures: figures(1), serving_figures: figures(1) })).toContain("Not enough audited parts");
+    expect(describeComparison({})).toBeNull();
   });
 });

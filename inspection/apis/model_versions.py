@@ -24,6 +24,7 @@ from inspection.serializers import (
     TrainingStartInputSerializer,
 )
 from inspection.services.model_versions import (
+    model_version_compare_request,
     model_version_deploy,
     model_version_retire,
     training_cancel,
@@ -72,25 +73,37 @@ class ModelVersionDetailApi(generics.RetrieveAPIView):  # type: ignore[type-arg]
 
 
 class ModelVersionActionApi(APIView):
-    """POST .../cancel, .../deploy, .../retire (managers). Every change is a state transition."""
+    """POST .../cancel, .../deploy, .../retire, .../compare (managers). Every change is a state
+    transition; compare queues a comparison with the serving set (202)."""
 
     permission_classes = [IsPerson]
-    transitions = {"cancel": training_cancel, "deploy": model_version_deploy, "retire": model_version_retire}
+    transitions = {
+        "cancel": training_cancel,
+        "deploy": model_version_deploy,
+        "retire": model_version_retire,
+        "compare": model_version_compare_request,
+    }
 
     @extend_schema(
         operation_id="model_versions_transition",
         request=ModelVersionDeployInputSerializer,
         responses={200: ModelVersionOutputSerializer},
-        description='deploy takes an optional body {"precision": "fp32" | "int8"}; the others take none.',
+        description=(
+            'deploy takes an optional body {"precision": "fp32" | "int8", "force": false}: a version whose '
+            "comparison found it worse than the serving set is refused (409 worse_than_serving) unless "
+            "force is true; the others take none."
+        ),
     )
     def post(self, request: Request, pk: int, action: str) -> Response:
         if action not in self.transitions:
-            raise NotFound(f"Unknown action {action!r}: use cancel, deploy or retire.")
+            raise NotFound(f"Unknown action {action!r}: use cancel, deploy, retire or compare.")
         options: dict[str, Any] = {}
         if action == "deploy":
             serializer = ModelVersionDeployInputSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             options["precision"] = serializer.validated_data["precision"]
+            options["force"] = serializer.validated_data["force"]
         version = selectors.access_model_version(user=request.user, version_id=pk, roles=CAN_MANAGE)
         version = self.transitions[action](version=version, actor=request.user, **options)
-        return Response(ModelVersionOutputSerializer(version).data)
+        status_code = 202 if action == "compare" else 200
+        return Response(ModelVersionOutputSerializer(version).data, status=status_code)

@@ -53,6 +53,9 @@ class ModelVersion(models.Model):
     # a station whose region differs now sends its parts to people (routing: region_changed).
     station_regions = models.JSONField(default=dict, blank=True)
     progress = models.JSONField(default=dict, blank=True)  # epoch, epochs, loss, metric, history
+    # Against the set serving when it was compared, on the same audited parts: what each would
+    # send to people at the project's targets (``model_compare.model_version_compare``).
+    comparison = models.JSONField(default=dict, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.CharField(max_length=500, blank=True)

@@ -269,7 +269,7 @@ def training_run(
         # Training sample indices become the labels (annotations) they came from: their image
         # is served at /api/v1/annotations/{id}/image.
         metrics["example_errors"] = [_error_with_label(error, chosen) for error in errors if _sample_of(error, chosen)]
-    return _finish(
+    finished = _finish(
         version,
         status=ModelVersion.Status.READY,
         metrics=metrics,
@@ -277,6 +277,13 @@ def training_run(
         artifacts=dict(result.artifacts),
         thresholds=dict(manifest.get("thresholds", {})),
     )
+    from inspection.services.model_compare import ROUTING_KINDS, model_compare_queue
+
+    if finished.kind in ROUTING_KINDS:
+        # Before anyone deploys it: what it would send to people against what serves now.
+        with transaction.atomic():
+            model_compare_queue(version=finished)
+    return finished
 
 
 def _region(stored: Any) -> tuple[float, float, float, float] | None:
@@ -353,14 +360,48 @@ def training_cancel(*, version: ModelVersion, actor: Any = None) -> ModelVersion
     return version
 
 
-def model_version_deploy(*, version: ModelVersion, actor: Any = None, precision: str = Precision.FP32) -> ModelVersion:
+def model_version_compare_request(*, version: ModelVersion, actor: Any = None) -> ModelVersion:
+    """Queue a comparison of ``version`` with the set serving now (``model_compare``)."""
+    from inspection.services.model_compare import ROUTING_KINDS, model_compare_queue
+
+    if version.status not in {ModelVersion.Status.READY, ModelVersion.Status.RETIRED}:
+        raise Conflict(f"Only a ready or retired version is compared; {version.label} is {version.status}.")
+    if version.kind not in ROUTING_KINDS:
+        raise InvalidInput(
+            f"A {version.kind} does not decide parts: there is nothing to compare.", code="not_a_routing_model"
+        )
+    with transaction.atomic():
+        model_compare_queue(version=version)
+    return version
+
+
+def _worse_than_serving(version: ModelVersion) -> str | None:
+    """Why ``version`` should not replace what serves: its comparison, made against the set
+    serving now, found it sending more parts to people at the project's targets."""
+    from inspection.services.routing import deployed_label
+
+    comparison = version.comparison or {}
+    if comparison.get("verdict") != "worse" or comparison.get("serving") != deployed_label(project=version.project):
+        return None
+    mine, theirs = comparison["candidate_figures"], comparison["serving_figures"]
+    return (
+        f"{version.label} would send {mine['review_rate']:.1%} of parts to people against {theirs['review_rate']:.1%} "
+        f"for the models serving now, on the same {comparison['parts']} audited parts at the project's targets. "
+        "Deploy with force to replace them anyway."
+    )
+
+
+def model_version_deploy(
+    *, version: ModelVersion, actor: Any = None, precision: str = Precision.FP32, force: bool = False
+) -> ModelVersion:
     """Make ``version`` the one its project serves for its kind; the previous one retires.
 
     The artifact files are checked against the registry's hashes first: a version whose
     files changed on disk is never activated. Inference workers pick it up on their next part.
     ``precision="int8"`` serves the version's INT8 model (about half the CPU per part; its
     accuracy cost on the validation split is in the version's metrics); routing recalibrates
-    for it like for any deployment.
+    for it like for any deployment. A version whose comparison found it worse than the set
+    serving now is refused unless ``force`` (audited).
     """
     if precision not in Precision.values:
         raise InvalidInput(f"precision must be one of {', '.join(Precision.values)}.", code="invalid_precision")
@@ -368,6 +409,9 @@ def model_version_deploy(*, version: ModelVersion, actor: Any = None, precision:
         raise InvalidInput(f"{version.label} has no INT8 model to serve.", code="int8_unavailable")
     if version.status not in {ModelVersion.Status.READY, ModelVersion.Status.RETIRED}:
         raise Conflict(f"Only a ready or retired version can be deployed; {version.label} is {version.status}.")
+    worse = _worse_than_serving(version)
+    if worse and not force:
+        raise Conflict(worse, code="worse_than_serving")
     from workers.ml.artifacts import VerifiedArtifact
     from workers.ml.errors import MLError
 
@@ -399,7 +443,13 @@ def model_version_deploy(*, version: ModelVersion, actor: Any = None, precision:
             action="model.deployed",
             subject=version,
             before={"deployed": [f"{version.kind}:{pk}" for pk in previous], "status": version.status},
-            after={"deployed": [version.label], "status": ModelVersion.Status.DEPLOYED, "precision": precision},
+            after={
+                "deployed": [version.label],
+                "status": ModelVersion.Status.DEPLOYED,
+                "precision": precision,
+                **({"comparison": version.comparison.get("verdict")} if version.comparison.get("verdict") else {}),
+                **({"forced": True, "over": worse} if worse else {}),
+            },
         )
         ModelVersion.objects.filter(pk=version.pk).update(
             status=ModelVersion.Status.DEPLOYED, deployed_at=timezone.now(), precision=precision

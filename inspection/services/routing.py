@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 
 from inspection.models import Calibration, CalibrationScore, DriftReview, Inspection, Project, Verdict
-from inspection.notifications import notify_drift
+from inspection.notifications import notify_drift, notify_routing
 from inspection.selectors import station_view_untrained
 from inspection.services.audit import audit_record
 
@@ -518,6 +518,10 @@ def calibration_run(
         chosen = calibrate_recent(scores, defective, recent=settings.LOUPE_CALIBRATION_RECENT, **targets)
         if chosen.shifted:  # the latest parts say the models got worse: start again from them
             sample_since = decided_at[-settings.LOUPE_CALIBRATION_RECENT]
+            shifted = {"model_version": model_version, "sample_since": sample_since.isoformat()}
+            transaction.on_commit(
+                partial(notify_routing, project_id=project.pk, event="routing.shifted", payload=shifted), robust=True
+            )
             scores, defective = (
                 scores[-settings.LOUPE_CALIBRATION_RECENT :],
                 defective[-settings.LOUPE_CALIBRATION_RECENT :],

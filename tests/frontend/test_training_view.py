@@ -102,3 +102,34 @@ def test_a_model_fitted_on_too_few_parts_warns_the_manager(live: LiveStack, open
     page.wait_for_selector("#data-warnings li")
     assert page.inner_text("#data-warnings") == warning
     assert screen.errors == []
+
+
+def test_a_version_found_worse_than_what_serves_is_deployed_only_when_the_manager_insists(
+    live: LiveStack, open_screen: Any, register: Any
+) -> None:
+    project = make_project()
+    serving = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    candidate = register(project, "classifier")
+    figures = {"escape_rate": 0.004, "false_reject_rate": 0.0, "t_pass": 0.2, "t_fail": 0.9, "auroc": 0.97}
+    ModelVersion.objects.filter(pk=candidate.pk).update(
+        comparison={
+            "status": "done", "verdict": "worse", "serving": serving.label, "candidate": candidate.label,
+            "parts": 480, "defective": 40, "target_escape_rate": 0.005,
+            "candidate_figures": {**figures, "review_rate": 0.31}, "serving_figures": {**figures, "review_rate": 0.12},
+        }
+    )  # fmt: skip
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "training")
+    page = screen.page
+    page.wait_for_selector("#comparison >> text=Worse than the models serving")
+    assert "31 % of parts to people against 12 %" in page.inner_text("#comparison")
+
+    page.click(f"tr[data-version='{candidate.pk}'] button[data-action=deploy]")
+    page.wait_for_selector("#training-message >> text=Deploy with force")
+    refused_then = ModelVersion.objects.get(pk=serving.pk).status
+    page.click("#deploy-anyway")
+    page.wait_for_selector(f"tr[data-version='{candidate.pk}'][data-status=deployed]")
+
+    assert refused_then == ModelVersion.Status.DEPLOYED
+    assert ModelVersion.objects.get(pk=serving.pk).status == ModelVersion.Status.RETIRED
+    assert screen.errors == [] and screen.dialogs == []

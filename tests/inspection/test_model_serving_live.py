@@ -128,3 +128,44 @@ def test_a_manager_watches_training_progress_live_and_cancels_the_job(live: Live
     assert ModelVersion.objects.get(pk=version_id).status == "cancelled"
     detail = session.get(f"{live.base_url}/api/v1/model-versions/{version_id}", timeout=10).json()
     assert detail["progress"]["history"] and json.dumps(detail)  # the curve so far is kept
+
+
+def test_a_trained_version_is_compared_with_the_serving_set_before_anyone_deploys_it(
+    live: LiveStack, register: Callable[..., ModelVersion], tmp_path: Path
+) -> None:
+    from inspection.models import Project
+    from review.models import ReviewItem
+    from review.services import review_decide
+    from tests.factories import TINY
+
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(auto_pass_threshold=-1.0, auto_fail_threshold=2.0, audit_rate=0.0)
+    station, reviewer = make_station(project), make_user(project)
+    deployed = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    labelled_goods(project, tmp_path, 12)
+    manager = sign_in(live, make_user(project, role="manager"))
+
+    def compared(version_id: int) -> dict[str, Any]:
+        wait_until(
+            lambda: ModelVersion.objects.get(pk=version_id).comparison.get("status") in {"done", "failed"},
+            timeout_s=180,
+            what="the comparison on the training worker",
+        )
+        return dict(ModelVersion.objects.get(pk=version_id).comparison)
+
+    job = training_start(project=project, kind="anomaly", hyperparameters=TINY["anomaly"])
+    first = compared(job.pk)  # queued by the training job itself
+    for serial in ("LINE-1", "LINE-22", "LINE-333", "LINE-4444"):  # the line since, decided by a person
+        served_by(post(live, station, serial))
+        review_decide(item=ReviewItem.objects.get(part__serial=serial), reviewer=reviewer, outcome="pass")
+    again = manager.post(
+        f"{live.base_url}/api/v1/model-versions/{job.pk}/compare", headers={"Referer": live.base_url}, timeout=10
+    )
+    second = compared(job.pk) if again.status_code == 202 else {}
+
+    assert first["status"] == "done" and first["serving"] == deployed.label
+    assert first["candidate"] == f"anomaly:{job.pk},{deployed.label}"
+    assert first["parts"] == 0  # every decided part so far was in its training data
+    assert again.status_code == 202, again.text
+    assert second["status"] == "done" and second["parts"] == 4  # the line's parts; never the training images
+    assert ModelVersion.objects.get(pk=deployed.pk).status == "deployed"  # nothing deployed by it

@@ -612,7 +612,7 @@ def test_a_drifting_stations_own_thresholds_grow_from_its_held_parts_and_the_ran
 
 
 def test_when_the_latest_sampled_parts_show_the_models_got_worse_the_fit_starts_again_from_them(
-    settings: Any,
+    settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     settings.LOUPE_CALIBRATION_WINDOW, settings.LOUPE_CALIBRATION_RECENT = 3000, 500
     project = make_project()
@@ -627,9 +627,15 @@ def test_when_the_latest_sampled_parts_show_the_models_got_worse_the_fit_starts_
         score = float(rng.beta(8, 2) if defective and not silent else rng.beta(2, 8))
         changed.append(history.add(score, defective, reason="audit_sample", sampled=True))
 
-    calibration = calibration_run(project=project, model_version=history.label)
+    pushed: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        "inspection.services.routing.notify_routing", lambda **kw: pushed.append((kw["event"], kw["payload"]))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        calibration = calibration_run(project=project, model_version=history.label)
     history.line(100, seed=8, reason="audit_sample", sampled=True)
-    later = calibration_run(project=project, model_version=history.label)
+    with django_capture_on_commit_callbacks(execute=True):
+        later = calibration_run(project=project, model_version=history.label)
 
     assert calibration.sample_since == history.decided_at(changed[0])
     assert calibration.parts == 500 and calibration.t_pass < steady[1]
@@ -637,3 +643,7 @@ def test_when_the_latest_sampled_parts_show_the_models_got_worse_the_fit_starts_
     assert event.after["parts"] == 600 and event.after["sample_since"] == calibration.sample_since.isoformat()
     # Later fits keep to the parts since the change, until the window moves past it.
     assert (later.sample_since, later.parts) == (calibration.sample_since, 600)
+    # The managers' dashboards hear of the change once, when the fit started again.
+    assert pushed == [
+        ("routing.shifted", {"model_version": history.label, "sample_since": calibration.sample_since.isoformat()})
+    ]

@@ -10,6 +10,7 @@ import pytest
 from workers.routing.calibration import (
     calibrate,
     calibrate_recent,
+    compare,
     parts_needed,
     risk_lower_bound,
     risk_upper_bound,
@@ -182,3 +183,36 @@ def test_when_the_latest_parts_show_the_models_got_worse_the_fit_starts_again_fr
 def test_the_lower_bound_is_never_above_the_observed_rate() -> None:
     for failures, n in [(0, 100), (3, 1000), (50, 50), (13, 1000)]:
         assert risk_lower_bound(failures, n, 0.1) <= failures / n <= risk_upper_bound(failures, n, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("candidate_noise", "verdict"),
+    [(0.05, "better"), (0.3, "same"), (0.8, "worse")],
+    ids=["sharper-model", "as-good", "blurrier-model"],
+)
+def test_a_candidate_is_compared_by_what_it_costs_people_at_the_same_bounds(
+    candidate_noise: float, verdict: str
+) -> None:
+    rng = np.random.default_rng(11)
+    defective = rng.random(6000) < 0.1
+    truth = defective.astype(float)
+    # Each model's score: the truth blurred by its own noise (more noise, more overlap).
+    serving = np.clip(0.25 + 0.5 * truth + rng.normal(0, 0.3, truth.size) * 0.5, 0, 1)
+    candidate = np.clip(0.25 + 0.5 * truth + rng.normal(0, candidate_noise, truth.size) * 0.5, 0, 1)
+
+    result = compare(serving, candidate, defective, target_escape=0.005, target_false_reject=0.01, delta=0.1)
+
+    assert result.verdict == verdict
+    assert result.serving.escape_rate <= 0.005 and result.candidate.escape_rate <= 0.005  # both fits hold the bound
+    if verdict == "better":
+        assert result.candidate.review_rate < result.serving.review_rate
+
+
+def test_with_too_few_parts_for_either_fit_there_is_nothing_to_compare() -> None:
+    rng = np.random.default_rng(12)
+    defective = rng.random(50) < 0.1
+    scores = rng.random(50)
+
+    assert compare(scores, scores, defective, target_escape=0.005, target_false_reject=0.01, delta=0.1).verdict == (
+        "too_few_parts"
+    )

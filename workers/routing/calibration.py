@@ -178,3 +178,45 @@ def workload_curve(
         )
         points.append(CurvePoint(target, chosen.t_pass, chosen.t_fail, chosen.review_rate, chosen.escape_rate))
     return points
+
+
+BETTER, WORSE, SAME, TOO_FEW = "better", "worse", "same", "too_few_parts"
+# Review shares closer than this (on the same parts) count as the same workload.
+SAME_WORKLOAD = 0.005
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate model set against the one serving, fitted to the same targets on the same
+    human-decided parts (paired: each part scored by both)."""
+
+    serving: Thresholds
+    candidate: Thresholds
+    verdict: str  # BETTER / WORSE / SAME: the candidate's share of parts to people; TOO_FEW
+
+
+def compare(
+    serving_scores: np.ndarray,
+    candidate_scores: np.ndarray,
+    defective: np.ndarray,
+    *,
+    target_escape: float,
+    target_false_reject: float,
+    delta: float,
+) -> Comparison:
+    """Which of two model sets costs people less at the same escape and false-reject bounds.
+    Both fits hold the bounds, so the figure of merit is the share of parts each sends to
+    people; a candidate whose fit can decide no part while the serving one can is worse. With
+    parts too few for either fit to decide any, there is nothing to tell them apart by."""
+    targets = {"target_escape": target_escape, "target_false_reject": target_false_reject, "delta": delta}
+    serving = calibrate(serving_scores, defective, **targets)
+    candidate = calibrate(candidate_scores, defective, **targets)
+    if serving.review_rate >= 1.0 and candidate.review_rate >= 1.0:
+        verdict = TOO_FEW
+    elif candidate.review_rate < serving.review_rate - SAME_WORKLOAD:
+        verdict = BETTER
+    elif candidate.review_rate > serving.review_rate + SAME_WORKLOAD:
+        verdict = WORSE
+    else:
+        verdict = SAME
+    return Comparison(serving, candidate, verdict)

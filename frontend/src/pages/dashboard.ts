@@ -344,9 +344,14 @@ export const dashboardPage: Page = (context: PageContext) => {
     for (const [id, name] of lines) lineSelect.append(h("option", { value: String(id) }, name));
   }
 
+  // The audited parts showed the models breaking a target: the thresholds were fitted again.
+  const unsubscribe = context.live.on((event) => {
+    if (event.event === "routing.shifted") void load();
+  });
   void loadStations();
   void load();
   return () => {
+    unsubscribe();
     charts.forEach((chart) => chart.dispose());
     drift.dispose();
   };

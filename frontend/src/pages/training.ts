@@ -37,6 +37,53 @@ export interface ModelVersion {
   artifacts: Record<string, string>;
   /** What the inference workers serve once deployed. */
   precision: "fp32" | "int8";
+  /** Against the models serving, on the same audited parts (inspection.services.model_compare). */
+  comparison: Comparison | Record<string, never>;
+}
+
+export interface ComparisonFigures {
+  review_rate: number;
+  escape_rate: number;
+  t_pass: number;
+  auroc: number | null;
+}
+
+export interface Comparison {
+  status: "running" | "done" | "failed";
+  done?: number;
+  total?: number;
+  error?: string;
+  verdict?: "better" | "worse" | "same" | "too_few_parts" | "first";
+  parts?: number;
+  serving?: string | null;
+  target_escape_rate?: number;
+  candidate_figures?: ComparisonFigures;
+  serving_figures?: ComparisonFigures | null;
+}
+
+function share(value: number): string {
+  return `${Math.round(value * 1000) / 10} %`;
+}
+
+/** What the comparison with the serving models says, in words (null: none made). */
+export function describeComparison(comparison: ModelVersion["comparison"]): string | null {
+  if (!comparison || !("status" in comparison)) return null;
+  if (comparison.status === "running") {
+    return comparison.total ? `Comparing with the models serving: ${comparison.done ?? 0} of ${comparison.total} images scored.` : "Comparing with the models serving…";
+  }
+  if (comparison.status === "failed") return `The comparison failed: ${comparison.error ?? "unknown error"}.`;
+  const parts = comparison.parts ?? 0;
+  const target = share(comparison.target_escape_rate ?? 0);
+  const mine = comparison.candidate_figures;
+  const theirs = comparison.serving_figures;
+  if (comparison.verdict === "too_few_parts" || !mine) {
+    return `Not enough audited parts to tell it from the models serving (${parts} it did not train on); decide more parts, then compare again.`;
+  }
+  if (comparison.verdict === "first" || !theirs) {
+    return `Nothing serves yet: on ${parts} audited parts it would send ${share(mine.review_rate)} to people at ${target} escape.`;
+  }
+  const words = { better: "Better than", worse: "Worse than", same: "As good as" }[comparison.verdict as "better" | "worse" | "same"];
+  return `${words} the models serving: on the same ${parts} audited parts, ${share(mine.review_rate)} of parts to people against ${share(theirs.review_rate)}, at ${target} escape.`;
 }
 
 /** The INT8 deploy button's explanation: what the quantized model costs in accuracy. */
@@ -150,17 +197,26 @@ export const trainingPage: Page = (context: PageContext) => {
     ),
   );
 
-  async function act(version: ModelVersion, action: "deploy" | "retire" | "cancel", precision?: "int8"): Promise<void> {
+  async function act(version: ModelVersion, action: "deploy" | "retire" | "cancel" | "compare", precision?: "int8", force = false): Promise<void> {
+    replaceChildren(message);
     try {
+      const body = { ...(precision ? { precision } : {}), ...(force ? { force } : {}) };
       const updated = await api<ModelVersion>(`model-versions/${version.id}/${action}`, {
         method: "POST",
-        ...(precision ? { body: { precision } } : {}),
+        ...(Object.keys(body).length ? { body } : {}),
       });
       versions.set(updated.id, updated);
       await load();
-      context.announce(`Model ${version.id}: ${action} done.`);
+      context.announce(`Model ${version.id}: ${action} ${action === "compare" ? "queued" : "done"}.`);
     } catch (error) {
       message.textContent = error instanceof ApiError ? error.detail : String(error);
+      if (error instanceof ApiError && error.code === "worse_than_serving") {
+        // Refused as worse than what serves: the manager may still insist (audited).
+        message.append(
+          " ",
+          h("button", { type: "button", id: "deploy-anyway", on: { click: () => void act(version, "deploy", precision, true) } }, "Deploy anyway"),
+        );
+      }
     }
   }
 
@@ -188,6 +244,13 @@ export const trainingPage: Page = (context: PageContext) => {
                   "button",
                   { type: "button", title: int8Offer(v) ?? "", data: { action: "deploy-int8" }, on: { click: () => void act(v, "deploy", "int8") } },
                   "Deploy INT8",
+                )
+              : null,
+            (v.status === "ready" || v.status === "retired") && v.kind !== "segmenter"
+              ? h(
+                  "button",
+                  { type: "button", data: { action: "compare" }, title: "Score it beside the models serving on the latest audited parts", on: { click: () => void act(v, "compare") } },
+                  "Compare",
                 )
               : null,
             v.status === "deployed" || v.status === "ready"
@@ -236,6 +299,9 @@ export const trainingPage: Page = (context: PageContext) => {
         ? h("ul", { class: "data-warnings", id: "data-warnings", role: "note", aria: { label: "Data warnings" } }, ...warnings.map((warning) => h("li", {}, warning)))
         : null,
       h("p", { id: "progress-text" }, progressText(version)),
+      describeComparison(version.comparison)
+        ? h("p", { id: "comparison", class: `comparison comparison-${version.comparison.verdict ?? version.comparison.status}` }, describeComparison(version.comparison))
+        : null,
       curveBox,
       h(
         "table",
