@@ -4,6 +4,7 @@ it (a reviewer's does not)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +80,43 @@ def test_the_line_simulators_failing_lamp_and_lens_darken_and_blur_the_parts_aft
     sharpness = [row["sharpness"] for row in scores]
     assert max(brightness[3:]) < 0.65 * min(brightness[:3])  # the lamp failed after 3 parts
     assert max(sharpness[6:]) < 0.5 * min(sharpness[3:6])  # and the lens after 6
+
+
+def test_the_demos_simulated_reviewer_decides_the_lines_waiting_parts_by_their_generated_truth(
+    live: LiveStack, tmp_path: Path
+) -> None:
+    import io
+    import re
+
+    from django.core.management import call_command
+
+    from inspection.models import Verdict
+    from inspection.services import station_token_issue
+    from review.models import ReviewItem
+    from tests.factories import PASSWORD
+
+    project = make_project(classes=("scratch", "pit", "crack"))  # no model: every part to people
+    camera = make_station(project, "Top camera")
+    reviewer = make_user(project, role="reviewer")
+    _, token = station_token_issue(station=camera.station)
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "credentials").write_text(f"manager nobody x\nreviewer {reviewer.username} {PASSWORD}\n")
+
+    out = io.StringIO()
+    call_command(
+        "simulate_line",
+        "--url", live.base_url, "--token-file", str(tmp_path / "token"), "--count", "8", "--interval", "0.1",
+        "--defect-rate", "0.5", "--review-after", "0.5", "--credentials-file", str(tmp_path / "credentials"),
+        stdout=out,
+    )  # fmt: skip
+
+    verdicts = Verdict.objects.filter(project=project, is_final=True)
+    assert verdicts.count() == 8 and set(verdicts.values_list("source", flat=True)) == {"human"}
+    assert set(verdicts.values_list("decided_by", flat=True)) == {reviewer.pk}
+    assert not ReviewItem.objects.filter(project=project, status__in=["open", "claimed"]).exists()
+    # What it drew is what it decided: each failed part's class is the defect it drew.
+    drawn = dict(re.findall(r"^(SIM-\S+) \((\w+)\) -> 202$", out.getvalue(), re.MULTILINE))
+    decided = {
+        v.part.serial: (v.defect_class.name if v.defect_class else "good") for v in verdicts.select_related("part")
+    }
+    assert decided == drawn and "good" in drawn.values() and set(drawn.values()) - {"good"}

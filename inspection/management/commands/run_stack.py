@@ -51,6 +51,10 @@ class Command(BaseCommand):
             def spawn(name: str, argv: list[str]) -> None:
                 children.append((name, subprocess.Popen(argv, start_new_session=True, env=env)))
 
+            # Jobs that finish: one ending well stops nothing; one failing is reported.
+            oneshots: set[str] = set()
+            finished: set[str] = set()
+
             host, port = options["host"], str(options["port"])
             celery = [python, "-m", "celery", "-A", "loupe", "worker", "--loglevel", "INFO"]
             celery += ["--without-gossip", "--without-mingle"]
@@ -64,12 +68,23 @@ class Command(BaseCommand):
             uvicorn = [python, "-m", "uvicorn", "loupe.asgi:application", "--host", host, "--port", port]
             spawn("web", [*uvicorn, "--ws-max-size", "65536", "--no-server-header"])
             if options["demo"]:
-                spawn("line-simulator", [python, "manage.py", "simulate_line", "--url", f"http://{host}:{port}"])
+                url = f"http://{host}:{port}"
+                # A reviewer stands in for people on parts nobody took within a minute.
+                spawn("line-simulator", [python, "manage.py", "simulate_line", "--url", url, "--review-after", "60"])
+                # The demo's first model, trained and deployed while the line runs (once).
+                spawn("demo-model", [python, "manage.py", "demo_model"])
+                oneshots.add("demo-model")
             self.stdout.write(
                 self.style.SUCCESS(f"Loupe is running on http://{options['host']}:{options['port']}/ (Ctrl-C stops it)")
             )
             while not stopping:
                 for name, process in children:
+                    if name in oneshots:
+                        if process.poll() is not None and name not in finished:
+                            finished.add(name)
+                            if process.returncode:
+                                self.stderr.write(f"{name} failed with status {process.returncode}")
+                        continue
                     if process.poll() is not None:
                         self.stderr.write(f"{name} exited with status {process.returncode}; stopping everything")
                         stopping = True
