@@ -26,7 +26,11 @@ class Command(BaseCommand):
         hyperparameters = json.loads(options["hyperparameters"]) if options["hyperparameters"] else None
 
         def progress(state: dict[str, Any]) -> None:
-            self.stdout.write(f"demo model: epoch {state['epoch']}/{state['epochs']} loss={state['loss']:.4f}")
+            step = f"{state['epoch']}/{state['epochs']}"
+            if state.get("metric_name") == "feature_views":
+                self.stdout.write(f"demo model: extracting features {step}")
+            else:
+                self.stdout.write(f"demo model: epoch {step} loss={state['loss']:.4f}")
             self.stdout.flush()
 
         self.stdout.write("demo model: training a classifier on generated labelled parts")
