@@ -111,6 +111,14 @@ def routing_recalibrate_stale_task() -> None:
     routing_recalibrate_stale()
 
 
+@loupe_task(name="inspection.recalibrate_held_routing", queue=Queue.DEFAULT, soft_time_limit=120, time_limit=180)
+def routing_recalibrate_held_task() -> None:
+    """Refit at once projects whose thresholds decide no part, once enough parts are decided."""
+    from inspection.services.routing import routing_recalibrate_held
+
+    routing_recalibrate_held()
+
+
 @loupe_task(name="inspection.rescore_calibration", queue=Queue.DEFAULT, soft_time_limit=1800, time_limit=1900)
 def calibration_rescore_task(project_id: int) -> None:
     """After a deployment: score the decided parts' images with the new set and recalibrate."""

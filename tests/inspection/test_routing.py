@@ -647,3 +647,32 @@ def test_when_the_latest_sampled_parts_show_the_models_got_worse_the_fit_starts_
     assert pushed == [
         ("routing.shifted", {"model_version": history.label, "sample_since": calibration.sample_since.isoformat()})
     ]
+
+
+def test_thresholds_that_decide_nothing_are_refitted_as_soon_as_enough_parts_are_decided() -> None:
+    from inspection.services.routing import routing_recalibrate_held
+
+    project = make_project()
+    # Seven parts with no escape certify 10 % at 50 % confidence (parts_needed).
+    Project.objects.filter(pk=project.pk).update(target_escape_rate=0.1, calibration_confidence=0.5)
+    project.refresh_from_db()
+    version = ModelVersion.objects.create(project=project, kind="classifier", status=ModelVersion.Status.DEPLOYED)
+    history = History(project, label=version.label)
+    first = calibration_run(project=project, model_version=history.label)  # on nothing: decides no part
+    history.start = timezone.now()  # the parts below are decided after that fit
+
+    for index in range(5):
+        history.add(0.05 + index / 100, False, reason="uncertain", sampled=True, held="project")
+    too_few = routing_recalibrate_held()
+    for _ in range(2):
+        history.add(0.9, True, reason="uncertain", sampled=True, held="project")
+    for _ in range(10):
+        history.add(0.5, False, reason="uncertain")  # sent for its score: not the sample
+    enough = routing_recalibrate_held()
+    latest = Calibration.objects.filter(project=project).latest("id")
+    again = routing_recalibrate_held()
+
+    assert (first.t_pass, first.parts) == (-1.0, 0)
+    assert too_few == 0
+    assert enough == 1 and latest.parts == 7 and latest.t_pass >= 0.09
+    assert again == 0  # it decides parts now: the ten-minute refit takes it from here
