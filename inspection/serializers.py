@@ -182,6 +182,8 @@ class ProjectOutputSerializer(serializers.ModelSerializer):  # type: ignore[type
             "audit_rate",
             "out_of_distribution_ratio",
             "drift_review",
+            "retrain_after_labels",
+            "promote_when_better",
             "views_per_part",
             "shifts",
             "time_zone",
@@ -219,6 +221,18 @@ class ProjectUpdateInputSerializer(StrictInputSerializer):
         help_text="Send a station's parts to people while it has an open drift alert: off; models (an alert on "
         "the defect score or anomaly ratio, a change that moved the models); any (the camera's brightness, contrast "
         "or sharpness too). true and false, from before the modes, mean any and off.",
+    )
+    retrain_after_labels = serializers.IntegerField(
+        min_value=0,
+        max_value=1_000_000,
+        required=False,
+        help_text="Retrain each deployed classifier and anomaly detector once this many human labels arrived since "
+        "its newest version began training; 0: only by hand.",
+    )
+    promote_when_better = serializers.BooleanField(
+        required=False,
+        help_text="Deploy a trained version at once when its comparison with the serving models finds it better "
+        "(fewer parts to people at the project's targets, on the same audited parts).",
     )
     views_per_part = serializers.IntegerField(min_value=1, max_value=32, required=False)
     labels_per_image = serializers.IntegerField(

@@ -45,6 +45,14 @@ def model_compare_task(model_version_id: int) -> None:
     model_compare_run(version_id=model_version_id)
 
 
+@loupe_task(name="inspection.retrain_due", queue=Queue.DEFAULT, soft_time_limit=120, time_limit=180)
+def retraining_start_due_task() -> None:
+    """Start the retraining that projects asked for once enough new human labels arrived."""
+    from inspection.services.model_compare import retraining_start_due
+
+    retraining_start_due()
+
+
 @loupe_task(name="inspection.requeue_stale", queue=Queue.DEFAULT, soft_time_limit=60, time_limit=90)
 def inspections_requeue_stale_task() -> None:
     """Reconciler: no inspection stays pending because a broker message was lost."""

@@ -319,6 +319,7 @@ CELERY_BEAT_SCHEDULE = {
         ("expire-review-leases", "review.expire_leases", 15.0),
         ("recalibrate-routing", "inspection.recalibrate_routing", 600.0),
         ("recalibrate-held-routing", "inspection.recalibrate_held_routing", 60.0),
+        ("retrain-due", "inspection.retrain_due", 600.0),
         ("fail-stalled-training", "inspection.fail_stalled_training", 300.0),
         ("publish-overdue-verdicts", "inspection.publish_overdue_verdicts", 600.0),
         ("sweep-label-masks", "annotation.sweep_masks", 6 * 3600.0),

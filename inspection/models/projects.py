@@ -53,6 +53,11 @@ class Project(models.Model):
     # models were calibrated on), send its parts to people instead of deciding them: on an alert
     # of the models' outputs, on any alert (the camera's image signals too), or never.
     drift_review = models.CharField(max_length=8, choices=DriftReview.choices, default=DriftReview.OFF)
+    # The loop closing by itself: retrain each deployed classifier and anomaly detector once this
+    # many human labels arrived since its newest version began training (0: only by hand), and
+    # deploy a version whose comparison finds it better than what serves (``model_compare``).
+    retrain_after_labels = models.PositiveIntegerField(default=0)
+    promote_when_better = models.BooleanField(default=False)
     # Cameras per part: the part is decided when all its views are in; any failing view fails it.
     views_per_part = models.PositiveSmallIntegerField(default=1)
     # Chance that a reviewer's next claim is a golden (known-answer) item.

@@ -199,7 +199,9 @@ def model_compare_run(*, version_id: int) -> dict[str, Any] | None:
         )
 
     try:
-        return model_version_compare(version_id=version_id, progress=progress)
+        comparison = model_version_compare(version_id=version_id, progress=progress)
+        _promote_if_better(version_id, comparison)
+        return comparison
     except Conflict:
         ModelVersion.objects.filter(pk=version_id).update(comparison={})
         return None
@@ -208,3 +210,75 @@ def model_compare_run(*, version_id: int) -> dict[str, Any] | None:
         failed = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
         ModelVersion.objects.filter(pk=version_id).update(comparison=failed)
         return failed
+
+
+def retraining_start_due() -> list[int]:
+    """Start training where a project asks to retrain by itself (``retrain_after_labels``): for
+    each deployed classifier or anomaly detector, once that many human labels (review decisions
+    and annotations, not imports) arrived since the newest version of its kind began training,
+    a new version of the kind with the deployed one's hyperparameters, on everything labelled
+    now. Its comparison with the serving models follows the training; with
+    ``promote_when_better`` a better one is deployed. Returns the new versions' ids."""
+    from annotation.models import Annotation
+    from inspection.errors import DomainError
+    from inspection.services.model_versions import training_start
+
+    started: list[int] = []
+    projects = Project.objects.filter(
+        retrain_after_labels__gt=0, model_versions__status=ModelVersion.Status.DEPLOYED
+    ).distinct()
+    for project in projects:
+        for deployed in ModelVersion.objects.filter(
+            project=project, status=ModelVersion.Status.DEPLOYED, kind__in=ROUTING_KINDS
+        ):
+            newest = (
+                ModelVersion.objects.filter(project=project, kind=deployed.kind)
+                .exclude(status__in=[ModelVersion.Status.FAILED, ModelVersion.Status.CANCELLED])
+                .order_by("-created_at")
+                .first()
+            )
+            if newest is None or newest.status == ModelVersion.Status.TRAINING:
+                continue  # one at a time
+            since = newest.started_at or newest.created_at
+            labels = (
+                Annotation.objects.filter(project=project, created_at__gt=since)
+                .exclude(source=Annotation.Source.IMPORT)
+                .count()
+            )
+            if labels < project.retrain_after_labels:
+                continue
+            try:
+                version = training_start(project=project, kind=deployed.kind, hyperparameters=deployed.hyperparameters)
+            except DomainError as error:
+                logger.warning("retraining %s of project %s not started: %s", deployed.kind, project.pk, error.detail)
+                continue
+            audit_record(
+                project_id=project.pk,
+                actor="system",
+                action="model.retraining_started",
+                subject=version,
+                after={"kind": version.kind, "labels_since": labels, "after_labels": project.retrain_after_labels},
+            )
+            started.append(version.pk)
+    return started
+
+
+def _promote_if_better(version_id: int, comparison: dict[str, Any]) -> ModelVersion | None:
+    """With ``promote_when_better``: deploy a version its comparison found better than the
+    models serving now (at the serving version's precision when it has that copy)."""
+    from inspection.services.model_versions import model_version_deploy
+    from inspection.services.routing import deployed_label
+
+    version = ModelVersion.objects.select_related("project").get(pk=version_id)
+    project = version.project
+    if not project.promote_when_better or comparison.get("verdict") != "better":
+        return None
+    if version.status not in {ModelVersion.Status.READY, ModelVersion.Status.RETIRED}:
+        return None
+    if comparison.get("serving") != deployed_label(project=project):
+        return None  # something else was deployed meanwhile: compare again first
+    serving = ModelVersion.objects.filter(
+        project=project, kind=version.kind, status=ModelVersion.Status.DEPLOYED
+    ).first()
+    precision = serving.precision if serving is not None and version.has_int8 else "fp32"
+    return model_version_deploy(version=version, actor="system", precision=precision)

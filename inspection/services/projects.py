@@ -181,7 +181,7 @@ def project_update(*, project: Project, actor: Any = None, **changes: Any) -> Pr
         "name", "description", "auto_pass_threshold", "auto_fail_threshold", "target_escape_rate",
         "target_false_reject_rate", "calibration_confidence", "audit_rate", "out_of_distribution_ratio",
         "drift_review", "views_per_part", "shifts", "time_zone", "labels_per_image", "training_labels",
-        "image_retention_days",
+        "image_retention_days", "retrain_after_labels", "promote_when_better",
     }  # fmt: skip
     unknown = set(changes) - allowed
     if unknown:

@@ -219,3 +219,25 @@ def test_the_dashboard_draws_a_stations_drift_and_shows_its_alert_as_soon_as_it_
     assert page.locator("#drift-alerts li").count() == 0
     assert AuditEvent.objects.filter(action="drift.rebaselined", object_id=str(camera.station.pk)).exists()
     assert screen.dialogs == [] and screen.errors == []
+
+
+def test_a_manager_lets_the_models_retrain_and_redeploy_themselves_from_the_settings(
+    live: LiveStack, open_screen: Any
+) -> None:
+    project = make_project()
+    manager = make_user(project, role="manager")
+    screen = open_screen(manager, "settings")
+    page = screen.page
+    page.wait_for_selector("#retraining-settings")
+    assert page.input_value("#retrain-after-labels") == "0" and not page.is_checked("#promote-when-better")
+
+    page.fill("#retrain-after-labels", "250")
+    page.check("#promote-when-better")
+    page.click("#retraining-settings button[type=submit]")
+    wait_until(lambda: Project.objects.get(pk=project.pk).retrain_after_labels == 250, timeout_s=10)
+
+    project.refresh_from_db()
+    assert project.promote_when_better is True
+    event = AuditEvent.objects.filter(project=project, action="project.updated").latest("id")
+    assert event.after == {"retrain_after_labels": 250, "promote_when_better": True}
+    assert screen.errors == []

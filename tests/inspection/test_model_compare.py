@@ -171,3 +171,56 @@ def test_comparing_is_for_managers_and_for_models_that_route_parts(project: Proj
     assert not_routing.status_code == 400 and not_routing.json()["code"] == "not_a_routing_model"
     assert queued.status_code == 202 and queued.json()["comparison"]["status"] == "running"
     assert Inspection.objects.count() == 0  # nothing scored in the request itself
+
+
+def test_a_project_that_asks_retrains_each_deployed_model_after_enough_new_labels_one_job_at_a_time(
+    project: Project, register: Register
+) -> None:
+    from inspection.services.model_compare import retraining_start_due
+
+    serving = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    ModelVersion.objects.filter(pk=serving.pk).update(hyperparameters={"epochs": 2, "input_size": [64, 64]})
+    decided_line(project, 12)  # twelve review decisions: twelve new human labels
+    off = retraining_start_due()
+    Project.objects.filter(pk=project.pk).update(retrain_after_labels=13)
+    too_few = retraining_start_due()
+    Project.objects.filter(pk=project.pk).update(retrain_after_labels=12)
+
+    started = retraining_start_due()
+    again = retraining_start_due()
+
+    assert (off, too_few, again) == ([], [], [])  # off by default; 12 < 13; one job at a time
+    (version_id,) = started
+    version = ModelVersion.objects.get(pk=version_id)
+    assert (version.kind, version.status) == ("classifier", "training")
+    assert version.hyperparameters == {"epochs": 2, "input_size": [64, 64]}  # the serving one's
+    assert len(version.training_data["annotations"]) == 12
+    event = AuditEvent.objects.get(action="model.retraining_started")
+    assert event.after == {"kind": "classifier", "labels_since": 12, "after_labels": 12}
+
+
+def better(version: ModelVersion, *, against: str) -> dict[str, Any]:
+    comparison = {"status": "done", "verdict": "better", "serving": against, "candidate": version.label, "parts": 500}
+    ModelVersion.objects.filter(pk=version.pk).update(comparison=comparison)
+    return comparison
+
+
+def test_a_version_found_better_is_deployed_by_itself_only_where_the_project_asks(
+    project: Project, register: Register
+) -> None:
+    from inspection.services.model_compare import _promote_if_better
+
+    serving = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    candidate = register(project, "classifier")
+    not_asked = _promote_if_better(candidate.pk, better(candidate, against=serving.label))
+    Project.objects.filter(pk=project.pk).update(promote_when_better=True)
+    stale = _promote_if_better(candidate.pk, better(candidate, against="classifier:999"))
+    worse_one = register(project, "classifier")
+    not_better = _promote_if_better(worse_one.pk, {**better(worse_one, against=serving.label), "verdict": "same"})
+
+    promoted = _promote_if_better(candidate.pk, better(candidate, against=serving.label))
+
+    assert (not_asked, stale, not_better) == (None, None, None)
+    assert promoted is not None and deployed_label(project=project) == candidate.label
+    event = AuditEvent.objects.filter(action="model.deployed").latest("id")
+    assert event.actor_label == "system" and event.after["comparison"] == "better"

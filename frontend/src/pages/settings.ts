@@ -13,6 +13,8 @@ interface LabellingSettings {
   labels_per_image: number;
   training_labels: "single" | "adjudicated";
   image_retention_days: number | null;
+  retrain_after_labels: number;
+  promote_when_better: boolean;
   time_zone: string;
   shifts: Shift[];
 }
@@ -90,6 +92,15 @@ export const settingsPage: Page = (context: PageContext) => {
     value: project.image_retention_days == null ? "" : String(project.image_retention_days),
     attrs: { min: "1", placeholder: "keep forever" },
   });
+
+  const retrainAfter = h("input", {
+    id: "retrain-after-labels",
+    type: "number",
+    value: String(project.retrain_after_labels ?? 0),
+    attrs: { min: "0", step: "1" },
+  });
+  const promote = h("input", { id: "promote-when-better", type: "checkbox" });
+  promote.checked = Boolean(project.promote_when_better);
 
   const timeZone = h(
     "select",
@@ -191,6 +202,37 @@ export const settingsPage: Page = (context: PageContext) => {
         h("label", { for: "image-retention-days" }, "Keep images of parts only the models decided (days)", retention),
         h("button", { type: "submit" }, "Save retention"),
         h("p", { class: "hint" }, "Parts people decided, reviewed or labelled, golden parts and training images are always kept; records and the audit trail are never removed."),
+      ),
+      h(
+        "form",
+        {
+          class: "filters",
+          id: "retraining-settings",
+          on: {
+            submit: async (event) => {
+              event.preventDefault();
+              const after = Number(retrainAfter.value || "0");
+              try {
+                await api(`projects/${project.id}`, {
+                  method: "PATCH",
+                  body: { retrain_after_labels: after, promote_when_better: promote.checked },
+                });
+                message.textContent = "";
+                context.announce(
+                  after === 0
+                    ? "Models are retrained by hand only."
+                    : `Each deployed model is retrained after ${after} new human labels${promote.checked ? "; a better one is deployed by itself" : ""}.`,
+                );
+              } catch (error) {
+                fail(error);
+              }
+            },
+          },
+        },
+        h("label", { for: "retrain-after-labels" }, "Retrain after this many new human labels (0: by hand)", retrainAfter),
+        h("label", { for: "promote-when-better" }, promote, " Deploy a retrained model by itself when it beats the one serving"),
+        h("button", { type: "submit" }, "Save retraining"),
+        h("p", { class: "hint" }, "Every trained model is first scored beside the one serving on the latest audited parts; only one that sends fewer parts to people at your escape target is deployed by itself."),
       ),
       h(
         "form",
