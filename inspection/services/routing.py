@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from inspection.models import Calibration, CalibrationScore, DriftReview, Inspection, Project, Verdict
 from inspection.notifications import notify_drift, notify_routing
@@ -187,9 +188,11 @@ def fair_verdicts(*, project: Project) -> Any:
     (benchmarks/recalibration.py measures it)."""
     from review.models import ReviewItem
 
-    by_scores = ReviewItem.objects.filter(project=project, golden__isnull=True, sampled=False).values("part_id")
-    return Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN).exclude(
-        part_id__in=by_scores
+    # NOT EXISTS, an anti-join on the review items' part index: NOT IN over every item a
+    # project ever had would be a hashed subplan only while it fits in memory.
+    by_scores = ReviewItem.objects.filter(part_id=OuterRef("part_id"), golden__isnull=True, sampled=False)
+    return Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN).filter(
+        ~Exists(by_scores)
     )
 
 
