@@ -413,12 +413,14 @@ def calibration_parts_view(
     the station sent while its thresholds decided none (``held_at_station``). Images the set
     trained on are left out, as in ``calibration_parts``."""
     decided = Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
-    human = dict(decided.filter(part_id__in=_station_parts(station)).values_list("part_id", "outcome"))
-    fair = _station_fair(project, _station_parts(station))
+    # The station's latest decided parts only, as the project fit's window.
+    latest = decided.filter(part_id__in=_station_parts(station)).order_by("-id")[: settings.LOUPE_CALIBRATION_WINDOW]
+    human = dict(latest.values_list("part_id", "outcome"))
+    fair = _station_fair(project, list(human))
     trained_on = trained_on_images(project=project, model_version=model_version)
     by_image: dict[int, tuple[float, bool]] = {}
     live = Inspection.objects.filter(
-        project=project, station=station, model_version=model_version, part_id__in=decided.values("part_id")
+        project=project, station=station, model_version=model_version, part_id__in=latest.values("part_id")
     )
     for inspection in live.only("id", "part_id", "image_id", "model_version", "scores"):
         if inspection.image_id in trained_on or inspection.part_id not in human:
@@ -432,7 +434,11 @@ def calibration_parts_view(
             outcome = human[inspection.part_id] == Verdict.Outcome.FAIL
             by_image[inspection.pk] = (float(inspection.scores["defect_score"]), outcome)
     rescored = CalibrationScore.objects.filter(
-        project=project, model_version=model_version, view_key=view_key, inspection__station=station
+        project=project,
+        model_version=model_version,
+        view_key=view_key,
+        inspection__station=station,
+        inspection__part_id__in=latest.values("part_id"),
     ).values_list("inspection_id", "inspection__part_id", "inspection__image_id", "inspection__scores", "defect_score")
     for inspection_id, part_id, image_id, live_scores, score in rescored:
         if image_id in trained_on or part_id not in human:
@@ -459,15 +465,16 @@ def calibration_parts_drift(
 
     key = view_key(station.view())
     decided = Verdict.objects.filter(project=project, is_final=True, source=Verdict.Source.HUMAN)
-    rows = Inspection.objects.filter(
-        project=project,
-        station=station,
-        model_version=model_version,
-        received_at__gte=since,
-        part_id__in=decided.values("part_id"),
+    at_station = Inspection.objects.filter(
+        project=project, station=station, model_version=model_version, received_at__gte=since
     )
-    human = dict(decided.filter(part_id__in=rows.values("part_id")).values_list("part_id", "outcome"))
-    fair = _station_fair(project, rows.values("part_id"))
+    # Its latest decided parts since the drift began, as the project fit's window.
+    latest = decided.filter(part_id__in=at_station.values("part_id")).order_by("-id")[
+        : settings.LOUPE_CALIBRATION_WINDOW
+    ]
+    human = dict(latest.values_list("part_id", "outcome"))
+    rows = at_station.filter(part_id__in=latest.values("part_id"))
+    fair = _station_fair(project, list(human))
     trained_on = trained_on_images(project=project, model_version=model_version)
     scores, defective = [], []
     for part_id, image_id, view_scores in rows.values_list("part_id", "image_id", "scores"):

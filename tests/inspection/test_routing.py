@@ -676,3 +676,19 @@ def test_thresholds_that_decide_nothing_are_refitted_as_soon_as_enough_parts_are
     assert too_few == 0
     assert enough == 1 and latest.parts == 7 and latest.t_pass >= 0.09
     assert again == 0  # it decides parts now: the ten-minute refit takes it from here
+
+
+def test_a_drifting_stations_own_fit_takes_its_latest_decided_parts_as_the_projects_does(settings: Any) -> None:
+    from inspection.services.routing import calibration_parts_drift
+
+    settings.LOUPE_CALIBRATION_WINDOW = 4
+    project = make_project()
+    history = History(project)
+    since = timezone.now() - timedelta(minutes=1)
+    held = [history.add(0.1 * i, False, reason="drift", held="station") for i in range(7)]
+
+    scores, _ = calibration_parts_drift(
+        project=project, model_version=history.label, station=history.station, since=since
+    )
+
+    assert sorted(scores.tolist()) == pytest.approx([row.scores["defect_score"] for row in held[-4:]])
