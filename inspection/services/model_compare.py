@@ -22,7 +22,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from inspection.errors import Conflict
+from inspection.errors import Conflict, DomainError
 from inspection.models import CalibrationScore, Inspection, ModelVersion, Project, Verdict
 from inspection.notifications import notify_training_progress
 from inspection.services.audit import audit_record
@@ -200,8 +200,6 @@ def model_compare_run(*, version_id: int) -> dict[str, Any] | None:
 
     try:
         comparison = model_version_compare(version_id=version_id, progress=progress)
-        _promote_if_better(version_id, comparison)
-        return comparison
     except Conflict:
         ModelVersion.objects.filter(pk=version_id).update(comparison={})
         return None
@@ -210,6 +208,11 @@ def model_compare_run(*, version_id: int) -> dict[str, Any] | None:
         failed = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
         ModelVersion.objects.filter(pk=version_id).update(comparison=failed)
         return failed
+    try:
+        _promote_if_better(version_id, comparison)
+    except DomainError as error:  # e.g. its files no longer match the registry: it stays ready
+        logger.warning("model version %s not promoted: %s", version_id, error.detail)
+    return comparison
 
 
 def retraining_start_due() -> list[int]:
@@ -220,7 +223,6 @@ def retraining_start_due() -> list[int]:
     now. Its comparison with the serving models follows the training; with
     ``promote_when_better`` a better one is deployed. Returns the new versions' ids."""
     from annotation.models import Annotation
-    from inspection.errors import DomainError
     from inspection.services.model_versions import training_start
 
     started: list[int] = []

@@ -224,3 +224,22 @@ def test_a_version_found_better_is_deployed_by_itself_only_where_the_project_ask
     assert promoted is not None and deployed_label(project=project) == candidate.label
     event = AuditEvent.objects.filter(action="model.deployed").latest("id")
     assert event.actor_label == "system" and event.after["comparison"] == "better"
+
+
+def test_a_promotion_that_cannot_deploy_leaves_the_version_ready_and_its_comparison_kept(
+    project: Project, register: Register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspection.services.model_compare import model_compare_run
+
+    serving = register(project, "classifier", status=ModelVersion.Status.DEPLOYED)
+    candidate = register(project, "classifier")
+    Project.objects.filter(pk=project.pk).update(promote_when_better=True)
+    comparison = better(candidate, against=serving.label)
+    monkeypatch.setattr("inspection.services.model_compare.model_version_compare", lambda **_: comparison)
+    (candidate.artifact_dir / "model.onnx").write_bytes(b"not the model it was")  # fails verification
+
+    result = model_compare_run(version_id=candidate.pk)
+
+    candidate.refresh_from_db()
+    assert result == comparison and candidate.comparison == comparison
+    assert candidate.status == "ready" and deployed_label(project=project) == serving.label
