@@ -118,13 +118,15 @@ def model_version_compare(
     by_id = {inspection.pk: inspection for inspection in inspections}
     defective = np.array([outcomes[by_id[pk].part_id] == Verdict.Outcome.FAIL for pk in ids], dtype=bool)
     candidate_scores = np.array([candidate[pk] for pk in ids], dtype=np.float64)
-    targets = {
-        "target_escape": project.target_escape_rate,
-        "target_false_reject": project.target_false_reject_rate,
-        "delta": 1.0 - project.calibration_confidence,
-    }
     serving_scores = np.array([current[pk] for pk in ids], dtype=np.float64) if serving_label else candidate_scores
-    result = compare(serving_scores, candidate_scores, defective, **targets)
+    result = compare(
+        serving_scores,
+        candidate_scores,
+        defective,
+        target_escape=project.target_escape_rate,
+        target_false_reject=project.target_false_reject_rate,
+        delta=1.0 - project.calibration_confidence,
+    )
 
     def figures(fit: Any, scores: np.ndarray) -> dict[str, Any]:
         both = 0 < int(defective.sum()) < defective.size
@@ -149,6 +151,8 @@ def model_version_compare(
         "confidence": project.calibration_confidence,
         # With nothing serving there is nothing to be worse than: the figures are the candidate's.
         "verdict": result.verdict if serving_label else "first",
+        # 90 % interval of (candidate - serving) share to people over paired resamples of the parts.
+        "review_rate_difference": list(result.difference) if serving_label else None,
         "candidate_figures": figures(result.candidate, candidate_scores),
         "serving_figures": figures(result.serving, serving_scores) if serving_label else None,
     }

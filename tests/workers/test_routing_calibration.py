@@ -216,3 +216,17 @@ def test_with_too_few_parts_for_either_fit_there_is_nothing_to_compare() -> None
     assert compare(scores, scores, defective, target_escape=0.005, target_false_reject=0.01, delta=0.1).verdict == (
         "too_few_parts"
     )
+
+
+def test_a_difference_the_parts_cannot_tell_from_chance_is_no_reason_to_switch_models() -> None:
+    rng = np.random.default_rng(1)
+    defective = rng.random(600) < 0.1
+    serving = np.clip(0.25 + 0.5 * defective + rng.normal(0, 0.15, 600), 0, 1)
+    candidate = np.clip(serving + rng.normal(0, 0.08, 600), 0, 1)  # the same model, a little noisier
+
+    result = compare(serving, candidate, defective, target_escape=0.02, target_false_reject=0.02, delta=0.1)
+
+    point = result.candidate.review_rate - result.serving.review_rate
+    assert point > 0.005  # one more part in a hundred to people, on these parts...
+    assert result.difference[0] < 0 < result.difference[1]  # ...which resampling them can undo
+    assert result.verdict == "same"

@@ -193,6 +193,8 @@ class Comparison:
     serving: Thresholds
     candidate: Thresholds
     verdict: str  # BETTER / WORSE / SAME: the candidate's share of parts to people; TOO_FEW
+    # 90 % interval of (candidate - serving) share to people over paired resamples of the parts.
+    difference: tuple[float, float] = (0.0, 0.0)
 
 
 def compare(
@@ -203,20 +205,35 @@ def compare(
     target_escape: float,
     target_false_reject: float,
     delta: float,
+    draws: int = 200,
+    seed: int = 0,
 ) -> Comparison:
     """Which of two model sets costs people less at the same escape and false-reject bounds.
     Both fits hold the bounds, so the figure of merit is the share of parts each sends to
-    people; a candidate whose fit can decide no part while the serving one can is worse. With
-    parts too few for either fit to decide any, there is nothing to tell them apart by."""
+    people. The parts are resampled (paired, ``draws`` times) and both fits redone on each: a
+    candidate is better only when it sends fewer parts to people in 95 % of the resamples and
+    by more than ``SAME_WORKLOAD`` on the parts themselves, worse the other way round, else the
+    same (a difference the parts cannot tell from chance). With parts too few for either fit to
+    decide any, there is nothing to tell them apart by."""
     targets = {"target_escape": target_escape, "target_false_reject": target_false_reject, "delta": delta}
     serving = calibrate(serving_scores, defective, **targets)
     candidate = calibrate(candidate_scores, defective, **targets)
     if serving.review_rate >= 1.0 and candidate.review_rate >= 1.0:
-        verdict = TOO_FEW
-    elif candidate.review_rate < serving.review_rate - SAME_WORKLOAD:
+        return Comparison(serving, candidate, TOO_FEW)
+    rng = np.random.default_rng(seed)
+    n = len(defective)
+    differences = np.empty(draws)
+    for index in range(draws):
+        chosen = rng.integers(0, n, n)
+        mine = calibrate(candidate_scores[chosen], defective[chosen], **targets).review_rate
+        theirs = calibrate(serving_scores[chosen], defective[chosen], **targets).review_rate
+        differences[index] = mine - theirs
+    low, high = (float(value) for value in np.quantile(differences, [0.05, 0.95]))
+    point = candidate.review_rate - serving.review_rate
+    if high < 0 and point < -SAME_WORKLOAD:
         verdict = BETTER
-    elif candidate.review_rate > serving.review_rate + SAME_WORKLOAD:
+    elif low > 0 and point > SAME_WORKLOAD:
         verdict = WORSE
     else:
         verdict = SAME
-    return Comparison(serving, candidate, verdict)
+    return Comparison(serving, candidate, verdict, (low, high))
