@@ -100,6 +100,9 @@ describe("the comparison with the models serving", () => {
     });
     expect(text).toBe("Worse than the models serving: on the same 480 audited parts, 31 % of parts to people against 12 %, at 0.5 % escape.");
     expect(describeComparison({ status: "done", verdict: "better", parts: 9, target_escape_rate: 0.005, candidate_figures: figures(0.05), serving_figures: figures(0.1) })).toContain("Better than");
+    expect(describeComparison({ status: "done", verdict: "same", parts: 600, target_escape_rate: 0.02, candidate_figures: figures(0.13), serving_figures: figures(0.12) })).toBe(
+      "No better or worse than the models serving, as far as these parts can tell: on the same 600 audited parts, 13 % of parts to people against 12 %, at 2 % escape.",
+    );
   });
 
   it("shows progress, failures, a first model and too few parts", () => {

@@ -82,8 +82,9 @@ export function describeComparison(comparison: ModelVersion["comparison"]): stri
   if (comparison.verdict === "first" || !theirs) {
     return `Nothing serves yet: on ${parts} audited parts it would send ${share(mine.review_rate)} to people at ${target} escape.`;
   }
-  const words = { better: "Better than", worse: "Worse than", same: "As good as" }[comparison.verdict as "better" | "worse" | "same"];
-  return `${words} the models serving: on the same ${parts} audited parts, ${share(mine.review_rate)} of parts to people against ${share(theirs.review_rate)}, at ${target} escape.`;
+  const figures = `on the same ${parts} audited parts, ${share(mine.review_rate)} of parts to people against ${share(theirs.review_rate)}, at ${target} escape`;
+  if (comparison.verdict === "same") return `No better or worse than the models serving, as far as these parts can tell: ${figures}.`;
+  return `${comparison.verdict === "better" ? "Better" : "Worse"} than the models serving: ${figures}.`;
 }
 
 /** The INT8 deploy button's explanation: what the quantized model costs in accuracy. */
