@@ -480,3 +480,39 @@ def test_a_running_job_beats_from_its_stop_checks_so_a_long_epoch_is_not_taken_f
     assert should_stop() is False
     now[0] += 1.0
     assert should_stop() is True
+
+
+def test_train_with_deploy_compares_first_and_refuses_a_worse_version_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.management.base import CommandError
+
+    from inspection.services.routing import deployed_label
+
+    root = write_dataset(tmp_path / "mtd", goods=10, per_defect=3)
+    run_command("import_folder", str(root), "--project", "Tiles", "--good-class", "MT_Free", "--strip-prefix", "MT_")
+    train = ["train", "--project", "Tiles", "--kind", "anomaly", "--hyperparameters", json.dumps(TINY["anomaly"])]
+    first = run_command(*train, "--deploy")
+    project = Project.objects.get(name="Tiles")
+    serving = deployed_label(project=project)
+
+    def worse(*, version_id: int, **_: Any) -> dict[str, Any]:
+        figures = {"review_rate": 0.4}
+        comparison = {"verdict": "worse", "serving": serving, "parts": 500, "candidate_figures": figures,
+                      "serving_figures": {"review_rate": 0.1}}  # fmt: skip
+        ModelVersion.objects.filter(pk=version_id).update(comparison=comparison)
+        return comparison
+
+    monkeypatch.setattr("inspection.services.model_compare.model_version_compare", worse)
+    with pytest.raises(CommandError, match=r"not deployed: .* 40\.0% of parts to people against 10\.0%"):
+        run_command(*train, "--deploy")
+    still = deployed_label(project=project)
+    forced = run_command(*train, "--deploy", "--force")
+
+    # Nothing served before the first: it was measured alone (no audited parts it did not learn from).
+    assert any(line.startswith("comparison: first on 0 parts") for line in first)
+    assert still == serving
+    assert any(
+        line.startswith("comparison: worse on 500 parts: 40.0% of parts to people against 10.0%") for line in forced
+    )
+    assert deployed_label(project=project) == f"anomaly:{json.loads(forced[-1])['model_version']}"

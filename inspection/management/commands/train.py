@@ -19,7 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("--project", required=True)
         parser.add_argument("--kind", required=True, choices=ModelVersion.Kind.values)
         parser.add_argument("--hyperparameters", default="{}", help="JSON object, e.g. '{\"epochs\": 5}'")
-        parser.add_argument("--deploy", action="store_true", help="deploy the new version when training succeeds")
+        parser.add_argument(
+            "--deploy",
+            action="store_true",
+            help="compare the new version with the models serving, then deploy it unless it is worse",
+        )
+        parser.add_argument("--force", action="store_true", help="with --deploy: deploy it even if it is worse")
 
     def handle(self, *args: Any, **options: Any) -> None:
         project = Project.objects.filter(name=options["project"]).first()
@@ -55,9 +60,23 @@ class Command(BaseCommand):
                 f"training ended {finished.status if finished else 'missing'}: {finished and finished.error}"
             )
         if options["deploy"]:
+            from inspection.services.model_compare import ROUTING_KINDS, model_version_compare
             from inspection.services.model_versions import model_version_deploy
 
-            finished = model_version_deploy(version=finished)
+            if finished.kind in ROUTING_KINDS:
+                self.stdout.write("comparing with the models serving on the latest audited parts")
+                comparison = model_version_compare(version_id=finished.pk)
+                finished.refresh_from_db()
+                mine, theirs = comparison["candidate_figures"], comparison["serving_figures"]
+                against = f" against {theirs['review_rate']:.1%}" if theirs else ""
+                self.stdout.write(
+                    f"comparison: {comparison['verdict']} on {comparison['parts']} parts: "
+                    f"{mine['review_rate']:.1%} of parts to people{against}"
+                )
+            try:
+                finished = model_version_deploy(version=finished, force=options["force"])
+            except DomainError as error:
+                raise CommandError(f"not deployed: {error.detail}") from None
         self.stdout.write(f"model version {finished.pk} ({finished.label}) is {finished.status}")
         for warning in finished.metrics.get("data_warnings", []):
             self.stderr.write(f"warning: {warning}")
